@@ -1,0 +1,263 @@
+"""Validated configuration sections (pydantic, unknown keys rejected) and TOML loading.
+
+Each component takes its own section (``fit(..., cfg=TrainConfig)``); ``RunConfig`` only
+groups them for the flows and the CLI.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "GenerateConfig",
+    "ScoreConfig",
+    "OptimizeConfig",
+    "TrackingConfig",
+    "RunConfig",
+    "load_config",
+    "apply_overrides",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+SHIPPED_TRAIN = REPO_DIR / "data" / "moses_train_100k.csv.gz"
+SHIPPED_TEST = REPO_DIR / "data" / "moses_test_10k.csv.gz"
+SHIPPED_MODEL = REPO_DIR / "data" / "model" / "molvae_moses.pt"
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message lists every problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_none(cls, data):
+        """TOML has no null: an empty string means "not set" for optional fields."""
+        if isinstance(data, dict):
+            optional = {k for k, f in cls.model_fields.items() if f.default is None}
+            data = {k: (None if k in optional and v == "" else v) for k, v in data.items()}
+        return data
+
+
+class DataConfig(_Section):
+    path: Path = SHIPPED_TRAIN
+    smiles_column: str = "SMILES"
+    property_columns: list[str] = []
+    standardize: bool = False  # largest fragment + neutralize (RDKit MolStandardize)
+    max_tokens: int = Field(100, ge=2, le=1000)  # SELFIES tokens; longer molecules are dropped
+    limit: int | None = Field(None, ge=1)  # use only the first N rows (quick runs)
+    val_fraction: float = Field(0.02, gt=0, lt=0.5)
+    cache_dir: Path = Path(".molvae_cache")
+    workers: int | None = Field(None, ge=1)  # None: all cores
+
+
+class ModelConfig(_Section):
+    embedding_size: int = Field(64, ge=1)
+    encoder_hidden_size: int = Field(256, ge=1)
+    encoder_num_layers: int = Field(1, ge=1)
+    latent_size: int = Field(128, ge=1)
+    decoder_hidden_size: int = Field(512, ge=1)
+    decoder_num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)  # between stacked GRU layers
+    word_dropout: float = Field(0.0, ge=0, lt=1)  # decoder input tokens replaced by <pad>
+    property_names: list[str] = []  # property head targets (e.g. ["qed", "sa", "logp"])
+    property_hidden_size: int = Field(128, ge=1)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    lr_min: float = Field(1e-4, ge=0)  # cosine decay floor
+    weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    beta_schedule: Literal["constant", "linear", "sigmoid", "cyclical"] = "linear"
+    beta_start: float = Field(0.0, ge=0)
+    beta_max: float = Field(0.05, ge=0)
+    beta_warmup_steps: int = Field(2000, ge=1)  # ramp length (per cycle for "cyclical")
+    free_bits: float = Field(0.0, ge=0)  # nats per latent dim below which KL is not penalised
+    property_weight: float = Field(1.0, ge=0)
+    patience: int = Field(3, ge=1)  # early stopping on validation loss
+    max_minutes: float | None = Field(None, gt=0)  # stop after this much training time
+    recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    out_dir: Path = Path("runs/train")
+
+
+class GenerateConfig(_Section):
+    num_samples: int = Field(10_000, ge=1)
+    batch_size: int = Field(1000, ge=1)
+    temperature: float = Field(1.0, gt=0)
+    greedy: bool = False
+    max_length: int = Field(100, ge=1)
+    unique: bool = False  # keep sampling until num_samples unique valid molecules
+    seed: int = 0
+    interpolate: list[str] = []  # molecules to walk between (2 or more)
+    interpolation_steps: int = Field(10, ge=2)
+    neighbors: list[str] = []  # seed molecules to explore around
+    neighbor_radii: list[float] = [0.5, 1.0, 2.0]
+    neighbors_per_radius: int = Field(20, ge=1)
+
+
+class DesirabilityTerm(_Section):
+    """Desirability in [0, 1] for one property: ramps from ``low`` to ``high``."""
+
+    property: str
+    kind: Literal["maximize", "minimize", "window"] = "maximize"
+    low: float
+    high: float
+    weight: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DesirabilityTerm:
+        if not self.low < self.high:
+            raise ValueError(f"desirability for {self.property!r}: low must be < high")
+        return self
+
+
+class ScoreConfig(_Section):
+    filters: list[str] = ["lipinski", "veber", "pains", "brenk", "nih", "moses", "windows"]
+    windows: dict[str, tuple[float, float]] = {"mw": (150.0, 600.0), "heavy_atoms": (10, 60)}
+    desirability: list[DesirabilityTerm] = [
+        DesirabilityTerm(property="qed", kind="maximize", low=0.3, high=0.9, weight=2.0),
+        DesirabilityTerm(property="sa", kind="minimize", low=2.0, high=5.0),
+        DesirabilityTerm(property="logp", kind="window", low=1.0, high=4.0),
+    ]
+    reference_smiles: list[str] = []  # similarity-to-reference filter (max Tanimoto)
+    min_reference_similarity: float = Field(0.0, ge=0, le=1)
+    workers: int | None = Field(None, ge=1)
+
+
+class OptimizeConfig(_Section):
+    method: Literal["gradient", "cmaes", "constrained", "random"] = "cmaes"
+    objective: str = "qed"  # a property name, or "desirability"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    window: tuple[float, float] | None = None  # target window instead of max/min
+    required_filters: list[str] = []
+    max_heavy_atoms: int | None = Field(None, ge=1)
+    seeds: list[str] = []  # seed molecules (constrained / local search)
+    similarity_threshold: float = Field(0.0, ge=0, le=1)  # Tanimoto to the seed >= delta
+    oracle_budget: int = Field(2000, ge=1)  # RDKit evaluations
+    num_starts: int = Field(64, ge=1)  # parallel starts (gradient) / population (cmaes)
+    steps: int = Field(50, ge=1)
+    step_size: float = Field(0.05, gt=0)
+    sigma: float = Field(0.5, gt=0)  # CMA-ES initial step / constrained search radius
+    prior_weight: float = Field(0.1, ge=0)  # keeps z where the prior has mass
+    surrogate_size: int = Field(5000, ge=100)  # training molecules for the latent surrogate
+    top_k: int = Field(10, ge=1)
+    seed: int = 0
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI or sqlite:///mlflow.db
+    experiment: str = "molvae"
+    registered_model: str | None = "molvae"
+    top_images: int = Field(24, ge=0)
+
+
+class RunConfig(_Section):
+    model_path: Path | None = None  # None: the shipped model (train only if retrain = true)
+    retrain: bool = False
+    out_dir: Path = Path("runs/latest")
+    runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    shards: int = Field(4, ge=1)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    score: ScoreConfig = ScoreConfig()
+    optimize: OptimizeConfig = OptimizeConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return f"{len(lines)} invalid config entr{'y' if len(lines) == 1 else 'ies'}:\n" + "\n".join(
+        lines
+    )
+
+
+def validate(cls: type[BaseModel], data: dict) -> BaseModel:
+    """Validate ``data`` against ``cls``; every invalid key is listed in one ConfigError."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a RunConfig from TOML (or the defaults) and apply ``section.key=value`` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = apply_overrides(data, overrides or [])
+    return validate(RunConfig, data)  # type: ignore[return-value]
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` strings (value parsed as TOML, else kept as a string)."""
+    data = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def flatten(cfg: BaseModel, prefix: str = "") -> dict[str, str]:
+    """Flatten a config into ``section.key -> str`` (MLflow params)."""
+    out: dict[str, str] = {}
+    for key, value in cfg.model_dump(mode="json").items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            for k, v in _flatten_dict(value, name + ".").items():
+                out[k] = v
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _flatten_dict(d: dict, prefix: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out

@@ -1,0 +1,483 @@
+"""Files -> clean (chem) -> encode (vocab) -> cached token arrays; batching.
+
+Every dropped row is counted by reason (``invalid``, ``empty``, ``duplicate``, ``too_long``,
+``unknown_tokens``, ``bad_encoding``); a bad row never stops a run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import chem
+from .config import DataConfig
+from .vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, Vocab, smiles_to_selfies, split_tokens
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 2
+DROP_REASONS = ("empty", "bad_encoding", "invalid", "too_long", "duplicate", "unknown_tokens")
+
+
+class DataError(ValueError):
+    """An input file cannot be used at all (missing, unreadable, no column, nothing valid)."""
+
+
+@dataclass
+class Molecules:
+    """Raw rows read from a file: SMILES (None for empty cells) and optional properties."""
+
+    smiles: list[str | None]
+    properties: dict[str, np.ndarray] = field(default_factory=dict)
+    names: list[str] | None = None
+
+
+@dataclass
+class EncodedDataset:
+    """Cleaned, encoded molecules. ``tokens``: (N, L) ids with <bos>/<eos>, <pad> after."""
+
+    smiles: list[str]
+    tokens: np.ndarray  # (N, L) uint8/int16
+    lengths: np.ndarray  # (N,) tokens incl. <bos> and <eos>
+    vocab: Vocab
+    properties: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N,) float32
+    report: dict = field(default_factory=dict)
+    key: str = ""
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def subset(self, idx: np.ndarray) -> EncodedDataset:
+        return EncodedDataset(
+            smiles=[self.smiles[i] for i in idx],
+            tokens=self.tokens[idx],
+            lengths=self.lengths[idx],
+            vocab=self.vocab,
+            properties={k: v[idx] for k, v in self.properties.items()},
+            report=self.report,
+            key=self.key,
+        )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+
+
+def _base_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def read_molecules(
+    path: str | Path,
+    smiles_column: str = "SMILES",
+    property_columns: Sequence[str] = (),
+    limit: int | None = None,
+) -> Molecules:
+    """Read CSV/TSV (named SMILES column, optional property columns) or .smi/.txt
+    (SMILES then an optional name per line), plain or .gz.
+
+    Undecodable bytes become U+FFFD, so such a row is counted as ``bad_encoding`` later
+    instead of stopping the read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    kind = _base_suffix(path)
+    try:
+        with _open_text(path) as fh:
+            if kind in (".smi", ".txt", ".smiles"):
+                return _read_smi(fh, limit)
+            if kind not in (".csv", ".tsv"):
+                raise DataError(f"{path}: unsupported file type {kind!r} (use .csv, .tsv, .smi, .txt)")
+            sep = "\t" if kind == ".tsv" else ","
+            try:
+                df = pd.read_csv(fh, sep=sep, dtype=str, keep_default_na=False, nrows=limit)
+            except pd.errors.EmptyDataError:
+                raise DataError(f"{path}: file is empty") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc}); is it truncated?") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: malformed {kind[1:].upper()} ({exc})") from None
+    if smiles_column not in df.columns:
+        cols = ", ".join(map(str, df.columns[:10]))
+        raise DataError(f"{path}: no column {smiles_column!r} (columns: {cols})")
+    missing = [c for c in property_columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing property column(s) {', '.join(missing)}")
+    smiles = [s.strip() or None for s in df[smiles_column].tolist()]
+    props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
+    if not smiles:
+        raise DataError(f"{path}: file has no rows")
+    return Molecules(smiles=smiles, properties=props)
+
+
+def _read_smi(fh, limit: int | None) -> Molecules:
+    smiles: list[str | None] = []
+    names: list[str] = []
+    for i, line in enumerate(fh):
+        parts = line.split(None, 1)
+        if i == 0 and parts and parts[0].lower() == "smiles":
+            continue  # header
+        if not parts:
+            continue
+        smiles.append(parts[0])
+        names.append(parts[1].strip() if len(parts) > 1 else "")
+        if limit and len(smiles) >= limit:
+            break
+    if not smiles:
+        raise DataError(f"{getattr(fh, 'name', 'input')}: file has no molecules")
+    return Molecules(smiles=smiles, names=names)
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def _clean_one(smiles: str | None, standardize: bool, max_tokens: int) -> tuple[str, str] | str:
+    """(canonical SMILES, SELFIES) or the drop reason."""
+    if smiles is None or not smiles.strip():
+        return "empty"
+    if "\ufffd" in smiles:
+        return "bad_encoding"
+    mol = chem.to_mol(smiles)
+    if mol is None:
+        return "invalid"
+    if standardize:
+        mol = chem.standardize_mol(mol)
+        if mol is None:
+            return "invalid"
+    if mol.GetNumAtoms() > max_tokens:  # every atom costs at least one SELFIES token
+        return "too_long"
+    from rdkit import Chem
+
+    can = Chem.MolToSmiles(mol)
+    sel = smiles_to_selfies(can)
+    if sel is None:
+        return "invalid"
+    if sel.count("[") > max_tokens:  # one '[' per SELFIES token
+        return "too_long"
+    return can, sel
+
+
+def _clean_chunk(args) -> list:
+    chunk, standardize, max_tokens = args
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    return [_clean_one(s, standardize, max_tokens) for s in chunk]
+
+
+def clean(
+    smiles: Sequence[str | None],
+    standardize: bool = False,
+    max_tokens: int = 100,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int = 2000,
+) -> tuple[list[int], list[str], list[str], Counter]:
+    """Canonicalize and SELFIES-encode over all cores; drop and count bad/duplicate rows.
+
+    Returns (kept row indices, canonical SMILES, SELFIES, Counter of drop reasons).
+    """
+    workers = workers or chem.default_workers()
+    chunks = [smiles[i : i + chunk_size] for i in range(0, len(smiles), chunk_size)]
+    jobs = [(list(c), standardize, max_tokens) for c in chunks]
+    results: list = []
+    if workers <= 1 or len(jobs) <= 1:
+        for j in jobs:
+            results.extend(_clean_chunk(j))
+            if progress:
+                progress(len(j[0]))
+    else:
+        with chem.pool(workers) as p:
+            for out in p.imap(_clean_chunk, jobs):
+                results.extend(out)
+                if progress:
+                    progress(len(out))
+    drops: Counter = Counter()
+    seen: set[str] = set()
+    keep, can_list, sel_list = [], [], []
+    for i, r in enumerate(results):
+        if isinstance(r, str):
+            drops[r] += 1
+            continue
+        can, sel = r
+        if can in seen:
+            drops["duplicate"] += 1
+            continue
+        seen.add(can)
+        keep.append(i)
+        can_list.append(can)
+        sel_list.append(sel)
+    return keep, can_list, sel_list, drops
+
+
+def encode_selfies(
+    selfies: Sequence[str], vocab: Vocab | None = None
+) -> tuple[np.ndarray, np.ndarray, Vocab, np.ndarray]:
+    """Token ids (N, L) padded, lengths, the vocab (built if None), and a keep mask
+    (False where a molecule has tokens outside a given vocab)."""
+    split = [split_tokens(s) for s in selfies]
+    if vocab is None:
+        vocab = Vocab([*SPECIALS, *sorted({t for toks in split for t in toks})])
+    index = vocab.index
+    keep = np.array([all(t in index for t in toks) for toks in split], dtype=bool)
+    kept = [toks for toks, k in zip(split, keep, strict=True) if k]
+    width = max((len(t) for t in kept), default=0) + 2
+    dtype = np.uint8 if len(vocab) < 256 else np.int16
+    tokens = np.full((len(kept), width), PAD_ID, dtype=dtype)
+    lengths = np.empty(len(kept), dtype=np.int32)
+    for r, toks in enumerate(kept):
+        ids = [BOS_ID, *(index[t] for t in toks), EOS_ID]
+        tokens[r, : len(ids)] = ids
+        lengths[r] = len(ids)
+    return tokens, lengths, vocab, keep
+
+
+# --------------------------------------------------------------------------- prepare + cache
+
+
+def _cache_key(cfg: DataConfig, digest: str, vocab: Vocab | None, props: Sequence[str]) -> str:
+    settings = {
+        "version": CACHE_VERSION,
+        "digest": digest,
+        "smiles_column": cfg.smiles_column,
+        "property_columns": list(cfg.property_columns),
+        "standardize": cfg.standardize,
+        "max_tokens": cfg.max_tokens,
+        "limit": cfg.limit,
+        "vocab": vocab.to_list() if vocab else None,
+        "computed_properties": list(props),
+    }
+    blob = json.dumps(settings, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def prepare(
+    cfg: DataConfig,
+    vocab: Vocab | None = None,
+    compute_properties: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+    use_cache: bool = True,
+) -> EncodedDataset:
+    """Load -> clean -> encode ``cfg.path``; cached on disk by content + settings.
+
+    ``progress(done, total)`` is called as molecules are cleaned.
+    """
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    for p in compute_properties:
+        chem.check_property(p)
+    key = _cache_key(cfg, file_digest(path), vocab, compute_properties)
+    cache_file = Path(cfg.cache_dir) / f"{key}.npz"
+    if use_cache and cache_file.is_file():
+        try:
+            ds = load_cache(cache_file)
+            logger.info("loaded %d molecules from cache %s", len(ds), cache_file)
+            return ds
+        except Exception as exc:  # a damaged cache is rebuilt, not fatal
+            logger.warning("cache %s unreadable (%s); rebuilding", cache_file, exc)
+
+    mols = read_molecules(path, cfg.smiles_column, cfg.property_columns, cfg.limit)
+    total = len(mols.smiles)
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    keep, can, sel, drops = clean(mols.smiles, cfg.standardize, cfg.max_tokens, cfg.workers, tick)
+    tokens, lengths, vocab_out, ok = encode_selfies(sel, vocab)
+    drops["unknown_tokens"] += int((~ok).sum())
+    keep_idx = np.asarray(keep, dtype=np.int64)[ok]
+    smiles = [s for s, k in zip(can, ok, strict=True) if k]
+    if not smiles:
+        raise DataError(f"{path}: no valid molecules left after cleaning ({_drop_text(drops)})")
+    props = {c: v[keep_idx] for c, v in mols.properties.items()}
+    if compute_properties:
+        rows = chem.score_smiles(smiles, filters=(), property_names=compute_properties,
+                                 workers=cfg.workers)
+        for p in compute_properties:
+            props[p] = np.array([r[p] for r in rows], dtype=np.float32)
+    report = {
+        "path": str(path),
+        "rows": total,
+        "kept": len(smiles),
+        "dropped": {r: int(drops.get(r, 0)) for r in DROP_REASONS},
+    }
+    ds = EncodedDataset(smiles, tokens, lengths, vocab_out, props, report, key)
+    logger.info("prepared %s: kept %d of %d (%s)", path, len(smiles), total, _drop_text(drops))
+    if use_cache:
+        save_cache(ds, cache_file)
+    return ds
+
+
+def _drop_text(drops: Counter) -> str:
+    parts = [f"{drops[r]} {r}" for r in DROP_REASONS if drops.get(r)]
+    return "dropped " + ", ".join(parts) if parts else "nothing dropped"
+
+
+def save_cache(ds: EncodedDataset, path: Path) -> None:
+    """Write atomically (temp file + rename) so an interrupted run leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"version": CACHE_VERSION, "vocab": ds.vocab.to_list(), "report": ds.report,
+            "key": ds.key, "properties": list(ds.properties)}
+    smiles_blob = np.frombuffer("\n".join(ds.smiles).encode(), dtype=np.uint8)
+    arrays = {f"prop_{k}": v for k, v in ds.properties.items()}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, tokens=ds.tokens, lengths=ds.lengths, smiles=smiles_blob,
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    os.replace(tmp, path)
+
+
+def load_cache(path: str | Path) -> EncodedDataset:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].tobytes().decode())
+        if meta.get("version") != CACHE_VERSION:
+            raise DataError(f"{path}: cache version {meta.get('version')} != {CACHE_VERSION}")
+        smiles = z["smiles"].tobytes().decode().split("\n")
+        props = {k: z[f"prop_{k}"] for k in meta["properties"]}
+        return EncodedDataset(
+            smiles=smiles,
+            tokens=z["tokens"],
+            lengths=z["lengths"],
+            vocab=Vocab(meta["vocab"]),
+            properties=props,
+            report=meta["report"],
+            key=meta["key"],
+        )
+
+
+def split(ds: EncodedDataset, val_fraction: float, seed: int) -> tuple[EncodedDataset, EncodedDataset]:
+    """Random train/validation split (fixed by ``seed``)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(ds))
+    n_val = max(1, int(round(len(ds) * val_fraction))) if len(ds) > 1 else 0
+    return ds.subset(np.sort(perm[n_val:])), ds.subset(np.sort(perm[:n_val]))
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket_factor: int = 50
+) -> list[np.ndarray]:
+    """Index batches of similar length so padding costs little; batch order shuffled."""
+    perm = rng.permutation(len(lengths))
+    batches = []
+    span = batch_size * bucket_factor
+    for start in range(0, len(perm), span):
+        chunk = perm[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    order = rng.permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def sequential_batches(n: int, batch_size: int) -> list[np.ndarray]:
+    return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def collate(ds: EncodedDataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, Lmax) int64 tokens trimmed to the batch's longest molecule, and lengths."""
+    lengths = ds.lengths[idx]
+    width = int(lengths.max())
+    return ds.tokens[idx, :width].astype(np.int64), lengths.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- MOSES
+
+
+MOSES_WHEEL = "molsets==0.3.1"
+MOSES_SETS = {"train": 1_584_663, "test": 176_074, "test_scaffolds": 176_225}  # the issue says 176,226: lines incl. header
+
+
+def fetch_moses(dest: str | Path, progress: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Put the full MOSES sets in ``dest`` as ``{train,test,test_scaffolds}.csv.gz``.
+
+    Downloads the molsets 0.3.1 wheel through the package index without its dependencies
+    (its pomegranate pin does not build on Python 3.11) and reads the CSVs out of the zip;
+    ``moses`` is never imported. Idempotent: files with the right row counts are kept.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    targets = {name: dest / f"{name}.csv.gz" for name in MOSES_SETS}
+    if all(p.is_file() and _count_rows(p) == MOSES_SETS[n] for n, p in targets.items()):
+        return targets
+    with tempfile.TemporaryDirectory() as tmp:
+        if progress:
+            progress(f"downloading {MOSES_WHEEL} (no dependencies) through the package index")
+        cmd = [sys.executable, "-m", "pip", "download", MOSES_WHEEL, "--no-deps",
+               "--disable-pip-version-check", "-q", "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("molsets-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DataError(f"cannot download {MOSES_WHEEL} from the package index: {last}")
+        with zipfile.ZipFile(wheels[0]) as zf:
+            for name, path in targets.items():
+                blob = zf.read(f"moses/dataset/data/{name}.csv.gz")
+                tmp_path = path.with_name(path.name + ".tmp")
+                tmp_path.write_bytes(blob)
+                rows = _count_rows(tmp_path)
+                if rows != MOSES_SETS[name]:
+                    tmp_path.unlink()
+                    raise DataError(f"MOSES {name}: {rows} rows, expected {MOSES_SETS[name]}")
+                os.replace(tmp_path, path)
+                if progress:
+                    progress(f"{path}: {rows} molecules")
+    return targets
+
+
+def _count_rows(path: Path) -> int:
+    with gzip.open(path, "rt") as fh:
+        return sum(1 for _ in fh) - 1  # header
+
+
+def sample_rows(src: str | Path, dest: str | Path, n: int, seed: int) -> int:
+    """Write ``n`` rows drawn without replacement (numpy seed ``seed``) from a CSV(.gz),
+    keeping the header and the original order of the drawn rows."""
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    if n > len(df):
+        raise DataError(f"{src}: asked for {n} rows, file has {len(df)}")
+    idx = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+    df.iloc[idx].to_csv(dest, index=False, compression="gzip" if str(dest).endswith(".gz") else None)
+    return n

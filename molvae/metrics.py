@@ -1,0 +1,237 @@
+"""Distribution metrics for generated molecules (MOSES definitions, Polykovskiy et al. 2020).
+
+validity, uniqueness@k, novelty, internal diversity (IntDiv1/2), FCD, SNN, fragment and
+scaffold similarity, Wasserstein distances of property distributions, filter pass rate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import chem
+
+logger = logging.getLogger(__name__)
+
+PLOT_PROPERTIES = ("mw", "logp", "qed", "sa")
+
+
+def validity(smiles: Sequence[str | None]) -> float:
+    """Fraction of entries that are molecules."""
+    if not smiles:
+        return 0.0
+    return sum(chem.to_mol(s) is not None for s in smiles) / len(smiles)
+
+
+def uniqueness(canonical: Sequence[str], k: int | None = None) -> float:
+    """Fraction of distinct molecules among the first ``k`` valid ones (all if None)."""
+    valid = [s for s in canonical if s]
+    if k is not None:
+        if len(valid) < k:
+            logger.warning("uniqueness@%d asked with only %d valid molecules", k, len(valid))
+        valid = valid[:k]
+    return len(set(valid)) / len(valid) if valid else 0.0
+
+
+def novelty(canonical: Sequence[str], is_novel: Callable[[list[str]], np.ndarray]) -> float:
+    """Fraction of distinct valid molecules that are not in the training set."""
+    uniq = sorted({s for s in canonical if s})
+    return float(np.mean(is_novel(uniq))) if uniq else 0.0
+
+
+def _fp_matrix(smiles: Sequence[str], n_bits: int = 1024) -> np.ndarray:
+    return chem.fingerprints(smiles, radius=2, n_bits=n_bits).astype(np.float32)
+
+
+def _tanimoto_blocks(a: np.ndarray, b: np.ndarray, block: int = 2048):
+    """Yield (row slice, Tanimoto block) for fingerprint matrices a (N, F), b (M, F)."""
+    nb = b.sum(1)
+    for i in range(0, len(a), block):
+        aa = a[i : i + block]
+        inter = aa @ b.T  # (n, M) shared bits, exact in float32 for F <= 2**24
+        union = aa.sum(1)[:, None] + nb[None, :] - inter
+        yield slice(i, i + len(aa)), np.divide(inter, union, out=np.zeros_like(inter),
+                                               where=union > 0)
+
+
+def internal_diversity(canonical: Sequence[str], p: int = 1) -> float:
+    """IntDiv_p = 1 - (mean over all pairs of T^p)^(1/p) (MOSES; pairs include self)."""
+    valid = [s for s in canonical if s]
+    if len(valid) < 2:
+        return 0.0
+    fp = _fp_matrix(valid)
+    total = 0.0
+    for _, t in _tanimoto_blocks(fp, fp):
+        total += float((t**p).sum())
+    return float(1 - (total / len(valid) ** 2) ** (1 / p))
+
+
+def snn(canonical: Sequence[str], reference: Sequence[str]) -> float:
+    """Mean over generated molecules of the highest Tanimoto similarity to the reference."""
+    gen = [s for s in canonical if s]
+    if not gen or not reference:
+        return 0.0
+    fg, fr = _fp_matrix(gen), _fp_matrix(reference)
+    best = np.zeros(len(gen), dtype=np.float32)
+    for sl, t in _tanimoto_blocks(fg, fr):
+        best[sl] = t.max(1)
+    return float(best.mean())
+
+
+def _fragments(smiles: str) -> list[str]:
+    from rdkit.Chem import BRICS
+
+    mol = chem.to_mol(smiles)
+    if mol is None:
+        return []
+    return list(BRICS.BRICSDecompose(mol))
+
+
+def _cosine(a: Counter, b: Counter) -> float:
+    keys = set(a) | set(b)
+    va = np.array([a.get(k, 0) for k in keys], dtype=float)
+    vb = np.array([b.get(k, 0) for k in keys], dtype=float)
+    denom = np.linalg.norm(va) * np.linalg.norm(vb)
+    return float(va @ vb / denom) if denom else 0.0
+
+
+def fragment_similarity(canonical: Sequence[str], reference: Sequence[str]) -> float:
+    """Cosine similarity of BRICS fragment frequency vectors (MOSES Frag)."""
+    fa = Counter(f for s in canonical if s for f in _fragments(s))
+    fb = Counter(f for s in reference for f in _fragments(s))
+    return _cosine(fa, fb)
+
+
+def scaffold_similarity(canonical: Sequence[str], reference: Sequence[str]) -> float:
+    """Cosine similarity of Bemis-Murcko scaffold frequency vectors (MOSES Scaf)."""
+
+    def scaffolds(smiles):
+        out = Counter()
+        for s in smiles:
+            m = chem.to_mol(s) if s else None
+            if m is not None:
+                out[chem.scaffold(m)] += 1
+        return out
+
+    return _cosine(scaffolds(canonical), scaffolds(reference))
+
+
+def wasserstein(a: Sequence[float], b: Sequence[float]) -> float:
+    from scipy.stats import wasserstein_distance
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    return float(wasserstein_distance(a, b)) if len(a) and len(b) else float("nan")
+
+
+def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
+        cache_dir: str | Path | None = None) -> float:
+    """Fréchet ChemNet Distance (Preuer et al. 2018) with the ``fcd`` package; both sets
+    canonicalized first. Reference statistics are cached in ``cache_dir`` when given."""
+    import hashlib
+
+    import fcd as fcd_lib
+
+    gen = [s for s in canonical if s]
+    ref = [c for c in (chem.canonical_smiles(s) for s in reference) if c]
+    model = fcd_lib.load_ref_model()
+    mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device)
+    key = hashlib.sha256("\n".join(ref).encode()).hexdigest()[:16]
+    cache = Path(cache_dir) / f"fcd_ref_{key}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            mu_r, sig_r = z["mu"], z["sigma"]
+    else:
+        mu_r, sig_r = _chemnet_stats(fcd_lib, model, ref, device)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, mu=mu_r, sigma=sig_r)
+    return float(fcd_lib.calculate_frechet_distance(mu_g, sig_g, mu_r, sig_r))
+
+
+def _chemnet_stats(fcd_lib, model, smiles: Sequence[str], device: str):
+    act = fcd_lib.get_predictions(model, list(smiles), device=device)
+    return act.mean(0), np.cov(act.T)
+
+
+def evaluate(
+    generated: Sequence[str | None],
+    reference: Sequence[str],
+    is_novel: Callable[[list[str]], np.ndarray] | None = None,
+    with_fcd: bool = True,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    generated_rows: list[dict] | None = None,
+    reference_rows: list[dict] | None = None,
+) -> tuple[dict[str, float], list[dict], list[dict]]:
+    """All metrics of ``generated`` against ``reference``; returns (metrics, generated
+    property rows, reference property rows) so callers can plot without recomputing."""
+    if not generated:
+        raise ValueError("no generated molecules to evaluate")
+    if not reference:
+        raise ValueError("the reference set is empty")
+    filters = ("moses",)
+    gen_rows = generated_rows or chem.score_smiles(generated, filters, None, PLOT_PROPERTIES,
+                                                   workers)
+    ref_rows = reference_rows or chem.score_smiles(reference, filters, None, PLOT_PROPERTIES,
+                                                   workers)
+    canonical = [r["smiles"] for r in gen_rows]
+    ref_canon = [r["smiles"] for r in ref_rows if r["valid"]]
+    valid_rows = [r for r in gen_rows if r["valid"]]
+    n = len(generated)
+    out: dict[str, float] = {
+        "n": float(n),
+        "validity": len(valid_rows) / n,
+        "uniqueness@1k": uniqueness(canonical, 1000),
+        "uniqueness@10k": uniqueness(canonical, 10000),
+        "filters": float(np.mean([r["pass_moses"] for r in valid_rows])) if valid_rows else 0.0,
+        "intdiv1": internal_diversity(canonical, 1),
+        "intdiv2": internal_diversity(canonical, 2),
+        "snn": snn(canonical, ref_canon),
+        "frag": fragment_similarity(canonical, ref_canon),
+        "scaf": scaffold_similarity(canonical, ref_canon),
+        "heavy_atoms_ge10": float(np.mean([chem.to_mol(r["smiles"]).GetNumHeavyAtoms() >= 10
+                                           for r in valid_rows])) if valid_rows else 0.0,
+    }
+    if is_novel is not None:
+        out["novelty"] = novelty(canonical, is_novel)
+    for p in PLOT_PROPERTIES:
+        out[f"w_{p}"] = wasserstein([r[p] for r in valid_rows],
+                                    [r[p] for r in ref_rows if r["valid"]])
+    if with_fcd:
+        out["fcd"] = fcd(canonical, ref_canon, cache_dir=cache_dir)
+    return out, gen_rows, ref_rows
+
+
+def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | Path,
+                       properties: Sequence[str] = PLOT_PROPERTIES,
+                       labels: tuple[str, str] = ("generated", "reference")) -> Path:
+    """One PNG with a histogram per property, generated vs reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(properties), figsize=(4 * len(properties), 3.2))
+    for ax, p in zip(np.atleast_1d(axes), properties, strict=True):
+        a = np.array([r[p] for r in gen_rows if r.get("valid")], dtype=float)
+        b = np.array([r[p] for r in ref_rows if r.get("valid")], dtype=float)
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        both = np.concatenate([a, b]) if len(a) + len(b) else np.array([0.0, 1.0])
+        bins = np.linspace(np.percentile(both, 0.5), np.percentile(both, 99.5), 40)
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label=labels[1], color="tab:gray")
+        ax.hist(a, bins=bins, density=True, alpha=0.6, label=labels[0], color="tab:blue")
+        ax.set_title(p)
+        ax.set_yticks([])
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,232 @@
+"""SELFIES VAE: bi-GRU encoder -> diagonal Gaussian -> autoregressive GRU decoder.
+
+Sees token ids only, never strings. B = batch, L = tokens (with <bos>/<eos>), V = vocab,
+Z = latent size, H = hidden size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+class Encoder(nn.Module):
+    """Token embedding -> bidirectional GRU -> (B, 2H) summary of the molecule.
+
+    Each layer runs a forward GRU on the padded batch and a backward GRU on each sequence
+    reversed within its own length, so padding never enters either direction. This is an
+    exact bi-GRU without pack_padded_sequence, which is ~3.5x slower on CPU.
+    """
+
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
+        sizes = [embedding_size] + [2 * hidden_size] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.GRU(s, hidden_size, batch_first=True) for s in sizes)
+        self.backward_layers = nn.ModuleList(nn.GRU(s, hidden_size, batch_first=True) for s in sizes)
+        self.dropout = nn.Dropout(dropout)
+        self.output_size = 2 * hidden_size
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (B, L), lengths (B,) -> (B, 2H)."""
+        b, L = tokens.shape
+        pos = torch.arange(L, device=tokens.device)
+        rev = lengths.to(tokens.device)[:, None] - 1 - pos[None, :]  # (B, L)
+        rev = torch.where(rev >= 0, rev, pos[None, :])  # an involution; pads stay in place
+        last = (lengths.to(tokens.device) - 1).clamp(min=0)
+        rows = torch.arange(b, device=tokens.device)
+        x = self.embedding(tokens)  # (B, L, E)
+        n = len(self.forward_layers)
+        for i, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers, strict=True)):
+            idx = rev[..., None].expand(-1, -1, x.shape[-1])
+            out_f, _ = fwd(x)  # (B, L, H)
+            out_b, _ = bwd(x.gather(1, idx))  # (B, L, H), reversed frame
+            if i < n - 1:
+                out_b = out_b.gather(1, rev[..., None].expand(-1, -1, out_b.shape[-1]))
+                x = self.dropout(torch.cat([out_f, out_b], dim=-1))
+        return torch.cat([out_f[rows, last], out_b[rows, last]], dim=-1)
+
+
+class LatentHead(nn.Module):
+    """(B, 2H) -> mean and log-variance of q(z|x), each (B, Z)."""
+
+    def __init__(self, in_size: int, latent_size: int):
+        super().__init__()
+        self.mu = nn.Linear(in_size, latent_size)
+        self.logvar = nn.Linear(in_size, latent_size)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mu(h), self.logvar(h).clamp(-20.0, 10.0)
+
+
+class Decoder(nn.Module):
+    """Autoregressive GRU; z sets the initial hidden state and is fed at every step."""
+
+    def __init__(self, vocab_size: int, embedding_size: int, latent_size: int, hidden_size: int,
+                 num_layers: int, dropout: float = 0.0, word_dropout: float = 0.0):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
+        self.z_to_hidden = nn.Linear(latent_size, hidden_size * num_layers)
+        self.gru = nn.GRU(embedding_size + latent_size, hidden_size, num_layers, batch_first=True,
+                          dropout=dropout if num_layers > 1 else 0.0)
+        self.out = nn.Linear(hidden_size, vocab_size)
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.word_dropout = word_dropout
+
+    def initial_hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, Z) -> (layers, B, H)."""
+        h = torch.tanh(self.z_to_hidden(z))  # (B, layers*H)
+        return h.view(z.shape[0], self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
+
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]."""
+        inputs = tokens[:, :-1]
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
+            drop[:, 0] = False  # keep <bos>
+            inputs = inputs.masked_fill(drop, PAD_ID)
+        x = self.embedding(inputs)  # (B, L-1, E)
+        x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
+        out, _ = self.gru(x, self.initial_hidden(z))  # (B, L-1, H)
+        return self.out(out)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, max_length: int = 100, temperature: float = 1.0,
+                 greedy: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>.
+
+        Finished molecules leave the batch, so the cost follows the mean length, not the max.
+        """
+        b = z.shape[0]
+        out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
+        h = self.initial_hidden(z)
+        tok = torch.full((b,), BOS_ID, dtype=torch.long, device=z.device)
+        alive = torch.arange(b, device=z.device)
+        zz = z
+        for t in range(max_length):
+            x = torch.cat([self.embedding(tok), zz], dim=-1).unsqueeze(1)  # (b', 1, E+Z)
+            o, h = self.gru(x, h)
+            logits = self.out(o[:, 0])  # (b', V)
+            logits[:, PAD_ID] = -math.inf
+            logits[:, BOS_ID] = -math.inf
+            if greedy:
+                tok = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            out[alive, t] = tok
+            running = tok != EOS_ID
+            if not bool(running.all()):
+                alive, tok, zz, h = alive[running], tok[running], zz[running], h[:, running]
+                if alive.numel() == 0:
+                    break
+        return out
+
+
+class PropertyHead(nn.Module):
+    """MLP z -> standardized properties (Gomez-Bombarelli et al. 2018)."""
+
+    def __init__(self, latent_size: int, hidden_size: int, num_properties: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(latent_size, hidden_size), nn.GELU(),
+            nn.Linear(hidden_size, hidden_size), nn.GELU(),
+            nn.Linear(hidden_size, num_properties),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, P)
+
+
+class SelfiesVAE(nn.Module):
+    def __init__(self, encoder: Encoder, latent: LatentHead, decoder: Decoder,
+                 property_head: PropertyHead | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.latent = latent
+        self.decoder = decoder
+        self.property_head = property_head
+
+    @property
+    def latent_size(self) -> int:
+        return self.latent.mu.out_features
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> mu, logvar, each (B, Z)."""
+        return self.latent(self.encoder(tokens, lengths))
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(tokens, lengths)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        out = {"mu": mu, "logvar": logvar, "z": z, "logits": self.decoder(z, tokens)}
+        if self.property_head is not None:
+            out["properties"] = self.property_head(z)
+        return out
+
+
+def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
+    encoder = Encoder(vocab_size, cfg.embedding_size, cfg.encoder_hidden_size,
+                      cfg.encoder_num_layers, cfg.dropout)
+    latent = LatentHead(encoder.output_size, cfg.latent_size)
+    decoder = Decoder(vocab_size, cfg.embedding_size, cfg.latent_size, cfg.decoder_hidden_size,
+                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout)
+    head = (PropertyHead(cfg.latent_size, cfg.property_hidden_size, len(cfg.property_names))
+            if cfg.property_names else None)
+    return SelfiesVAE(encoder, latent, decoder, head)
+
+
+# --------------------------------------------------------------------------- loss terms
+
+
+def reconstruction_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Summed token cross-entropy per molecule. logits (B, L-1, V), tokens (B, L) -> (B,)."""
+    target = tokens[:, 1:]
+    ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD_ID, reduction="none")
+    return ce.sum(dim=1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per latent dimension, (B, Z); always >= 0."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def kl_term(kl_dims: torch.Tensor, free_bits: float = 0.0) -> torch.Tensor:
+    """Batch-mean KL per molecule; with free bits, dims below ``free_bits`` nats cost nothing."""
+    per_dim = kl_dims.mean(dim=0)  # (Z,)
+    if free_bits > 0:
+        per_dim = per_dim.clamp(min=free_bits)
+    return per_dim.sum()
+
+
+def token_accuracy(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    target = tokens[:, 1:]
+    mask = target != PAD_ID
+    return ((logits.argmax(-1) == target) & mask).sum() / mask.sum().clamp(min=1)
+
+
+def beta_at(step: int, schedule: str, start: float, end: float, warmup: int) -> float:
+    """KL weight at an optimizer step: constant, linear warm-up, sigmoid, or cyclical
+    (linear ramp over the first half of each ``2 * warmup``-step cycle, Fu et al. 2019)."""
+    if schedule == "constant":
+        return end
+    if schedule == "linear":
+        frac = min(step / warmup, 1.0)
+    elif schedule == "sigmoid":
+        frac = 1.0 / (1.0 + math.exp(-10.0 * (step / warmup - 0.5)))
+    elif schedule == "cyclical":
+        frac = min((step % (2 * warmup)) / warmup, 1.0)
+    else:
+        raise ValueError(f"unknown beta schedule {schedule!r}")
+    return start + (end - start) * frac
