@@ -125,9 +125,14 @@ def _sascorer():
 
 @functools.cache
 def _np_model():
+    import contextlib
+    import io as _io
+
     from rdkit.Contrib.NP_Score import npscorer
 
-    with rdBase.BlockLogs():
+    # readNPModel prints progress to stderr; library code stays silent.
+    with rdBase.BlockLogs(), contextlib.redirect_stderr(_io.StringIO()), \
+            contextlib.redirect_stdout(_io.StringIO()):
         return npscorer, npscorer.readNPModel()
 
 

@@ -245,22 +245,45 @@ def encode_selfies(
     selfies: Sequence[str], vocab: Vocab | None = None
 ) -> tuple[np.ndarray, np.ndarray, Vocab, np.ndarray]:
     """Token ids (N, L) padded, lengths, the vocab (built if None), and a keep mask
-    (False where a molecule has tokens outside a given vocab)."""
-    split = [split_tokens(s) for s in selfies]
-    if vocab is None:
-        vocab = Vocab([*SPECIALS, *sorted({t for toks in split for t in toks})])
-    index = vocab.index
-    keep = np.array([all(t in index for t in toks) for toks in split], dtype=bool)
-    kept = [toks for toks, k in zip(split, keep, strict=True) if k]
-    width = max((len(t) for t in kept), default=0) + 2
+    (False where a molecule has tokens outside a given vocab).
+
+    One molecule at a time into a preallocated array: holding every molecule's token
+    list at once costs ~3 GB of small strings on the full MOSES set.
+    """
+    n_tokens = np.fromiter((s.count("[") for s in selfies), dtype=np.int32, count=len(selfies))
+    width = int(n_tokens.max(initial=0)) + 2
+    # Ids in order of first appearance while building; remapped to sorted order below.
+    index: dict[str, int] = dict(vocab.index) if vocab is not None else {t: i for i, t in enumerate(SPECIALS)}
+    growing = vocab is None
+    tokens = np.full((len(selfies), width), PAD_ID, dtype=np.int32)
+    keep = np.ones(len(selfies), dtype=bool)
+    for r, sel in enumerate(selfies):
+        row = tokens[r]
+        row[0] = BOS_ID
+        j = 1
+        for tok in split_tokens(sel):
+            i = index.get(tok)
+            if i is None:
+                if not growing:
+                    keep[r] = False
+                    break
+                i = index[tok] = len(index)
+            row[j] = i
+            j += 1
+        row[j] = EOS_ID
+    if growing:
+        ordered = [*SPECIALS, *sorted(t for t in index if t not in SPECIALS)]
+        vocab = Vocab(ordered)
+        remap = np.zeros(len(index), dtype=np.int32)
+        for tok, i in index.items():
+            remap[i] = vocab.index[tok]
+        tokens = remap[tokens]
+    tokens = tokens[keep]
+    lengths = (n_tokens[keep] + 2).astype(np.int32)
+    if len(tokens):
+        tokens = tokens[:, : int(lengths.max())]
     dtype = np.uint8 if len(vocab) < 256 else np.int16
-    tokens = np.full((len(kept), width), PAD_ID, dtype=dtype)
-    lengths = np.empty(len(kept), dtype=np.int32)
-    for r, toks in enumerate(kept):
-        ids = [BOS_ID, *(index[t] for t in toks), EOS_ID]
-        tokens[r, : len(ids)] = ids
-        lengths[r] = len(ids)
-    return tokens, lengths, vocab, keep
+    return tokens.astype(dtype), lengths, vocab, keep
 
 
 # --------------------------------------------------------------------------- prepare + cache

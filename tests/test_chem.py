@@ -1,0 +1,92 @@
+import math
+
+import pytest
+
+from molvae import chem
+from molvae.config import DesirabilityTerm
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+RHODANINE = "O=C1NC(=S)SC1=Cc1ccccc1"  # a PAINS (ene_rhod) hit
+
+
+def test_to_mol_contract():
+    assert chem.to_mol(ASPIRIN) is not None
+    for bad in ["", None, "C1CC", "not a smiles", "C(C)(C)(C)(C)C"]:
+        assert chem.to_mol(bad) is None
+
+
+def test_canonical_and_standardize():
+    assert chem.canonical_smiles("OC(=O)c1ccccc1OC(C)=O") == ASPIRIN
+    assert chem.canonical_smiles("xyz") is None
+    assert chem.canonical_smiles("CC(=O)[O-].[Na+]", standardize=True) == "CC(=O)O"
+
+
+def test_exact_properties_of_aspirin():
+    p = chem.properties(chem.to_mol(ASPIRIN))
+    assert p["mw"] == pytest.approx(180.159, abs=1e-3)
+    assert p["logp"] == pytest.approx(1.3101, abs=1e-4)
+    assert p["qed"] == pytest.approx(0.5501, abs=1e-4)
+    assert p["sa"] == pytest.approx(1.58, abs=1e-2)
+    assert p["tpsa"] == pytest.approx(63.6)
+    assert (p["hbd"], p["hba"], p["rotatable_bonds"], p["heavy_atoms"]) == (1, 3, 2, 13)
+    assert p["fsp3"] == pytest.approx(1 / 9)
+    # JT-VAE penalized logP by hand: standardized logP + (-SA) + (-ring penalty).
+    expected = ((1.3101 - 2.4570953) / 1.4343244 + (-p["sa"] + 3.0525811) / 0.8335207
+                + (0 + 0.0485697) / 0.2860212)
+    assert p["plogp"] == pytest.approx(expected, abs=1e-3)
+    assert set(p) == set(chem.PROPERTIES)
+
+
+def test_long_ring_penalty():
+    assert chem.long_ring_penalty(chem.to_mol("C1CCCCCCCC1")) == 3
+    assert chem.long_ring_penalty(chem.to_mol("c1ccccc1")) == 0
+
+
+def test_filters_on_known_molecules():
+    asp, rho = chem.to_mol(ASPIRIN), chem.to_mol(RHODANINE)
+    assert chem.FILTERS["pains"](asp) and not chem.FILTERS["pains"](rho)
+    assert chem.FILTERS["moses"](asp) and not chem.FILTERS["moses"](rho)
+    assert not chem.FILTERS["moses"](chem.to_mol("C[N+](C)(C)C"))  # charged
+    assert not chem.FILTERS["moses"](chem.to_mol("CC[Si](C)(C)C"))  # atom not allowed
+    assert not chem.FILTERS["lipinski"](chem.to_mol("C" * 40 + "c1ccccc1"))  # MW, logP
+    assert chem.FILTERS["veber"](asp)
+
+
+def test_batch_scoring_marks_bad_rows_and_keeps_order():
+    rows = chem.score_smiles([ASPIRIN, "garbage", None, "c1ccccc1"] * 100, workers=2,
+                             windows={"mw": (100, 200)}, filters=[*chem.FILTERS, "windows"],
+                             chunk_size=50)
+    assert len(rows) == 400
+    assert [r["valid"] for r in rows[:4]] == [True, False, False, True]
+    assert rows[0]["smiles"] == ASPIRIN and rows[1]["smiles"] == ""
+    assert math.isnan(rows[1]["qed"]) and rows[1]["pass_moses"] is False
+    assert rows[0]["pass_windows"] and not rows[3]["pass_windows"]  # benzene MW 78
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown filter"):
+        chem.score_smiles([ASPIRIN], filters=["nonsense"])
+    with pytest.raises(ValueError, match="unknown property"):
+        chem.score_smiles([ASPIRIN], property_names=["colour"])
+
+
+def test_desirability_and_composite():
+    assert chem.desirability(0.9, "maximize", 0.3, 0.9) == 1.0
+    assert chem.desirability(0.6, "maximize", 0.3, 0.9) == pytest.approx(0.5)
+    assert chem.desirability(3.5, "minimize", 2, 5) == pytest.approx(0.5)
+    assert chem.desirability(2.0, "window", 1, 3) == 1.0
+    assert chem.desirability(4.0, "window", 1, 3) == pytest.approx(0.5)
+    assert chem.desirability(float("nan"), "window", 1, 3) == 0.0
+    terms = [DesirabilityTerm(property="qed", low=0.3, high=0.9),
+             DesirabilityTerm(property="sa", kind="minimize", low=2, high=5)]
+    assert chem.composite_score({"qed": 0.6, "sa": 3.5}, terms) == pytest.approx(0.5)
+    assert chem.composite_score({"qed": 0.1, "sa": 1}, terms) == 0.0
+    with pytest.raises(ValueError):
+        DesirabilityTerm(property="qed", low=1, high=1)
+
+
+def test_similarity():
+    assert chem.tanimoto(ASPIRIN, ASPIRIN) == 1.0
+    assert chem.tanimoto(ASPIRIN, "bad") is None
+    sims = chem.bulk_tanimoto(ASPIRIN, [ASPIRIN, "c1ccccc1", "bad"])
+    assert sims[0] == 1.0 and 0 < sims[1] < 0.5 and sims[2] is None

@@ -1,0 +1,56 @@
+import pytest
+
+from molvae.config import ConfigError, TrainConfig, flatten, load_config, validate
+
+
+def test_defaults_load_and_flatten():
+    cfg = load_config()
+    flat = flatten(cfg)
+    assert flat["train.beta_max"] == "0.05"
+    assert flat["model.latent_size"] == "128"
+
+
+def test_shipped_toml_is_the_default(tmp_path):
+    from tests.conftest import REPO
+
+    assert load_config(REPO / "molvae.toml").model.latent_size == 128
+
+
+def test_every_unknown_key_is_listed_in_one_error(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('colour = 1\n[train]\nepochz = 3\nlr = -1\n[model]\nlatent = 4\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    msg = str(exc.value)
+    assert "4 invalid config entries" in msg
+    for key in ("colour", "train.epochz", "train.lr", "model.latent"):
+        assert key in msg
+
+
+def test_overrides_are_typed_and_validated():
+    cfg = load_config(overrides=["train.epochs=7", "generate.temperature=0.5", "data.path=x.csv"])
+    assert cfg.train.epochs == 7 and cfg.generate.temperature == 0.5
+    assert str(cfg.data.path) == "x.csv"
+    with pytest.raises(ConfigError, match="generate.temperature"):
+        load_config(overrides=["generate.temperature=0"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(overrides=["train.epochs"])
+
+
+def test_empty_string_means_unset():
+    cfg = load_config(overrides=['model_path=""', 'tracking.tracking_uri=""'])
+    assert cfg.model_path is None and cfg.tracking.tracking_uri is None
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "x.toml"
+    bad.write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_section_validation_names_the_key():
+    with pytest.raises(ConfigError, match="batch_size"):
+        validate(TrainConfig, {"batch_size": 0})

@@ -1,0 +1,130 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from molvae.config import DataConfig
+from molvae.data import (
+    DataError,
+    bucketed_batches,
+    collate,
+    prepare,
+    read_molecules,
+    split,
+)
+from molvae.vocab import Vocab
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+GOOD = [ASPIRIN, "c1ccccc1O", "CCN(CC)CC", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
+
+
+def _cfg(tmp_path, path, **kw):
+    return DataConfig(path=path, cache_dir=tmp_path / "cache", workers=1, **kw)
+
+
+def _csv(tmp_path, lines, name="m.csv", header="SMILES,pIC50"):
+    p = tmp_path / name
+    p.write_text("\n".join([header, *lines]) + "\n")
+    return p
+
+
+def test_every_drop_reason_is_counted_and_nothing_else_lost(tmp_path):
+    giant = "C" * 500  # a 500-atom molecule: longer than max_tokens
+    rows = [f"{s},1.0" for s in GOOD] + ["not_a_smiles,2", ",3", f"{GOOD[0]},4", f"{giant},5",
+                                         "OC(=O)c1ccccc1OC(C)=O,6"]
+    ds = prepare(_cfg(tmp_path, _csv(tmp_path, rows), property_columns=["pIC50"]))
+    assert ds.report["rows"] == 9 and len(ds) == 4
+    assert ds.report["dropped"] == {"empty": 1, "bad_encoding": 0, "invalid": 1, "too_long": 1,
+                                    "duplicate": 2, "unknown_tokens": 0}
+    assert ds.smiles[0] == ASPIRIN
+    assert ds.properties["pIC50"].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert ds.tokens.shape[0] == 4 and (ds.lengths == (ds.tokens != 0).sum(1)).all()
+
+
+def test_non_utf8_bytes_are_counted(tmp_path):
+    p = tmp_path / "bytes.csv"
+    p.write_bytes(b"SMILES\n" + ASPIRIN.encode() + b"\nCC\xff\xfeO\nCCO\n")
+    ds = prepare(_cfg(tmp_path, p))
+    assert ds.smiles == [ASPIRIN, "CCO"]
+    assert ds.report["dropped"]["bad_encoding"] == 1
+
+
+def test_empty_file_missing_column_and_nothing_valid(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        prepare(_cfg(tmp_path, empty))
+    with pytest.raises(DataError, match="no column 'smiles'.*SMILES"):
+        prepare(_cfg(tmp_path, _csv(tmp_path, GOOD), smiles_column="smiles"))
+    with pytest.raises(DataError, match="no valid molecules left.*2 invalid"):
+        prepare(_cfg(tmp_path, _csv(tmp_path, ["xx,1", "yy,2"], name="bad.csv")))
+    with pytest.raises(DataError, match="no such file"):
+        prepare(_cfg(tmp_path, tmp_path / "absent.csv"))
+    with pytest.raises(DataError, match="missing property column"):
+        read_molecules(_csv(tmp_path, GOOD), property_columns=["logS"])
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path):
+    full = gzip.compress(("SMILES\n" + "\n".join(GOOD * 200) + "\n").encode())
+    p = tmp_path / "cut.csv.gz"
+    p.write_bytes(full[: len(full) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        prepare(_cfg(tmp_path, p))
+
+
+def test_smi_tsv_and_gz_forms(tmp_path):
+    smi = tmp_path / "m.smi"
+    smi.write_text(f"{ASPIRIN} aspirin\nc1ccccc1O phenol\n\n")
+    m = read_molecules(smi)
+    assert m.smiles == [ASPIRIN, "c1ccccc1O"] and m.names == ["aspirin", "phenol"]
+    tsv = tmp_path / "m.tsv.gz"
+    tsv.write_bytes(gzip.compress(f"id\tsmi\n1\t{ASPIRIN}\n2\tCCO\n".encode()))
+    assert read_molecules(tsv, smiles_column="smi").smiles == [ASPIRIN, "CCO"]
+    with pytest.raises(DataError, match="unsupported file type"):
+        read_molecules(_csv(tmp_path, GOOD, name="m.xlsx"))
+
+
+def test_tokens_outside_a_given_vocab_are_skipped_and_counted(tmp_path):
+    vocab = Vocab.build(["[C][C][O]"])
+    ds = prepare(_cfg(tmp_path, _csv(tmp_path, ["CCO,1", "CCCl,2", "OCC,3"])), vocab=vocab)
+    assert ds.smiles == ["CCO"]
+    assert ds.report["dropped"]["unknown_tokens"] == 1 and ds.report["dropped"]["duplicate"] == 1
+
+
+def test_cache_is_keyed_by_content_and_settings(tmp_path):
+    p = _csv(tmp_path, [f"{s},1" for s in GOOD])
+    first = prepare(_cfg(tmp_path, p))
+    assert prepare(_cfg(tmp_path, p)).key == first.key
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert prepare(_cfg(tmp_path, p, max_tokens=50)).key != first.key
+    p.write_text(p.read_text() + "CCO,2\n")
+    again = prepare(_cfg(tmp_path, p))
+    assert again.key != first.key and len(again) == 5
+
+
+def test_standardize_option(tmp_path):
+    p = _csv(tmp_path, ["CC(=O)[O-].[Na+],1"])
+    assert prepare(_cfg(tmp_path, p, standardize=True)).smiles == ["CC(=O)O"]
+
+
+def test_parallel_clean_matches_serial(tmp_path):
+    p = _csv(tmp_path, [f"{s}{'C' * (i % 7)},1" for i, s in enumerate(GOOD * 600)])
+    serial = prepare(_cfg(tmp_path, p), use_cache=False)
+    par = prepare(DataConfig(path=p, cache_dir=tmp_path / "c2", workers=2), use_cache=False)
+    assert serial.smiles == par.smiles and (serial.tokens == par.tokens).all()
+
+
+def test_bucketing_and_split():
+    lengths = np.random.default_rng(0).integers(5, 60, size=5000)
+    batches = bucketed_batches(lengths, 100, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(5000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 5  # similar lengths in a batch: little padding
+
+
+def test_split_and_collate(tmp_path):
+    ds = prepare(_cfg(tmp_path, _csv(tmp_path, [f"{s},1" for s in GOOD])))
+    tr, va = split(ds, 0.25, seed=0)
+    assert len(tr) == 3 and len(va) == 1 and set(tr.smiles) | set(va.smiles) == set(ds.smiles)
+    tokens, lengths = collate(ds, np.array([0, 1]))
+    assert tokens.shape[1] == lengths.max() and tokens.dtype == np.int64

@@ -1,0 +1,110 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from molvae.config import DataConfig, ModelConfig, TrainConfig
+from molvae.generate import sample
+from molvae.train import CheckpointError, export_model, load_model, read_checkpoint, train_model
+from tests.conftest import SHIPPED_TRAIN, TINY_MODEL
+
+
+def test_training_reports_collapse_metrics(tiny_trained):
+    _, result = tiny_trained
+    h = result.history
+    assert len(h) == 3
+    for key in ("val_kl", "active_units", "val_exact_recon", "val_token_acc", "val_loss"):
+        assert key in h[-1]
+    assert h[-1]["val_recon"] < h[0]["val_recon"]  # it learns
+    assert 0 <= h[-1]["active_units"] <= TINY_MODEL["latent_size"]
+
+
+def test_checkpoint_is_plain_data(tiny_trained):
+    _, result = tiny_trained
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["format_version"] == 1 and state["vocab"][:3] == ["<pad>", "<bos>", "<eos>"]
+    assert set(state) >= {"model_config", "train_config", "model_state", "optimizer_state",
+                          "epoch", "rng", "train_hashes"}
+
+
+def test_same_seed_same_molecules_across_save_and_load(tiny_trained, tmp_path):
+    lm, result = tiny_trained
+    before = sample(lm, 50, seed=3, workers=1)["smiles"].tolist()
+    small = export_model(result.checkpoint, tmp_path / "small.pt")
+    assert small.stat().st_size < result.checkpoint.stat().st_size
+    after = sample(load_model(small), 50, seed=3, workers=1)["smiles"].tolist()
+    assert before == after
+    assert sample(lm, 50, seed=4, workers=1)["smiles"].tolist() != before
+
+
+def test_bad_checkpoints_get_one_line_errors(tiny_trained, tmp_path):
+    _, result = tiny_trained
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable molvae checkpoint"):
+        load_model(junk)
+    blob = result.checkpoint.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_model(cut)
+    state = read_checkpoint(result.checkpoint)
+    torch.save({**state, "format_version": 99}, tmp_path / "v99.pt")
+    with pytest.raises(CheckpointError, match="format 99 is not supported"):
+        load_model(tmp_path / "v99.pt")
+    state["model_config"] = {**state["model_config"], "latent_size": 3}
+    torch.save(state, tmp_path / "shape.pt")
+    with pytest.raises(CheckpointError, match="incompatible") as exc:
+        load_model(tmp_path / "shape.pt")
+    assert "\n" not in str(exc.value)
+    torch.save({"hello": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no format_version"):
+        load_model(tmp_path / "other.pt")
+
+
+def _cli_train(out, *extra):
+    return [sys.executable, "-m", "flows.cli", "train", "--out", str(out),
+            "--set", "data.limit=600", "--set", f"data.cache_dir=\"{out.parent / 'cache'}\"",
+            "--set", "train.batch_size=64", "--set", "train.epochs=4", "--set", "train.threads=1",
+            "--set", "train.recon_eval_size=0", "--set", "train.patience=10",
+            *[a for k, v in TINY_MODEL.items() for a in ("--set", f"model.{k}={v}")], *extra]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    env = {**os.environ, "MOLVAE_NO_PROGRESS": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_cli_train(full), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli_train(killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (killed / "last.pt").exists() and read_checkpoint(killed / "last.pt")["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epoch_at_kill = read_checkpoint(killed / "last.pt")["epoch"]
+    assert epoch_at_kill < 4, "the run finished before it could be killed"
+    subprocess.run(_cli_train(killed, "--resume", str(killed / "last.pt")), check=True, env=env,
+                   capture_output=True)
+    a, b = read_checkpoint(full / "last.pt"), read_checkpoint(killed / "last.pt")
+    assert b["epoch"] == 4
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+
+
+def test_resume_rejects_a_different_model(tiny_trained, tmp_path):
+    _, result = tiny_trained
+    data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c")
+    other = ModelConfig(**{**TINY_MODEL, "latent_size": 4})
+    with pytest.raises(CheckpointError, match="model config differs"):
+        train_model(data, other, TrainConfig(epochs=4, out_dir=tmp_path / "r"),
+                    resume=result.checkpoint)
