@@ -163,10 +163,13 @@ PLOGP_CYCLE_MEAN, PLOGP_CYCLE_STD = -0.0485696876403053, 0.2860212110245455
 
 def penalized_logp(mol: Chem.Mol) -> float:
     """JT-VAE penalized logP: logP - SA - long-ring penalty, each ZINC-250k standardized."""
-    logp = (Crippen.MolLogP(mol) - PLOGP_LOGP_MEAN) / PLOGP_LOGP_STD
-    sa = (-sa_score(mol) - PLOGP_SA_MEAN) / PLOGP_SA_STD
-    cycle = (-long_ring_penalty(mol) - PLOGP_CYCLE_MEAN) / PLOGP_CYCLE_STD
-    return float(logp + sa + cycle)
+    return _plogp_from(Crippen.MolLogP(mol), sa_score(mol), long_ring_penalty(mol))
+
+
+def _plogp_from(logp: float, sa: float, ring_penalty: int) -> float:
+    return float((logp - PLOGP_LOGP_MEAN) / PLOGP_LOGP_STD
+                 + (-sa - PLOGP_SA_MEAN) / PLOGP_SA_STD
+                 + (-ring_penalty - PLOGP_CYCLE_MEAN) / PLOGP_CYCLE_STD)
 
 
 def formal_charge(mol: Chem.Mol) -> int:
@@ -356,7 +359,10 @@ def score_one(
     row["valid"] = True
     for n in names:
         try:
-            row[n] = float(PROPERTIES[n](mol))
+            if n == "plogp" and "logp" in row and "sa" in row:  # reuse: SA is the slow part
+                row[n] = _plogp_from(row["logp"], row["sa"], long_ring_penalty(mol))
+            else:
+                row[n] = float(PROPERTIES[n](mol))
         except Exception:  # one odd molecule must not stop a batch
             row[n] = float("nan")
     for f in per_mol:

@@ -105,10 +105,10 @@ class GenerateConfig(_Section):
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
     seed: int = 0
-    interpolate: list[str] = []  # molecules to walk between (2 or more)
+    interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2)
-    neighbors: list[str] = []  # seed molecules to explore around
-    neighbor_radii: list[float] = [0.5, 1.0, 2.0]
+    neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around
+    neighbor_radii: list[float] = [0.1, 0.25, 0.5]  # noise scale in prior standard deviations
     neighbors_per_radius: int = Field(20, ge=1)
 
 
@@ -172,7 +172,7 @@ class TrackingConfig(_Section):
 class RunConfig(_Section):
     model_path: Path | None = None  # None: the shipped model (train only if retrain = true)
     retrain: bool = False
-    out_dir: Path = Path("runs/latest")
+    out_dir: Path = Path("runs")  # each run writes runs/<run name>/
     runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     shards: int = Field(4, ge=1)

@@ -374,12 +374,24 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = 
         out["pass_novelty"] = out["novel"]
     if "uniqueness" in score_cfg.filters:
         out["pass_uniqueness"] = out["unique"]
-    pass_cols = [c for c in out.columns if c.startswith("pass_")]
+    pass_cols = [c for c in out.columns if c.startswith("pass_") and c != "pass_all"]
     out["pass_all"] = valid & out[pass_cols].all(axis=1).to_numpy() if pass_cols else valid
     props = [p for p in chem.PROPERTIES if p in out.columns]
     out["score"] = [chem.composite_score(dict(zip(props, r, strict=True)), score_cfg.desirability)
                     if v else 0.0 for r, v in zip(out[props].to_numpy(), valid, strict=True)]
     return out
+
+
+def mark_unique(df: pd.DataFrame) -> pd.DataFrame:
+    """Recompute ``unique`` (and its filter) over a whole table, e.g. after joining shards."""
+    df = df.reset_index(drop=True)
+    df["unique"] = df["valid"].to_numpy(bool) & (~df["smiles"].duplicated()).to_numpy()
+    if "pass_uniqueness" in df:
+        df["pass_uniqueness"] = df["unique"]
+    pass_cols = [c for c in df.columns if c.startswith("pass_") and c != "pass_all"]
+    if "pass_all" in df:
+        df["pass_all"] = df["valid"] & df[pass_cols].all(axis=1)
+    return df
 
 
 def max_similarity(smiles: Sequence[str], reference: Sequence[str]) -> list[float]:

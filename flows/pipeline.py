@@ -1,0 +1,332 @@
+"""Prefect flows: train, generate, optimize, and the whole pipeline. Thin: parse, validate,
+call molvae. Candidates are written to ``out_dir`` before anything is logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+
+from molvae import chem, generate, metrics, report
+from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, RunConfig, flatten
+from molvae.data import file_digest, prepare, read_molecules
+from molvae.optimize import optimize
+from molvae.train import load_model, train_model
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+
+
+@functools.lru_cache(maxsize=4)
+def _model(path: str):
+    return load_model(path)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def prepare_data(data_cfg: dict, digest: str) -> dict:
+    """Clean + encode (its own disk cache too); Prefect skips it when inputs are unchanged."""
+    from molvae.config import DataConfig
+
+    ds = prepare(DataConfig.model_validate(data_cfg))
+    get_run_logger().info("data: kept %d of %d", len(ds), ds.report["rows"])
+    return ds.report
+
+
+@task(cache_policy=NO_CACHE)
+def train(cfg: RunConfig, tracker_id: str | None) -> str:
+    callbacks = [_tracker(cfg, tracker_id)] if tracker_id else []
+    result = train_model(cfg.data, cfg.model, cfg.train, callbacks=callbacks)
+    return str(result.best_checkpoint)
+
+
+@task(**IO_RETRIES)
+def load(path: str) -> str:
+    _model(path)  # fails here, with retries, if the file is missing or corrupt
+    return path
+
+
+@task(cache_policy=NO_CACHE)
+def sample_shard(model_path: str, n: int, seed: int, gen: dict) -> pd.DataFrame:
+    return generate.sample(_model(model_path), n, batch_size=gen["batch_size"],
+                           temperature=gen["temperature"], greedy=gen["greedy"], seed=seed,
+                           max_length=gen["max_length"], unique=gen["unique"], workers=1)
+
+
+@task(cache_policy=NO_CACHE)
+def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    lm, g = _model(model_path), cfg.generate
+    interp = (generate.interpolate(lm, g.interpolate, g.interpolation_steps)
+              if len(g.interpolate) >= 2 else pd.DataFrame())
+    near = [generate.neighbors(lm, s, g.neighbor_radii, g.neighbors_per_radius, g.seed)
+            for s in g.neighbors]
+    return interp, pd.concat(near, ignore_index=True) if near else pd.DataFrame()
+
+
+@task(cache_policy=NO_CACHE)
+def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int) -> pd.DataFrame:
+    return generate.annotate(df, cfg.score, _model(model_path), workers=workers)
+
+
+@task(cache_policy=NO_CACHE)
+def run_optimizer(model_path: str, cfg: RunConfig, method: str) -> dict:
+    opt_cfg = cfg.optimize.model_copy(update={"method": method})
+    known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
+             .smiles if method == "gradient" else [])
+    res = optimize(_model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s])
+    return {"candidates": res.candidates, "trajectory": res.trajectory,
+            "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts}
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir: Path) -> dict:
+    """MOSES-style metrics against the shipped test sample, reusing the scored rows."""
+    ref = read_molecules(SHIPPED_TEST).smiles
+    rows = df.to_dict("records") if "pass_moses" in df and "heavy_atoms" in df else None
+    m, gen_rows, ref_rows = metrics.evaluate(
+        df["smiles"].tolist(), [s for s in ref if s], _model(model_path).is_novel,
+        with_fragments=False, cache_dir=cfg.data.cache_dir, generated_rows=rows)
+    train_ref = read_molecules(cfg.data.path, cfg.data.smiles_column, limit=2000).smiles
+    train_rows = chem.score_smiles([s for s in train_ref if s], (), None, metrics.PLOT_PROPERTIES)
+    metrics.plot_distributions(gen_rows, train_rows, out_dir / "plots" / "properties.png",
+                               labels=("generated", "training data"))
+    return m
+
+
+@task(**IO_RETRIES)
+def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig,
+                  summary: dict) -> Path:
+    """Every table, image, plot and the HTML report on disk (atomic writes)."""
+    for name, df in tables.items():
+        if df is not None and len(df):
+            report.write_table(df, out_dir / f"{name}.csv")
+    cands = tables.get("candidates")
+    if cands is not None and len(cands):
+        ranked = generate.rank(cands)
+        report.write_table(ranked.head(100), out_dir / "top_candidates.csv")
+        report.top_grid(ranked, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
+        report.html_report(ranked, out_dir / "report.html", summary=summary)
+    opt = tables.get("optimization_candidates")
+    if opt is not None and len(opt):
+        report.top_grid(opt.assign(valid=True), out_dir / "images" / "top_optimized.png",
+                        cfg.tracking.top_images)
+        report.trajectory_plot(tables["trajectory"], out_dir / "plots" / "trajectory.png",
+                               tables.get("baseline_trajectory"), title=cfg.optimize.objective)
+    interp = tables.get("interpolation")
+    if interp is not None and len(interp):
+        report.interpolation_strips(interp, out_dir / "images" / "interpolation.png")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return out_dir
+
+
+@task(**IO_RETRIES)
+def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict,
+                  model_path: str, data_digest: str, register: bool) -> str | None:
+    tr = _tracker(cfg, run_id)
+    tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    tr.log_run_dir(out_dir)
+    sample = pd.read_csv(cfg.data.path, nrows=1000) if Path(cfg.data.path).is_file() else None
+    if sample is not None:
+        tr.log_dataset(sample, str(cfg.data.path), Path(cfg.data.path).name, data_digest)
+    version = None
+    if register and cfg.tracking.registered_model:
+        version = tr.log_model(model_path, cfg.tracking.registered_model)
+    return version
+
+
+def _tracker(cfg: RunConfig, run_id: str):
+    from molvae.tracking import MlflowTracker
+
+    return MlflowTracker(cfg.tracking, run_id=run_id)
+
+
+# --------------------------------------------------------------------------- flows
+
+
+def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path]:
+    run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    out_dir = Path(cfg.out_dir) / run_name  # one folder per run: concurrent runs never collide
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    run_id = None
+    if cfg.tracking.enabled:
+        from molvae.tracking import MlflowTracker
+
+        tr = MlflowTracker(cfg.tracking, run_name=run_name,
+                           tags={"data_digest": digest, "flow": name, "out_dir": str(out_dir)})
+        tr.log_params(flatten(cfg))
+        run_id = tr.run_id
+    return run_id, out_dir
+
+
+def _finish(cfg: RunConfig, run_id: str | None, failed: bool) -> None:
+    if run_id:
+        _tracker(cfg, run_id).finish(failed)
+
+
+@flow(name="molvae-train", log_prints=True)
+def train_flow(cfg: RunConfig) -> dict:
+    """data -> preprocess (cached) -> train -> evaluate -> log and register the model."""
+    digest = file_digest(cfg.data.path)
+    run_id, out_dir = _start_run(cfg, "train", digest)
+    try:
+        data_report = prepare_data(cfg.data.model_dump(mode="json"), digest)
+        model_path = train(cfg, run_id)
+        samples = sample_shard(model_path, min(cfg.generate.num_samples, 2000), cfg.generate.seed,
+                               cfg.generate.model_dump())
+        summary = {**evaluate_samples(model_path, samples, cfg, out_dir),
+                   "data_kept": data_report["kept"], "model_path": model_path}
+        write_outputs(out_dir, {"samples": samples}, cfg, summary)
+        if run_id:
+            summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
+                                                          model_path, digest, True)
+    except BaseException:
+        _finish(cfg, run_id, failed=True)
+        raise
+    _finish(cfg, run_id, failed=False)
+    return {**summary, "run_id": run_id, "out_dir": str(out_dir)}
+
+
+def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dict]:
+    g = cfg.generate
+    sizes = [g.num_samples // cfg.shards + (i < g.num_samples % cfg.shards)
+             for i in range(cfg.shards)]
+    futures = [sample_shard.submit(model_path, n, g.seed + 1000 * i, g.model_dump())
+               for i, n in enumerate(sizes) if n]
+    walks = walk.submit(model_path, cfg)
+    samples = pd.concat([f.result() for f in futures], ignore_index=True)
+    interp, near = walks.result()
+    # Threads share one process: one scoring task with a process pool keeps both cores busy.
+    # On Dask each shard is scored by its own worker.
+    n_shards = cfg.shards if cfg.runner == "dask" else 1
+    parts = [samples.iloc[i::n_shards] for i in range(n_shards)]
+    workers = 1 if cfg.runner == "dask" else cfg.score.workers or chem.default_workers()
+    scored = [score_shard.submit(model_path, p, cfg, workers) for p in parts]
+    cands = generate.mark_unique(pd.concat([s.result() for s in scored]).sort_index(kind="stable"))
+    metric_future = evaluate_samples.submit(model_path, cands, cfg, out_dir)
+    tables = {"candidates": cands}
+    if len(interp):
+        tables["interpolation"] = score_shard(model_path, interp, cfg, 1)
+    if len(near):
+        tables["neighbors"] = score_shard(model_path, near, cfg, 1)
+    m = metric_future.result()
+    m.update({f"pass_rate_{c[5:]}": float(cands.loc[cands.valid, c].mean())
+              for c in cands.columns if c.startswith("pass_")})
+    m["scored_candidates"] = len(cands)
+    return tables, m
+
+
+def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
+    method = cfg.optimize.method
+    main = run_optimizer.submit(model_path, cfg, method)
+    base = run_optimizer.submit(model_path, cfg, "random") if method != "random" else None
+    res = main.result()
+    tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"]}
+    best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
+    m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"]}
+    if base is not None:
+        b = base.result()
+        tables["baseline_trajectory"] = b["trajectory"]
+        m["baseline_best_score"] = (float(b["candidates"]["score"].max())
+                                    if len(b["candidates"]) else float("nan"))
+    if len(res["starts"]):
+        tables["constrained_starts"] = res["starts"]
+    return tables, m
+
+
+def _publish(tables: dict, summary: dict, name: str) -> None:
+    lines = [f"# molvae {name}", ""] + [f"- **{k}**: {v:.4g}" if isinstance(v, float)
+                                        else f"- **{k}**: {v}" for k, v in summary.items()]
+    create_markdown_artifact("\n".join(lines), key=f"molvae-{name}-summary",
+                             description="molvae run summary")
+    for key in ("candidates", "optimization_candidates"):
+        df = tables.get(key)
+        if df is not None and len(df):
+            top = (generate.rank(df) if key == "candidates" else df).head(20)
+            cols = [c for c in ("smiles", "score", "qed", "sa", "logp", "plogp") if c in top]
+            create_table_artifact(top[cols].round(4).to_dict("records"),
+                                  key=f"molvae-{name}-top-{key.replace('_', '-')}",
+                                  description=f"top {key}")
+
+
+def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:
+    log = get_run_logger()
+    digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
+    run_id, out_dir = _start_run(cfg, name, digest)
+    try:
+        if cfg.retrain:
+            prepare_data(cfg.data.model_dump(mode="json"), digest)
+            model_path = train(cfg, run_id)
+        else:
+            model_path = load(str(cfg.model_path or SHIPPED_MODEL))
+        tables, summary = {}, {"model": model_path}
+        if do_generate:
+            t, m = _generate(cfg, model_path, out_dir)
+            tables.update(t)
+            summary.update(m)
+        if do_optimize:
+            t, m = _optimize(cfg, model_path)
+            tables.update(t)
+            summary.update(m)
+        write_outputs(out_dir, tables, cfg, summary)
+        log.info("wrote %s", out_dir)
+        _publish(tables, summary, name)
+        if run_id:
+            summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
+                                                          model_path, digest, True)
+    except BaseException:
+        _finish(cfg, run_id, failed=True)
+        raise
+    _finish(cfg, run_id, failed=False)
+    return {**summary, "run_id": run_id, "out_dir": str(out_dir),
+            "tracking_uri": _uri(cfg) if run_id else None}
+
+
+def _uri(cfg: RunConfig) -> str:
+    from molvae.tracking import resolve_uri
+
+    return resolve_uri(cfg.tracking)
+
+
+@flow(name="molvae-generate", log_prints=True)
+def generate_flow(cfg: RunConfig) -> dict:
+    """model -> sample / interpolate / neighbors in shards -> decode -> score -> rank -> log."""
+    return _run(cfg, "generate", True, False)
+
+
+@flow(name="molvae-optimize", log_prints=True)
+def optimize_flow(cfg: RunConfig) -> dict:
+    """model -> optimize (+ prior-sampling baseline) -> filter -> rank -> log."""
+    return _run(cfg, "optimize", False, True)
+
+
+@flow(name="molvae-pipeline", log_prints=True)
+def pipeline_flow(cfg: RunConfig) -> dict:
+    """The whole run: reuse (or train) a model, generate, optimize, report."""
+    return _run(cfg, "pipeline", True, True)
+
+
+FLOWS = {"pipeline": pipeline_flow, "generate": generate_flow, "optimize": optimize_flow,
+         "train": train_flow}
+
+
+def run_flow(name: str, cfg: RunConfig) -> dict:
+    """Run a flow with the configured task runner (threads, or Dask via prefect-dask)."""
+    fl = FLOWS[name]
+    if cfg.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        kwargs = ({"address": cfg.dask_address} if cfg.dask_address else
+                  {"cluster_kwargs": {"n_workers": 2, "threads_per_worker": 1,
+                                      "processes": True}})
+        fl = fl.with_options(task_runner=DaskTaskRunner(**kwargs))
+    return fl(cfg)
