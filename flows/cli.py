@@ -382,6 +382,13 @@ def cmd_run(args) -> None:
     _print_summary(res, __import__("time").perf_counter() - t0)
 
 
+def cmd_log(args) -> None:
+    from flows.pipeline import log_run_dir
+
+    run_id = log_run_dir(args.run_dir, _load_run_config(args))
+    print(f"logged {args.run_dir} as MLflow run {run_id}")
+
+
 def _print_summary(res: dict, seconds: float) -> None:
     import pandas as pd
 
@@ -452,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runner", choices=["thread", "dask"], help="task runner")
     r.add_argument("--address", help="Dask scheduler address (implies --runner dask)")
     r.set_defaults(func=cmd_run)
+
+    lg = sub.add_parser("log", help="log a finished run folder to MLflow (after an outage)")
+    _config_args(lg)
+    lg.add_argument("run_dir")
+    lg.set_defaults(func=cmd_log)
 
     sm = sub.add_parser("sample", help="sample molecules from the prior")
     _config_args(sm)

@@ -161,10 +161,15 @@ def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path
     if cfg.tracking.enabled:
         from molvae.tracking import MlflowTracker
 
-        tr = MlflowTracker(cfg.tracking, run_name=run_name,
-                           tags={"data_digest": digest, "flow": name, "out_dir": str(out_dir)})
-        tr.log_params(flatten(cfg))
-        run_id = tr.run_id
+        try:
+            tr = MlflowTracker(cfg.tracking, run_name=run_name,
+                               tags={"data_digest": digest, "flow": name, "out_dir": str(out_dir)})
+            tr.log_params(flatten(cfg))
+            run_id = tr.run_id
+        except Exception as exc:  # an MLflow outage must not lose the run's results
+            get_run_logger().warning(
+                "MLflow unavailable (%s); results go to %s only. Log them later with: "
+                "molvae log %s", str(exc).splitlines()[0][:200], out_dir, out_dir)
     return run_id, out_dir
 
 
@@ -317,6 +322,26 @@ def pipeline_flow(cfg: RunConfig) -> dict:
 
 FLOWS = {"pipeline": pipeline_flow, "generate": generate_flow, "optimize": optimize_flow,
          "train": train_flow}
+
+
+def log_run_dir(out_dir: str | Path, cfg: RunConfig) -> str:
+    """Log a finished run folder (e.g. one written during an MLflow outage) as a new run."""
+    from molvae.tracking import MlflowTracker
+
+    out_dir = Path(out_dir)
+    summary_file = out_dir / "summary.json"
+    if not summary_file.is_file():
+        raise FileNotFoundError(f"{out_dir}: not a molvae run folder (no summary.json)")
+    if (out_dir / "config.json").is_file():
+        cfg = RunConfig.model_validate_json((out_dir / "config.json").read_text())
+    summary = json.loads(summary_file.read_text())
+    tr = MlflowTracker(cfg.tracking, run_name=out_dir.name, tags={"out_dir": str(out_dir),
+                                                                  "relogged": "true"})
+    tr.log_params(flatten(cfg))
+    tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    tr.log_run_dir(out_dir)
+    tr.finish()
+    return tr.run_id
 
 
 def run_flow(name: str, cfg: RunConfig) -> dict:

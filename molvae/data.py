@@ -253,7 +253,10 @@ def encode_selfies(
     n_tokens = np.fromiter((s.count("[") for s in selfies), dtype=np.int32, count=len(selfies))
     width = int(n_tokens.max(initial=0)) + 2
     # Ids in order of first appearance while building; remapped to sorted order below.
-    index: dict[str, int] = dict(vocab.index) if vocab is not None else {t: i for i, t in enumerate(SPECIALS)}
+    if vocab is not None:
+        index: dict[str, int] = dict(vocab.index)
+    else:
+        index = {t: i for i, t in enumerate(SPECIALS)}
     growing = vocab is None
     tokens = np.full((len(selfies), width), PAD_ID, dtype=np.int32)
     keep = np.ones(len(selfies), dtype=bool)
@@ -445,7 +448,8 @@ def collate(ds: EncodedDataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 MOSES_WHEEL = "molsets==0.3.1"
-MOSES_SETS = {"train": 1_584_663, "test": 176_074, "test_scaffolds": 176_225}  # the issue says 176,226: lines incl. header
+# Molecules per file. test_scaffolds.csv.gz has 176,226 lines: 176,225 molecules + header.
+MOSES_SETS = {"train": 1_584_663, "test": 176_074, "test_scaffolds": 176_225}
 
 
 def fetch_moses(dest: str | Path, progress: Callable[[str], None] | None = None) -> dict[str, Path]:

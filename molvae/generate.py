@@ -74,7 +74,8 @@ def decode_latent(lm: LoadedModel, z: torch.Tensor, temperature: float = 1.0, gr
     out: list[tuple[str, str]] = []
     for i in range(0, len(z), batch_size):
         zb = z[i : i + batch_size].to(_device(lm))
-        ids = lm.model.decoder.generate(zb, max_length, temperature, greedy, generator)
+        ids = lm.model.decoder.generate(zb, max_length, temperature, greedy, generator,
+                                        lm.vocab.structural_ids())
         out.extend(decode_ids(lm.vocab, ids.cpu().numpy()))
     return out
 
@@ -108,6 +109,7 @@ def sample(
         raise GenerationError(f"batch size must be >= 1, got {batch_size}")
     _check_sampling(temperature, max_length)
     gen = torch.Generator(device=_device(lm)).manual_seed(seed)
+    banned = lm.vocab.structural_ids()
     workers = workers or chem.default_workers()
     tokens = lm.vocab.to_list()
     pairs: list[tuple[str, str]] = []
@@ -117,7 +119,8 @@ def sample(
 
     def draw(k: int) -> np.ndarray:
         z = torch.randn(k, lm.model.latent_size, generator=gen, device=_device(lm))
-        return lm.model.decoder.generate(z, max_length, temperature, greedy, gen).cpu().numpy()
+        return lm.model.decoder.generate(z, max_length, temperature, greedy, gen,
+                                         banned).cpu().numpy()
 
     def take(batch: list[tuple[str, str]]) -> None:
         nonlocal n_unique
@@ -274,7 +277,8 @@ def reconstruct(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
         t = torch.from_numpy(tokens[i : i + batch_size]).to(dev)
         ln = torch.from_numpy(lengths[i : i + batch_size]).to(dev)
         mu, _ = lm.model.encode(t, ln)
-        ids = lm.model.decoder.generate(mu, max_length, greedy=True).cpu().numpy()
+        ids = lm.model.decoder.generate(mu, max_length, greedy=True,
+                                        banned_first=lm.vocab.structural_ids()).cpu().numpy()
         recon.extend(smi for _, smi in decode_ids(lm.vocab, ids))
         if progress:
             progress(len(t))

@@ -7,6 +7,7 @@ Z = latent size, H = hidden size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,11 +101,14 @@ class Decoder(nn.Module):
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, max_length: int = 100, temperature: float = 1.0,
-                 greedy: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+                 greedy: bool = False, generator: torch.Generator | None = None,
+                 banned_first: Sequence[int] = ()) -> torch.Tensor:
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>.
 
-        Finished molecules leave the batch, so the cost follows the mean length, not the max.
+        ``banned_first``: ids never emitted first (<eos> always is). Finished molecules
+        leave the batch, so the cost follows the mean length, not the max.
         """
+        first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         b = z.shape[0]
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
         h = self.initial_hidden(z)
@@ -117,6 +121,8 @@ class Decoder(nn.Module):
             logits = self.out(o[:, 0])  # (b', V)
             logits[:, PAD_ID] = -math.inf
             logits[:, BOS_ID] = -math.inf
+            if t == 0:
+                logits[:, first_ban] = -math.inf  # an empty string is not a molecule
             if greedy:
                 tok = logits.argmax(-1)
             else:

@@ -90,62 +90,80 @@ class Objective:
         return v if self.direction == "maximize" else -v
 
 
+def _evaluate(args) -> list[dict]:
+    """Score (smiles, seed) pairs against an objective (runs in worker processes)."""
+    pairs, objective, threshold = args
+    from rdkit import DataStructs, RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    fps: dict[str, object] = {}
+    out = []
+    for s, seed in pairs:
+        mol = chem.to_mol(s)
+        row = {"smiles": s, "valid": mol is not None, "evaluated": True, "admissible": False,
+               "score": -math.inf, "seed": seed}
+        if mol is not None:
+            props = chem.properties(mol, objective.names)
+            row.update(props)
+            row["score"] = objective.value(props)
+            ok = all(chem.FILTERS[f](mol) for f in objective.required_filters)
+            if objective.max_heavy_atoms is not None:
+                ok = ok and props["heavy_atoms"] <= objective.max_heavy_atoms
+            if seed:
+                if seed not in fps:
+                    fps[seed] = chem.fingerprint(chem.to_mol(seed))
+                row["similarity"] = DataStructs.TanimotoSimilarity(fps[seed], chem.fingerprint(mol))
+                ok = ok and row["similarity"] >= threshold
+            row["admissible"] = bool(ok)
+        out.append(row)
+    return out
+
+
 class Oracle:
-    """Scores SMILES with RDKit; counts each distinct molecule once (repeats are free).
+    """Scores SMILES with RDKit; counts each distinct (molecule, seed) once (repeats are
+    free). Large batches are scored over all cores. ``admissible`` is False when a
+    constraint fails (filters, heavy atoms, similarity to the seed)."""
 
-    ``admissible`` is False when a constraint fails (filters, heavy atoms, similarity).
-    """
-
-    def __init__(self, objective: Objective, budget: int):
+    def __init__(self, objective: Objective, budget: int, workers: int | None = None):
         self.objective = objective
         self.budget = budget
         self.calls = 0
         self.cache: dict[tuple[str, str], dict] = {}
-        self._seed_fps: dict[str, object] = {}
+        self.workers = workers or chem.default_workers()
 
     @property
     def exhausted(self) -> bool:
         return self.calls >= self.budget
 
-    def _similarity(self, mol, seed: str) -> float:
-        from rdkit import DataStructs
-
-        if seed not in self._seed_fps:
-            self._seed_fps[seed] = chem.fingerprint(chem.to_mol(seed))
-        return DataStructs.TanimotoSimilarity(self._seed_fps[seed], chem.fingerprint(mol))
-
     def __call__(self, smiles: Sequence[str], seeds: Sequence[str] | None = None) -> list[dict]:
         """One row per molecule: smiles, valid, admissible, score, properties, similarity.
 
         Molecules past the budget are not scored (``evaluated`` False)."""
+        keys = [(s, seeds[i] if seeds is not None else "") for i, s in enumerate(smiles)]
+        todo: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for k in keys:
+            if k[0] and k not in self.cache and k not in seen and self.calls + len(todo) < self.budget:
+                todo.append(k)
+                seen.add(k)
+        if todo:
+            self.calls += len(todo)
+            args = (self.objective, self.objective.similarity_threshold)
+            if self.workers > 1 and len(todo) >= 200:
+                n = self.workers * 4
+                jobs = [(todo[i::n], *args) for i in range(n)]
+                with chem.pool(self.workers) as p:
+                    rows = [r for part in p.map(_evaluate, jobs) for r in part]
+                keyed = {(r["smiles"], r["seed"]): r for r in rows}
+            else:
+                keyed = {(r["smiles"], r["seed"]): r for r in _evaluate((todo, *args))}
+            self.cache.update(keyed)
         out = []
-        for i, s in enumerate(smiles):
-            seed = seeds[i] if seeds is not None else ""
-            key = (s, seed)
-            if key in self.cache:
-                out.append(self.cache[key])
-                continue
-            if self.exhausted or not s:
-                out.append({"smiles": s, "valid": bool(s), "evaluated": False,
-                            "admissible": False, "score": -math.inf})
-                continue
-            self.calls += 1
-            mol = chem.to_mol(s)
-            row = {"smiles": s, "valid": mol is not None, "evaluated": True, "admissible": False,
-                   "score": -math.inf, "seed": seed}
-            if mol is not None:
-                props = chem.properties(mol, self.objective.names)
-                row.update(props)
-                row["score"] = self.objective.value(props)
-                ok = all(chem.FILTERS[f](mol) for f in self.objective.required_filters)
-                if self.objective.max_heavy_atoms is not None:
-                    ok = ok and props["heavy_atoms"] <= self.objective.max_heavy_atoms
-                if seed:
-                    row["similarity"] = self._similarity(mol, seed)
-                    ok = ok and row["similarity"] >= self.objective.similarity_threshold
-                row["admissible"] = bool(ok)
-            self.cache[key] = row
-            out.append(row)
+        for s, seed in keys:
+            row = self.cache.get((s, seed))
+            out.append(row if row is not None else
+                       {"smiles": s, "valid": bool(s), "evaluated": False, "admissible": False,
+                        "score": -math.inf})
         return out
 
 

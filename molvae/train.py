@@ -223,7 +223,8 @@ def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, ba
     for idx in sequential_batches(len(ds), batch_size):
         tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, idx))
         mu, _ = model.encode(tokens, lengths)
-        ids = model.decoder.generate(mu, max_length=max_len, greedy=True).cpu().numpy()
+        ids = model.decoder.generate(mu, max_length=max_len, greedy=True,
+                                     banned_first=vocab.structural_ids()).cpu().numpy()
         for row, i in zip(ids, idx, strict=True):
             smi = chem.canonical_smiles(selfies_to_smiles(vocab.decode(row)))
             hits += int(smi == ds.smiles[i])

@@ -82,6 +82,11 @@ class Vocab:
     def from_list(cls, tokens: Sequence[str]) -> Vocab:
         return cls(tokens)
 
+    def structural_ids(self) -> list[int]:
+        """Ids of [Ring...] and [Branch...] tokens: a SELFIES string made only of them
+        decodes to nothing, so generation never starts with one."""
+        return [i for i, t in enumerate(self.tokens) if "Ring" in t or "Branch" in t]
+
     def unknown(self, selfies: str) -> list[str]:
         """Tokens of ``selfies`` that are not in the vocabulary (sorted, unique)."""
         return sorted({t for t in sf.split_selfies(selfies) if t not in self.index})

@@ -1,0 +1,154 @@
+"""Flows end to end under one Prefect test harness, MLflow on a temporary SQLite store,
+and everything read back through MlflowClient."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect_home")
+    os.environ["PREFECT_HOME"] = str(home)  # isolate cached results
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def _cfg(tmp_path, model, store, **extra):
+    from molvae.config import load_config
+
+    overrides = [f'model_path="{model}"', f'out_dir="{tmp_path / "runs"}"',
+                 "generate.num_samples=120", "generate.batch_size=64", "shards=2",
+                 "generate.interpolation_steps=4", "generate.neighbors_per_radius=3",
+                 "optimize.oracle_budget=60", "optimize.num_starts=8",
+                 f'tracking.tracking_uri="{store}"', "tracking.top_images=6",
+                 f'data.cache_dir="{tmp_path / "cache"}"',
+                 *[f"{k}={json.dumps(v)}" for k, v in extra.items()]]
+    return load_config(overrides=overrides)
+
+
+def test_pipeline_is_reviewable_in_mlflow(harness, store, tiny_trained, tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from flows.pipeline import run_flow
+
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store)
+    res = run_flow("pipeline", cfg)
+    out = Path(res["out_dir"])
+    cands = pd.read_csv(out / "candidates.csv")
+    assert len(cands) == 120 and cands.unique.sum() > 0
+    client = MlflowClient(store)
+    run = client.get_run(res["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["generate.num_samples"] == "120"
+    assert run.data.params["optimize.method"] == "cmaes"
+    m = run.data.metrics
+    for key in ("validity", "uniqueness_at_1k", "novelty", "intdiv1", "fcd", "filters",
+                "pass_rate_pains", "opt_best_score", "baseline_best_score"):
+        assert key in m, key
+    assert m["scored_candidates"] == 120
+    assert run.data.tags["data_digest"] and run.data.tags["code_version"]
+    assert run.inputs.dataset_inputs[0].dataset.name == "moses_train_100k.csv.gz"
+    arts = {a.path for a in client.list_artifacts(res["run_id"])}
+    assert {"candidates.csv", "report.html", "summary.json", "images", "plots",
+            "tables"} <= arts
+    imgs = {a.path for a in client.list_artifacts(res["run_id"], "images")}
+    assert {"images/top_candidates.png", "images/interpolation.png"} <= imgs
+    plots = {a.path for a in client.list_artifacts(res["run_id"], "plots")}
+    assert {"plots/properties.png", "plots/trajectory.png"} <= plots
+    table = client.load_table(experiment_id=run.info.experiment_id,
+                              artifact_file="tables/candidates.json", run_ids=[res["run_id"]])
+    assert len(table) == 120 and "qed" in table.columns
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "sortBy" in html
+    versions = client.search_model_versions("name='molvae'")
+    assert any(v.run_id == res["run_id"] for v in versions)
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(f"models:/molvae/{res['registered_version']}")
+    got = model.predict(pd.DataFrame({"smiles": ["CCO"]}), params={"mode": "sample", "n": 4})
+    assert len(got) == 4 and got.valid.all()
+
+
+def test_generate_on_dask(harness, store, tiny_trained, tmp_path):
+    from flows.pipeline import run_flow
+
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, runner="dask")
+    res = run_flow("generate", cfg)
+    cands = pd.read_csv(Path(res["out_dir"]) / "candidates.csv")
+    assert len(cands) == 120 and "qed" in cands
+
+
+def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_trained, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from flows.pipeline import log_run_dir, run_flow
+
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, "http://127.0.0.1:9")
+    cfg.tracking.tracking_uri = "http://127.0.0.1:9"  # nothing listens on the discard port
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        res = run_flow("optimize", cfg)
+    finally:
+        del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    out = Path(res["out_dir"])
+    assert res["run_id"] is None and (out / "optimization_candidates.csv").is_file()
+    cfg.tracking.tracking_uri = store
+    (out / "config.json").write_text(cfg.model_dump_json())
+    run_id = log_run_dir(out, cfg)
+    arts = {a.path for a in MlflowClient(store).list_artifacts(run_id)}
+    assert "optimization_candidates.csv" in arts
+
+
+def test_preprocessing_task_is_cached_across_runs(harness, tmp_path):
+    from prefect import flow
+
+    from flows.pipeline import prepare_data
+    from molvae.config import DataConfig
+    from molvae.data import file_digest
+    from tests.conftest import SHIPPED_TRAIN
+
+    data = DataConfig(path=SHIPPED_TRAIN, limit=300, cache_dir=tmp_path / "c").model_dump(mode="json")
+
+    @flow
+    def twice():
+        a = prepare_data(data, file_digest(SHIPPED_TRAIN), return_state=True)
+        b = prepare_data(data, file_digest(SHIPPED_TRAIN), return_state=True)
+        return a, b
+
+    a, b = twice()
+    assert a.result()["kept"] == 300 and b.name == "Cached"
+
+
+def test_train_flow_logs_epochs_and_registers(harness, store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from flows.pipeline import run_flow
+    from tests.conftest import TINY_MODEL
+
+    cfg = _cfg(tmp_path, "", store, retrain=True)
+    cfg.data.limit = 400
+    cfg.train.epochs = 2
+    cfg.train.batch_size = 64
+    cfg.train.out_dir = tmp_path / "train"
+    cfg.train.recon_eval_size = 10
+    for k, v in TINY_MODEL.items():
+        setattr(cfg.model, k, v)
+    res = run_flow("train", cfg)
+    client = MlflowClient(store)
+    hist = client.get_metric_history(res["run_id"], "val_loss")
+    assert [h.step for h in hist] == [1, 2]
+    assert "active_units" in client.get_run(res["run_id"]).data.metrics
+    assert res["registered_version"] is not None

@@ -1,0 +1,114 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from molvae import chem, generate
+from molvae.config import ScoreConfig
+from molvae.generate import GenerationError
+from molvae.vocab import VocabError  # noqa: F401  (error type named in messages)
+
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+PHENOL = "Oc1ccccc1"
+
+
+def test_sample_columns_and_seeding(tiny):
+    a = generate.sample(tiny, 40, batch_size=16, seed=1, workers=1)
+    assert list(a.columns[:4]) == ["smiles", "selfies", "valid", "source"]
+    assert len(a) == 40 and (a.source == "prior").all() and a.step.tolist() == list(range(40))
+    assert a.valid.all()  # SELFIES: every decoded string is a molecule
+    b = generate.sample(tiny, 40, batch_size=16, seed=1, workers=2)  # decoded in processes
+    assert a.smiles.tolist() == b.smiles.tolist()
+    c = generate.sample(tiny, 40, batch_size=16, seed=2, workers=1)
+    assert a.smiles.tolist() != c.smiles.tolist()
+    for s in a.smiles:
+        assert chem.canonical_smiles(s) == s
+
+
+def test_sample_unique_mode(tiny):
+    df = generate.sample(tiny, 30, batch_size=20, seed=0, unique=True, workers=1)
+    assert len(df) == 30 and df.smiles.is_unique and df.valid.all()
+
+
+@pytest.mark.parametrize("kw, msg", [({"n": 0}, "must be >= 1"), ({"n": -5}, "must be >= 1"),
+                                     ({"n": 5, "temperature": 0}, "temperature"),
+                                     ({"n": 5, "temperature": -1}, "temperature"),
+                                     ({"n": 5, "max_length": 0}, "max_length")])
+def test_sample_rejects_bad_arguments(tiny, kw, msg):
+    with pytest.raises(GenerationError, match=msg):
+        generate.sample(tiny, **kw)
+
+
+def test_interpolate_walks_between_the_molecules(tiny):
+    df = generate.interpolate(tiny, [ASPIRIN, PHENOL, "CCO"], steps=5)
+    assert len(df) == 10 and df.segment.tolist() == [0] * 5 + [1] * 5
+    assert df.t.iloc[0] == 0 and df.t.iloc[4] == 1 and "sim_start" in df and "sim_end" in df
+    assert len(generate.interpolate(tiny, [ASPIRIN, PHENOL], 4, method="slerp")) == 4
+    with pytest.raises(GenerationError, match="at least two"):
+        generate.interpolate(tiny, [ASPIRIN])
+    with pytest.raises(GenerationError, match="unknown interpolation"):
+        generate.interpolate(tiny, [ASPIRIN, PHENOL], method="cubic")
+    with pytest.raises(GenerationError, match="not a valid molecule"):
+        generate.interpolate(tiny, [ASPIRIN, "C1CC("])
+
+
+def test_slerp_keeps_the_ends():
+    import torch
+
+    a, b = torch.randn(8), torch.randn(8)
+    path = generate.slerp(a, b, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
+
+
+def test_neighbors(tiny):
+    df = generate.neighbors(tiny, ASPIRIN, radii=[0.0, 0.5], per_radius=4, seed=0)
+    assert len(df) == 8 and sorted(df.radius.unique()) == [0.0, 0.5]
+    assert df.similarity.between(0, 1).all()
+    r0 = df[df.radius == 0]
+    assert r0.smiles.nunique() == 1  # radius 0 decodes mu itself
+    for bad in ["", "C1CC(", "not a molecule"]:
+        with pytest.raises(GenerationError, match="not a valid molecule"):
+            generate.neighbors(tiny, bad)
+    with pytest.raises(GenerationError, match="unknown|outside the vocabulary"):
+        generate.neighbors(tiny, "CC[Si](C)(C)C")
+    with pytest.raises(GenerationError, match="per radius"):
+        generate.neighbors(tiny, ASPIRIN, per_radius=0)
+
+
+def test_reconstruct_keeps_order_and_marks_bad_inputs(tiny):
+    inputs = [ASPIRIN, "garbage", PHENOL, "CC[Si](C)(C)C", ""]
+    df = generate.reconstruct(tiny, inputs)
+    assert df.input.tolist() == inputs
+    assert list(df.columns) == ["input", "reconstructed", "exact_match", "error"]
+    assert df.error.iloc[0] == "" and "not a valid molecule" in df.error.iloc[1]
+    assert "[Si]" in df.error.iloc[3] and df.reconstructed.iloc[1] == ""
+    assert not df.exact_match.iloc[[1, 3, 4]].any()
+    for _, r in df.iterrows():
+        if r.exact_match:
+            assert chem.canonical_smiles(r.input) == r.reconstructed
+
+
+def test_encode_gives_latents_and_elbo(tiny):
+    df = generate.encode(tiny, [ASPIRIN, "garbage", PHENOL])
+    z = tiny.model.latent_size
+    assert df.filter(like="mu_").shape == (3, z) and df.filter(like="var_").shape == (3, z)
+    assert np.isfinite(df.elbo.iloc[0]) and np.isnan(df.elbo.iloc[1])
+    assert (df.filter(like="var_").iloc[0] > 0).all()
+    assert df.ood_score.iloc[0] == -df.elbo.iloc[0]
+
+
+def test_annotate_adds_properties_filters_and_flags(tiny, tiny_trained):
+    train_mol = pd.read_csv("data/moses_train_100k.csv.gz", nrows=1)["SMILES"][0]
+    df = pd.DataFrame({"smiles": [chem.canonical_smiles(train_mol), ASPIRIN, ASPIRIN, ""],
+                       "valid": [True, True, True, False], "source": "test"})
+    out = generate.annotate(df, ScoreConfig(filters=[*chem.FILTERS, "windows", "novelty"]), tiny,
+                            workers=1)
+    for p in chem.PROPERTIES:
+        assert p in out
+    for f in chem.FILTERS:
+        assert f"pass_{f}" in out
+    assert out.unique.tolist() == [True, True, False, False]
+    assert out.novel.tolist()[:2] == [False, True]  # the first molecule is in the training set
+    assert out.score.between(0, 1).all() and out.score.iloc[3] == 0
+    assert not out.pass_all.iloc[3] and not out.pass_all.iloc[0]  # not novel
+    ranked = generate.rank(out)
+    assert len(ranked) == 2 and ranked.score.is_monotonic_decreasing

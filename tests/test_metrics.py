@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from molvae import metrics
+
+A, B, C = "CC(=O)Oc1ccccc1C(=O)O", "Oc1ccccc1", "CCN(CC)CC"
+
+
+def test_simple_metrics_on_known_lists():
+    assert metrics.validity([A, "bad", B, ""]) == 0.5
+    assert metrics.uniqueness([A, A, B, ""]) == pytest.approx(2 / 3)
+    assert metrics.uniqueness([A, B, C, A], k=2) == 1.0
+    assert metrics.novelty([A, B, B], lambda xs: np.array([x != A for x in xs])) == 0.5
+
+
+def test_internal_diversity_by_hand():
+    assert metrics.internal_diversity([A, A, A]) == pytest.approx(0.0)
+    fa = metrics._fp_matrix([A, B])
+    inter = fa[0] @ fa[1]
+    t = inter / (fa[0].sum() + fa[1].sum() - inter)
+    assert metrics.internal_diversity([A, B]) == pytest.approx(1 - (2 + 2 * t) / 4)
+    assert metrics.internal_diversity([A, B], p=2) == pytest.approx(1 - ((2 + 2 * t * t) / 4) ** 0.5)
+
+
+def test_snn_and_wasserstein():
+    assert metrics.snn([A, B], [A, B, C]) == pytest.approx(1.0)
+    assert metrics.snn([A], [C]) < 0.3
+    assert metrics.wasserstein([1, 2, 3], [1, 2, 3]) == 0
+    assert metrics.wasserstein([0, 0], [1, 1]) == 1
+
+
+def test_evaluate_against_a_reference(test_smiles, tmp_path):
+    gen = test_smiles[:150] + ["bad", ""]
+    m, gen_rows, ref_rows = metrics.evaluate(gen, test_smiles[150:450], lambda xs: np.ones(len(xs)),
+                                             with_fcd=True, cache_dir=tmp_path, workers=2)
+    assert m["validity"] == pytest.approx(150 / 152)
+    assert m["uniqueness@1k"] == 1.0 and m["novelty"] == 1.0
+    assert 0.85 < m["intdiv1"] < 0.95 and m["filters"] > 0.9
+    assert 0.9 < m["frag"] <= 1 and 0 < m["scaf"] <= 1 and 0.2 < m["snn"] < 0.6
+    assert m["fcd"] < 5  # two halves of MOSES test: close distributions
+    assert m["w_qed"] < 0.05 and m["heavy_atoms_ge10"] == 1.0
+    png = metrics.plot_distributions(gen_rows, ref_rows, tmp_path / "p.png")
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="no generated"):
+        metrics.evaluate([], test_smiles[:10])
+    with pytest.raises(ValueError, match="reference set is empty"):
+        metrics.evaluate([A], [])
+
+
+@pytest.mark.slow
+def test_fcd_separates_distributions(test_smiles, tmp_path):
+    same = metrics.fcd(test_smiles[:300], test_smiles[300:600], cache_dir=tmp_path)
+    alkanes = ["C" * n for n in range(5, 35)] * 10
+    assert metrics.fcd(alkanes, test_smiles[300:600], cache_dir=tmp_path) > same + 10

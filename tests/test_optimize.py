@@ -1,0 +1,91 @@
+"""Optimization on the shipped model: each method must beat its own start under RDKit."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from molvae import chem
+from molvae.config import OptimizeConfig
+from molvae.optimize import Objective, OptimizationError, optimize
+from tests.conftest import SHIPPED_TRAIN
+
+
+def _check_candidates(res, objective="qed"):
+    c = res.candidates
+    assert len(c) > 0 and c.smiles.is_unique and c.score.is_monotonic_decreasing
+    for _, r in c.head(20).iterrows():  # RDKit is the ground truth
+        mol = chem.to_mol(r.smiles)
+        assert mol is not None
+        assert chem.PROPERTIES[objective](mol) == pytest.approx(r[objective], abs=1e-6)
+    assert res.oracle_calls <= 400
+    assert res.trajectory.best_score.is_monotonic_increasing
+
+
+def test_cmaes_improves_over_its_start(shipped):
+    res = optimize(shipped, OptimizeConfig(method="cmaes", objective="qed", oracle_budget=400,
+                                           num_starts=16, sigma=0.5, seed=0))
+    _check_candidates(res)
+    start = res.candidates[res.candidates.step == 0].score.max()
+    assert res.candidates.score.max() > start
+    assert {"mw", "sa", "pass_moses"} <= set(res.candidates.columns)
+
+
+def test_gradient_improves_over_its_start(shipped):
+    known = pd.read_csv(SHIPPED_TRAIN, nrows=1500)["SMILES"].tolist()
+    res = optimize(shipped, OptimizeConfig(method="gradient", objective="qed", oracle_budget=400,
+                                           num_starts=16, steps=15, step_size=0.1,
+                                           surrogate_size=1500), surrogate_smiles=known)
+    _check_candidates(res)
+    first = res.candidates[res.candidates.step == 0].score.mean()
+    assert res.candidates[res.candidates.step > 0].score.max() > first
+
+
+def test_constrained_keeps_similarity_on_every_candidate(shipped, test_smiles):
+    seeds = test_smiles[:4]
+    res = optimize(shipped, OptimizeConfig(method="constrained", objective="plogp", seeds=seeds,
+                                           similarity_threshold=0.4, oracle_budget=400,
+                                           num_starts=25, sigma=0.3))
+    assert len(res.starts) == 4
+    assert (res.starts.improvement >= 0).all() and res.starts.success.any()
+    assert (res.candidates.similarity >= 0.4).all()
+    for _, r in res.candidates.iterrows():
+        assert chem.tanimoto(r.smiles, r.seed) >= 0.4
+
+
+def test_random_baseline_uses_the_same_budget(shipped):
+    res = optimize(shipped, OptimizeConfig(method="random", objective="qed", oracle_budget=300))
+    assert res.oracle_calls == 300 and len(res.candidates) > 250
+
+
+def test_window_and_desirability_objectives():
+    obj = Objective("logp", window=(1.0, 3.0))
+    assert obj.value({"logp": 2.0}) == 0 and obj.value({"logp": 4.0}) == -1.0
+    assert Objective("sa", direction="minimize").value({"sa": 3.0}) == -3.0
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"objective": "colour"}, "unknown property 'colour'"),
+    ({"window": (3.0, 1.0)}, "empty objective window"),
+    ({"window": (2.0, 2.0)}, "empty objective window"),
+    ({"required_filters": ["nope"]}, "unknown required filter"),
+    ({"similarity_threshold": 0.5}, "needs seed molecules"),
+    ({"seeds": ["CCO"], "similarity_threshold": 1.0}, "nothing can improve"),
+    ({"method": "constrained"}, "needs seed molecules"),
+    ({"seeds": ["C1CC("]}, "not a valid molecule"),
+    ({"objective": "desirability"}, "needs"),
+])
+def test_bad_objectives_and_constraints(tiny, kw, msg):
+    cfg = OptimizeConfig(oracle_budget=10, **kw)
+    with pytest.raises(OptimizationError, match=msg):
+        optimize(tiny, cfg)
+
+
+def test_oracle_counts_distinct_molecules_once():
+    from molvae.optimize import Oracle
+
+    o = Oracle(Objective("qed", max_heavy_atoms=5), budget=3)
+    rows = o(["CCO", "CCO", "c1ccccc1CCCCCC", "bad", "CC"])
+    assert o.calls == 3 and rows[0] is rows[1]
+    assert rows[0]["admissible"] and not rows[2]["admissible"]  # 12 heavy atoms > 5
+    assert not rows[3]["valid"] and not rows[4]["evaluated"]  # budget spent
+    assert np.isinf(rows[4]["score"])
