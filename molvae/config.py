@@ -190,10 +190,8 @@ def _format_errors(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {loc}: {msg}")
-    return f"{len(lines)} invalid config entr{'y' if len(lines) == 1 else 'ies'}:\n" + "\n".join(
-        lines
-    )
+        lines.append(f"{loc}: {msg}")
+    return f"{len(lines)} invalid config entr{'y' if len(lines) == 1 else 'ies'}: " + "; ".join(lines)
 
 
 def validate(cls: type[BaseModel], data: dict) -> BaseModel:

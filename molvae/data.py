@@ -103,12 +103,15 @@ def read_molecules(
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     kind = _base_suffix(path)
+    if kind == ".parquet":
+        return _read_parquet(path, smiles_column, property_columns, limit)
     try:
         with _open_text(path) as fh:
             if kind in (".smi", ".txt", ".smiles"):
                 return _read_smi(fh, limit)
             if kind not in (".csv", ".tsv"):
-                raise DataError(f"{path}: unsupported file type {kind!r} (use .csv, .tsv, .smi, .txt)")
+                raise DataError(
+                    f"{path}: unsupported file type {kind!r} (use .csv, .tsv, .smi, .txt, .parquet)")
             sep = "\t" if kind == ".tsv" else ","
             try:
                 df = pd.read_csv(fh, sep=sep, dtype=str, keep_default_na=False, nrows=limit)
@@ -130,6 +133,20 @@ def read_molecules(
     props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
     if not smiles:
         raise DataError(f"{path}: file has no rows")
+    return Molecules(smiles=smiles, properties=props)
+
+
+def _read_parquet(path: Path, smiles_column: str, property_columns: Sequence[str],
+                  limit: int | None) -> Molecules:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise DataError(f"{path}: cannot read Parquet ({type(exc).__name__})") from None
+    if smiles_column not in df.columns:
+        raise DataError(f"{path}: no column {smiles_column!r} (columns: {', '.join(df.columns[:10])})")
+    df = df.head(limit) if limit else df
+    smiles = [s.strip() or None if isinstance(s, str) else None for s in df[smiles_column]]
+    props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
     return Molecules(smiles=smiles, properties=props)
 
 

@@ -138,7 +138,9 @@ def sample(
     try:
         pending = []
         while n_unique < n and drawn < n * (max_rounds if unique else 1):
-            k = min(batch_size, n - n_unique) if not unique else batch_size
+            # Batch sizes depend on n only (not on decoded results), so the random stream,
+            # and with it every molecule, is the same with or without worker processes.
+            k = min(batch_size, n - drawn) if not unique else batch_size
             ids = draw(k)
             drawn += k
             if pool is None:

@@ -35,7 +35,8 @@ def test_evaluate_against_a_reference(test_smiles, tmp_path):
                                              with_fcd=True, cache_dir=tmp_path, workers=2)
     assert m["validity"] == pytest.approx(150 / 152)
     assert m["uniqueness@1k"] == 1.0 and m["novelty"] == 1.0
-    assert 0.85 < m["intdiv1"] < 0.95 and m["filters"] > 0.9
+    # MOSES IntDiv includes self-pairs: ~0.846 on 150 molecules, ~0.857 on MOSES test.
+    assert 0.8 < m["intdiv1"] < 0.9 and m["filters"] > 0.9
     assert 0.9 < m["frag"] <= 1 and 0 < m["scaf"] <= 1 and 0.2 < m["snn"] < 0.6
     assert m["fcd"] < 5  # two halves of MOSES test: close distributions
     assert m["w_qed"] < 0.05 and m["heavy_atoms_ge10"] == 1.0
