@@ -545,7 +545,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not args.verbose:
+        import warnings
+
+        # MLflow's advice about type hints and input examples is not for our users.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\.|$)")
+        warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args.func(args)
     except (UserError, ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -124,7 +124,7 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
     interp = tables.get("interpolation")
     if interp is not None and len(interp):
         report.interpolation_strips(interp, out_dir / "images" / "interpolation.png")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    report.write_text(json.dumps(summary, indent=2, default=str), out_dir / "summary.json")
     return out_dir
 
 
@@ -156,7 +156,7 @@ def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path
     run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     out_dir = Path(cfg.out_dir) / run_name  # one folder per run: concurrent runs never collide
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    report.write_text(cfg.model_dump_json(indent=2), out_dir / "config.json")
     run_id = None
     if cfg.tracking.enabled:
         from molvae.tracking import MlflowTracker

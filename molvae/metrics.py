@@ -7,6 +7,7 @@ scaffold similarity, Wasserstein distances of property distributions, filter pas
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -274,6 +275,8 @@ def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | P
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
     plt.close(fig)
     return path

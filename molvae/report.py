@@ -5,9 +5,11 @@ outage loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,18 +24,36 @@ REPORT_COLUMNS = ["smiles", "score", "qed", "sa", "logp", "plogp", "mw", "tpsa",
                   "similarity", "source", "method", "pass_all", "novel"]
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temp path beside ``path``; rename it into place only if the block succeeds,
+    so an interrupted run (Ctrl-C) never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """CSV or Parquet by extension, written atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    elif path.suffix in (".csv", ".gz"):
-        df.to_csv(tmp, index=False)
-    else:
+    if path.suffix not in (".parquet", ".csv", ".gz"):
         raise ValueError(f"{path}: output must end in .csv or .parquet")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
     return path
 
 
@@ -48,10 +68,9 @@ def grid_image(smiles: Sequence[str], legends: Sequence[str], path: str | Path,
         return None
     img = Draw.MolsToGridImage([m for m, _ in pairs], molsPerRow=per_row,
                                subImgSize=(size, size), legends=[lg for _, lg in pairs])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return Path(path)
 
 
 def top_grid(df: pd.DataFrame, path: str | Path, k: int = 24, by: str = "score") -> Path | None:
@@ -90,11 +109,10 @@ def trajectory_plot(traj: pd.DataFrame, path: str | Path, baseline: pd.DataFrame
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _svg(smiles: str, size: int = 160) -> str:
@@ -155,10 +173,7 @@ function sortBy(i) {{
   rows.forEach(r => tb.appendChild(r));
 }}
 </script></body></html>"""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
+    return write_text(doc, path)
 
 
 def _fmt(v) -> str:

@@ -209,7 +209,7 @@ class MlflowTracker:
         CSV tables named in TABLES also become MLflow tables."""
         out_dir = Path(out_dir)
         for path in sorted(out_dir.rglob("*")):
-            if not path.is_file() or path.name.endswith(".tmp"):
+            if not path.is_file() or path.name.startswith("."):  # temp files of atomic writes
                 continue
             rel = path.relative_to(out_dir).parent
             self.log_artifact(path, None if str(rel) == "." else str(rel))
