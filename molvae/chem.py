@@ -388,6 +388,10 @@ def _score_chunk(args) -> list[dict]:
 
 
 def default_workers() -> int:
+    """All cores, or 1 inside a daemonic process (a Dask or multiprocessing worker), which
+    may not start a pool of its own."""
+    if mp.current_process().daemon:
+        return 1
     return max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1, 1)
 
 
@@ -407,7 +411,7 @@ def score_smiles(
     for name in windows or {}:
         check_property(name)
     smiles = list(smiles)
-    workers = workers or default_workers()
+    workers = 1 if mp.current_process().daemon else workers or default_workers()
     chunks = [smiles[i : i + chunk_size] for i in range(0, len(smiles), chunk_size)]
     jobs = [(c, tuple(filters), windows, property_names) for c in chunks]
     rows: list[dict] = []

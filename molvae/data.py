@@ -225,7 +225,7 @@ def clean(
 
     Returns (kept row indices, canonical SMILES, SELFIES, Counter of drop reasons).
     """
-    workers = workers or chem.default_workers()
+    workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
     chunks = [smiles[i : i + chunk_size] for i in range(0, len(smiles), chunk_size)]
     jobs = [(list(c), standardize, max_tokens) for c in chunks]
     results: list = []

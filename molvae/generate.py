@@ -110,7 +110,7 @@ def sample(
     _check_sampling(temperature, max_length)
     gen = torch.Generator(device=_device(lm)).manual_seed(seed)
     banned = lm.vocab.structural_ids()
-    workers = workers or chem.default_workers()
+    workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
     tokens = lm.vocab.to_list()
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()

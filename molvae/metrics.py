@@ -174,7 +174,7 @@ def eval_rows(smiles: Sequence[str | None], with_fragments: bool = True,
     smiles = list(smiles)
     jobs = [(smiles[i : i + chunk_size], with_fragments, with_filter)
             for i in range(0, len(smiles), chunk_size)]
-    workers = workers or chem.default_workers()
+    workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
     if workers <= 1 or len(jobs) <= 1:
         return [r for j in jobs for r in _eval_chunk(j)]
     with chem.pool(workers) as p:

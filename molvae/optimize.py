@@ -129,7 +129,7 @@ class Oracle:
         self.budget = budget
         self.calls = 0
         self.cache: dict[tuple[str, str], dict] = {}
-        self.workers = workers or chem.default_workers()
+        self.workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
 
     @property
     def exhausted(self) -> bool:

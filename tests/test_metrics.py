@@ -38,7 +38,7 @@ def test_evaluate_against_a_reference(test_smiles, tmp_path):
     # MOSES IntDiv includes self-pairs: ~0.846 on 150 molecules, ~0.857 on MOSES test.
     assert 0.8 < m["intdiv1"] < 0.9 and m["filters"] > 0.9
     assert 0.9 < m["frag"] <= 1 and 0 < m["scaf"] <= 1 and 0.2 < m["snn"] < 0.6
-    assert m["fcd"] < 5  # two halves of MOSES test: close distributions
+    assert 0 < m["fcd"] < 30  # small sets carry a large bias; separation: test below
     assert m["w_qed"] < 0.05 and m["heavy_atoms_ge10"] == 1.0
     png = metrics.plot_distributions(gen_rows, ref_rows, tmp_path / "p.png")
     assert png.stat().st_size > 1000
