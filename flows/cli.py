@@ -551,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
 
         # MLflow's advice about type hints and input examples is not for our users.
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\.|$)")
+        for advice in ("Add type hints", "An input example was not provided"):
+            warnings.filterwarnings("ignore", message=f".*{advice}", category=UserWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args.func(args)

@@ -8,6 +8,7 @@ boundaries cheaply, Mol objects do not).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -429,11 +430,22 @@ def score_smiles(
     return rows
 
 
+@contextlib.contextmanager
 def pool(workers: int):
-    """A process pool. 'fork' where available: workers only run RDKit/selfies, never torch,
-    and start in milliseconds instead of re-importing RDKit."""
+    """A process pool, closed and joined on exit (terminated only on error, so workers are
+    never interrupted mid-shutdown). 'fork' where available: workers only run RDKit and
+    selfies, never torch, and start in milliseconds instead of re-importing RDKit."""
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    return mp.get_context(method).Pool(workers)
+    p = mp.get_context(method).Pool(workers)
+    try:
+        yield p
+    except BaseException:
+        p.terminate()
+        raise
+    else:
+        p.close()
+    finally:
+        p.join()
 
 
 def fingerprints(smiles: Iterable[str], radius: int = 2, n_bits: int = 2048) -> np.ndarray:

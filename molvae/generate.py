@@ -6,6 +6,7 @@ uniqueness, novelty, every property, every filter and the desirability score.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -134,8 +135,8 @@ def sample(
         if progress:
             progress(len(batch))
 
-    pool = chem.pool(workers) if workers > 1 and n > batch_size else None
-    try:
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(chem.pool(workers)) if workers > 1 and n > batch_size else None
         pending = []
         while n_unique < n and drawn < n * (max_rounds if unique else 1):
             # Batch sizes depend on n only (not on decoded results), so the random stream,
@@ -155,10 +156,6 @@ def sample(
         for parts in pending:
             for r in parts:
                 take(r.get())
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
     if unique and n_unique < n:
         logger.warning("only %d unique valid molecules after %d draws", n_unique, drawn)
     pairs = pairs[:n]
