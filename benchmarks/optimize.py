@@ -83,12 +83,16 @@ def run_constrained(lm, n_seeds: int, delta: float, per_seed: int, seed: int) ->
                                        oracle_budget=per_seed * n_seeds, seed=seed),
                     progress=_progress("baseline"))
     print(file=sys.stderr)
-    pool = base.candidates[["smiles", "score"]].values.tolist()
+    from rdkit import DataStructs
+
+    pool_fps = [chem.fingerprint(chem.to_mol(s)) for s in base.candidates.smiles]
+    pool_scores = base.candidates.score.to_numpy()
     base_impr = []
     for s, s0 in zip(res.starts.seed, res.starts.seed_score, strict=True):
-        sims = chem.bulk_tanimoto(s, [p[0] for p in pool])
-        ok = [p[1] for p, sim in zip(pool, sims, strict=True) if sim is not None and sim >= delta]
-        base_impr.append(max(max(ok) - s0, 0.0) if ok else 0.0)
+        sims = np.array(DataStructs.BulkTanimotoSimilarity(chem.fingerprint(chem.to_mol(s)),
+                                                           pool_fps))
+        ok = pool_scores[sims >= delta]
+        base_impr.append(max(float(ok.max()) - s0, 0.0) if len(ok) else 0.0)
     base_s = time.perf_counter() - t
     st = res.starts
     return {"candidates": res.candidates, "starts": st, "summary": {
