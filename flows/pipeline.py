@@ -4,6 +4,7 @@ call molvae. Candidates are written to ``out_dir`` before anything is logged to 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -173,9 +174,17 @@ def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path
     return run_id, out_dir
 
 
-def _finish(cfg: RunConfig, run_id: str | None, failed: bool) -> None:
+@contextlib.contextmanager
+def _finishing(cfg: RunConfig, run_id: str | None):
+    """Mark the MLflow run FINISHED when the block succeeds, FAILED when it raises."""
+    try:
+        yield
+    except BaseException:
+        if run_id:
+            _tracker(cfg, run_id).finish(failed=True)
+        raise
     if run_id:
-        _tracker(cfg, run_id).finish(failed)
+        _tracker(cfg, run_id).finish(failed=False)
 
 
 @flow(name="molvae-train", log_prints=True)
@@ -183,7 +192,7 @@ def train_flow(cfg: RunConfig) -> dict:
     """data -> preprocess (cached) -> train -> evaluate -> log and register the model."""
     digest = file_digest(cfg.data.path)
     run_id, out_dir = _start_run(cfg, "train", digest)
-    try:
+    with _finishing(cfg, run_id):
         data_report = prepare_data(cfg.data.model_dump(mode="json"), digest)
         model_path = train(cfg, run_id)
         samples = sample_shard(model_path, min(cfg.generate.num_samples, 2000), cfg.generate.seed,
@@ -194,10 +203,6 @@ def train_flow(cfg: RunConfig) -> dict:
         if run_id:
             summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
                                                           model_path, digest, True)
-    except BaseException:
-        _finish(cfg, run_id, failed=True)
-        raise
-    _finish(cfg, run_id, failed=False)
     return {**summary, "run_id": run_id, "out_dir": str(out_dir)}
 
 
@@ -267,7 +272,7 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
     log = get_run_logger()
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = _start_run(cfg, name, digest)
-    try:
+    with _finishing(cfg, run_id):
         if cfg.retrain:
             prepare_data(cfg.data.model_dump(mode="json"), digest)
             model_path = train(cfg, run_id)
@@ -288,10 +293,6 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
         if run_id:
             summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
                                                           model_path, digest, True)
-    except BaseException:
-        _finish(cfg, run_id, failed=True)
-        raise
-    _finish(cfg, run_id, failed=False)
     return {**summary, "run_id": run_id, "out_dir": str(out_dir),
             "tracking_uri": _uri(cfg) if run_id else None}
 
