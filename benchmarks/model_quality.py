@@ -34,12 +34,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--recon", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0)
     args = ap.parse_args()
     torch.set_num_threads(2)
     lm = load_model(args.model)
     test = [s for s in read_molecules(SHIPPED_TEST).smiles if s]
     t = time.perf_counter()
-    gen = sample(lm, args.n, seed=args.seed)
+    gen = sample(lm, args.n, seed=args.seed, temperature=args.temperature)
     if FULL_TRAIN.is_file():
         train = set(pd.read_csv(FULL_TRAIN)["SMILES"])  # MOSES SMILES are RDKit-canonical
         is_novel = lambda xs: np.array([x not in train for x in xs])  # noqa: E731
@@ -51,7 +52,8 @@ def main() -> None:
     rec = reconstruct(lm, test[: args.recon])
     mu, _, _ = latent_means(lm, test[:2000], strict=False)
     active = int((mu[torch.isfinite(mu).all(1)].var(0) > 0.01).sum())
-    out = {**{k: round(v, 4) for k, v in m.items()},
+    out = {"model": args.model, "temperature": args.temperature,
+           **{k: round(v, 4) for k, v in m.items()},
            "exact_reconstruction": round(float(rec.exact_match.mean()), 4),
            "active_units": active, "latent_size": lm.model.latent_size,
            "novelty_reference": novelty_ref, "seconds": round(time.perf_counter() - t, 1),

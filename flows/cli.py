@@ -134,6 +134,8 @@ def cmd_train(args) -> None:
         cfg.train.epochs = args.epochs
     if args.out:
         cfg.train.out_dir = Path(args.out)
+    if args.init_from:
+        cfg.train.init_from = Path(args.init_from)
     result = train_model(cfg.data, cfg.model, cfg.train, callbacks=[ProgressCallback()],
                          resume=args.resume,
                          data_progress=_data_progress())
@@ -449,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int)
     t.add_argument("--out", help="output folder for checkpoints (default runs/train)")
     t.add_argument("--resume", help="checkpoint to continue from (e.g. runs/train/last.pt)")
+    t.add_argument("--init-from", help="fine-tune: start from this checkpoint's weights with a "
+                   "fresh optimizer, schedule and config (same vocabulary and model shape)")
     t.set_defaults(func=cmd_train)
 
     m = "checkpoint (default: the shipped MOSES model)"

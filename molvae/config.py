@@ -90,6 +90,7 @@ class TrainConfig(_Section):
     property_weight: float = Field(1.0, ge=0)
     patience: int = Field(3, ge=1)  # early stopping on validation loss
     max_minutes: float | None = Field(None, gt=0)  # stop after this much training time
+    init_from: Path | None = None  # start from these weights (fresh optimizer and schedule)
     recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -276,13 +276,17 @@ def fit(
     out_dir = Path(cfg.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     start_epoch, step, best_val, bad_epochs, history = 0, 0, math.inf, 0, []
-    if resume is not None:
-        state = read_checkpoint(resume)
+    if resume is not None or cfg.init_from is not None:
+        source = resume if resume is not None else cfg.init_from
+        state = read_checkpoint(source)
         if state.get("vocab") != vocab.to_list():
-            raise CheckpointError(f"{resume}: vocabulary differs from this dataset's")
+            raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
         if ModelConfig.model_validate(state["model_config"]) != model_cfg:
-            raise CheckpointError(f"{resume}: model config differs from the requested one")
+            raise CheckpointError(f"{source}: model config differs from the requested one")
         model.load_state_dict(state["model_state"])
+        if resume is None:
+            logger.info("starting from the weights of %s", source)
+    if resume is not None:
         opt.load_state_dict(state["optimizer_state"])
         sched.load_state_dict(state["scheduler_state"])
         start_epoch, step = state["epoch"], state["step"]

@@ -108,3 +108,26 @@ def test_resume_rejects_a_different_model(tiny_trained, tmp_path):
     with pytest.raises(CheckpointError, match="model config differs"):
         train_model(data, other, TrainConfig(epochs=4, out_dir=tmp_path / "r"),
                     resume=result.checkpoint)
+
+
+def test_init_from_fine_tunes_from_the_weights(tiny_trained, tmp_path):
+    _, result = tiny_trained
+    data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c")
+    common = dict(epochs=1, batch_size=128, lr=3e-3, recon_eval_size=50, threads=1,
+                  beta_warmup_steps=20)
+    fresh = train_model(data, ModelConfig(**TINY_MODEL),
+                        TrainConfig(**common, out_dir=tmp_path / "fresh"))
+    tuned = train_model(data, ModelConfig(**TINY_MODEL),
+                        TrainConfig(**common, out_dir=tmp_path / "tuned",
+                                    init_from=result.best_checkpoint))
+    assert [h["epoch"] for h in tuned.history] == [1]  # a new run, not a resumed one
+    assert tuned.history[0]["val_recon"] < 0.8 * fresh.history[0]["val_recon"]
+    assert read_checkpoint(tuned.checkpoint)["train_config"]["init_from"] == str(
+        result.best_checkpoint)
+    other = ModelConfig(**{**TINY_MODEL, "latent_size": 4})
+    with pytest.raises(CheckpointError, match="model config differs"):
+        train_model(data, other, TrainConfig(**common, out_dir=tmp_path / "x",
+                                             init_from=result.best_checkpoint))
+    with pytest.raises(CheckpointError):
+        train_model(data, ModelConfig(**TINY_MODEL),
+                    TrainConfig(**common, out_dir=tmp_path / "y", init_from=tmp_path / "no.pt"))
