@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -16,15 +15,15 @@ def molvae(*args, cwd=None):
                                                                "MOLVAE_NO_PROGRESS": "1"})
 
 
-def test_help_is_fast():
-    t = time.perf_counter()
+def test_help_loads_no_heavy_module():
+    # Why --help is fast (0.13 s, see the README's benchmarks); timing it here would be flaky.
     out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and "sample" in out.stdout
-    assert time.perf_counter() - t < 5  # generous for CI; the benchmark reports ~0.1 s
-    assert "torch" not in subprocess.run(
+    loaded = subprocess.run(
         [sys.executable, "-c", "import sys, flows.cli; flows.cli.build_parser(); "
          "print(' '.join(sys.modules))"], capture_output=True, text=True).stdout.split()
+    assert loaded and not {"torch", "rdkit", "prefect", "mlflow"} & set(loaded)
 
 
 def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles):
