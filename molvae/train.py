@@ -276,8 +276,8 @@ def fit(
     out_dir = Path(cfg.out_dir)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     start_epoch, step, best_val, bad_epochs, history = 0, 0, math.inf, 0, []
-    if resume is not None or cfg.init_from is not None:
-        source = resume if resume is not None else cfg.init_from
+    source = resume if resume is not None else cfg.init_from  # weights to start from
+    if source is not None:
         state = read_checkpoint(source)
         if state.get("vocab") != vocab.to_list():
             raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
