@@ -1,6 +1,6 @@
 """Quality of a trained model (issue 3 / 4 targets), as reported in the README.
 
-    python benchmarks/model_quality.py [--model data/model/molvae_moses.pt]
+    python benchmarks/model_quality.py [--model data/model/molvae_moses.pt] [--prior normal]
 
 10,000 prior samples: validity, share with >= 10 heavy atoms, uniqueness, novelty against
 MOSES train (the full set when `data/moses/train.csv.gz` exists, else the model's own
@@ -22,7 +22,7 @@ import torch
 from molvae import metrics
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST
 from molvae.data import read_molecules
-from molvae.generate import latent_means, reconstruct, sample
+from molvae.generate import latent_means, reconstruct, resolve_prior, sample
 from molvae.train import load_model
 
 FULL_TRAIN = Path("data/moses/train.csv.gz")
@@ -35,12 +35,13 @@ def main() -> None:
     ap.add_argument("--recon", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--prior", choices=["auto", "normal", "posterior"], default="auto")
     args = ap.parse_args()
     torch.set_num_threads(2)
     lm = load_model(args.model)
     test = [s for s in read_molecules(SHIPPED_TEST).smiles if s]
     t = time.perf_counter()
-    gen = sample(lm, args.n, seed=args.seed, temperature=args.temperature)
+    gen = sample(lm, args.n, seed=args.seed, temperature=args.temperature, prior=args.prior)
     if FULL_TRAIN.is_file():
         train = set(pd.read_csv(FULL_TRAIN)["SMILES"])  # MOSES SMILES are RDKit-canonical
         is_novel = lambda xs: np.array([x not in train for x in xs])  # noqa: E731
@@ -53,6 +54,7 @@ def main() -> None:
     mu, _, _ = latent_means(lm, test[:2000], strict=False)
     active = int((mu[torch.isfinite(mu).all(1)].var(0) > 0.01).sum())
     out = {"model": args.model, "temperature": args.temperature,
+           "prior": resolve_prior(lm, args.prior),
            **{k: round(v, 4) for k, v in m.items()},
            "exact_reconstruction": round(float(rec.exact_match.mean()), 4),
            "active_units": active, "latent_size": lm.model.latent_size,

@@ -195,15 +195,31 @@ def cmd_sample(args) -> None:
     if args.temperature <= 0:
         raise UserError(f"--temperature must be > 0, got {args.temperature}")
     lm = _load(args)
+    generate.resolve_prior(lm, args.prior)  # fail before the progress bar appears
     bar = _progress(args.n, "sample")
     df = generate.sample(lm, args.n, args.batch_size, args.temperature, args.greedy, args.seed,
-                         args.max_length, args.unique, progress=bar.update)
+                         args.max_length, args.unique, progress=bar.update, prior=args.prior)
     bar.close()
     df = _annotate(df, args, lm)
     path = _write(df, args.out, "samples.csv")
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
           f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
           f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
+
+
+def cmd_prior(args) -> None:
+    from molvae import generate
+    from molvae.train import store_prior
+
+    if args.out and not args.out.endswith(".pt"):
+        raise UserError(f"output {args.out!r} must end in .pt")
+    lm = _load(args)
+    _read_input.col = args.smiles_column
+    smiles = _read_input(args.data)
+    prior = generate.fit_prior(lm, smiles, args.n, args.seed)
+    path = store_prior(lm.path, prior, args.out)
+    print(f"stored {len(prior['mu'])} posterior codes of {args.data} in {path}; "
+          "`molvae sample` now draws from them (--prior normal for N(0, I))")
 
 
 def _annotate(df, args, lm):
@@ -480,7 +496,19 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--unique", action="store_true", help="keep going until N unique valid")
     sm.add_argument("--batch-size", type=int, default=1000)
     sm.add_argument("--max-length", type=int, default=100)
+    sm.add_argument("--prior", choices=["auto", "normal", "posterior"], default="auto",
+                    help="z from N(0, I), or from the training codes stored in the model "
+                         "(posterior); auto = posterior when the model has them")
     sm.set_defaults(func=cmd_sample)
+
+    pp = sub.add_parser("prior", help="store training codes in a model as its sampling prior")
+    pp.add_argument("data", help="the model's training molecules (CSV/TSV/SMI, .gz)")
+    pp.add_argument("-n", type=int, default=16384, help="codes to keep (default 16384)")
+    pp.add_argument("--seed", type=int, default=0)
+    pp.add_argument("--smiles-column", default="SMILES")
+    pp.add_argument("--model", help=m + " (changed in place unless -o)")
+    pp.add_argument("-o", "--out", help="write the model with codes here instead (.pt)")
+    pp.set_defaults(func=cmd_prior)
 
     it = sub.add_parser("interpolate", help="decode the latent path through 2+ molecules")
     _config_args(it)

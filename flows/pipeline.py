@@ -60,7 +60,8 @@ def load(path: str) -> str:
 def sample_shard(model_path: str, n: int, seed: int, gen: dict) -> pd.DataFrame:
     return generate.sample(_model(model_path), n, batch_size=gen["batch_size"],
                            temperature=gen["temperature"], greedy=gen["greedy"], seed=seed,
-                           max_length=gen["max_length"], unique=gen["unique"], workers=1)
+                           max_length=gen["max_length"], unique=gen["unique"], workers=1,
+                           prior=gen["prior"])
 
 
 @task(cache_policy=NO_CACHE)

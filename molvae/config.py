@@ -92,6 +92,7 @@ class TrainConfig(_Section):
     max_minutes: float | None = Field(None, gt=0)  # stop after this much training time
     init_from: Path | None = None  # start from these weights (fresh optimizer and schedule)
     recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
+    prior_codes: int = Field(16384, ge=0)  # training posteriors kept for prior="posterior" (0 = none)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)
@@ -105,6 +106,7 @@ class GenerateConfig(_Section):
     greedy: bool = False
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
+    prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)
     seed: int = 0
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2)

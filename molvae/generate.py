@@ -16,8 +16,9 @@ import torch
 
 from . import chem
 from .config import ScoreConfig
+from .data import EncodedDataset
 from .model import kl_divergence, reconstruction_loss
-from .train import LoadedModel
+from .train import LoadedModel, prior_codes
 from .vocab import PAD_ID, Vocab, VocabError, selfies_to_smiles, smiles_to_selfies
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,71 @@ def decode_latent(lm: LoadedModel, z: torch.Tensor, temperature: float = 1.0, gr
 
 # --------------------------------------------------------------------------- prior sampling
 
+PRIORS = ("auto", "normal", "posterior")
+
+
+def resolve_prior(lm: LoadedModel, prior: str) -> str:
+    """"auto" -> "posterior" when the checkpoint stores posterior codes, else "normal"."""
+    if prior not in PRIORS:
+        raise GenerationError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    if prior == "posterior" and lm.prior is None:
+        raise GenerationError(f"{lm.path or 'this model'} stores no posterior codes; add them "
+                              "with `molvae prior MODEL DATA` or sample with prior='normal'")
+    if prior == "auto":
+        return "posterior" if lm.prior is not None else "normal"
+    return prior
+
+
+class LatentPrior:
+    """Seeded draws of z: N(0, I), or the stored aggregate posterior (pick a training
+    molecule's code, then z ~ q(z|x) = N(mu, exp(logvar))). Codes are taken without
+    replacement, one shuffled pass after another, so no code is drawn twice in a row."""
+
+    def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator):
+        self.kind = resolve_prior(lm, prior)
+        self.gen = generator
+        self.size = lm.model.latent_size
+        self.device = _device(lm)
+        if self.kind == "posterior":
+            self.mu = lm.prior["mu"].to(self.device)
+            self.std = torch.exp(0.5 * lm.prior["logvar"]).to(self.device)
+            self.order = torch.empty(0, dtype=torch.long, device=self.device)
+
+    def __call__(self, k: int) -> torch.Tensor:
+        eps = torch.randn(k, self.size, generator=self.gen, device=self.device)
+        if self.kind == "normal":
+            return eps
+        while len(self.order) < k:
+            perm = torch.randperm(len(self.mu), generator=self.gen, device=self.device)
+            self.order = torch.cat([self.order, perm])
+        idx, self.order = self.order[:k], self.order[k:]
+        return self.mu[idx] + self.std[idx] * eps
+
+
+def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int = 0,
+              batch_size: int = 1000) -> dict[str, torch.Tensor]:
+    """Posterior codes of a seeded random ``n`` of ``smiles`` (the model's training data),
+    for ``prior="posterior"``; molecules the model cannot encode are skipped."""
+    if n < 1:
+        raise GenerationError(f"number of codes must be >= 1, got {n}")
+    order = np.random.default_rng(seed).permutation(len(smiles))
+    rows, canon = [], []
+    for start in range(0, len(order), max(n, 1000)):  # encode only what is needed
+        pick = [smiles[i] for i in order[start : start + max(n, 1000)]]
+        tokens, lengths, can, errors = encode_smiles(lm, pick, strict=False)
+        rows += [(t[:ln], ln) for t, ln, e in zip(tokens, lengths, errors, strict=True) if e is None]
+        canon += [c for c, e in zip(can, errors, strict=True) if e is None]
+        if len(rows) >= n:
+            break
+    if not rows:
+        raise GenerationError("none of the molecules can be encoded by this model")
+    rows, canon = rows[:n], canon[:n]
+    tokens = np.full((len(rows), max(ln for _, ln in rows)), PAD_ID, dtype=np.int64)
+    for i, (t, ln) in enumerate(rows):
+        tokens[i, :ln] = t
+    ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), lm.vocab)
+    return prior_codes(lm.model, ds, n, batch_size, _device(lm), seed)
+
 
 @torch.no_grad()
 def sample(
@@ -97,8 +163,12 @@ def sample(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     max_rounds: int = 50,
+    prior: str = "auto",
 ) -> pd.DataFrame:
     """``n`` molecules from the prior (same seed and settings, same molecules).
+
+    ``prior``: "normal" draws z ~ N(0, I); "posterior" draws from the training codes
+    stored in the checkpoint (see ``LatentPrior``); "auto" uses them when present.
 
     With ``unique``, keeps sampling until ``n`` unique valid molecules (at most
     ``max_rounds`` x n draws). Decoding to SMILES runs in worker processes while the
@@ -110,6 +180,7 @@ def sample(
         raise GenerationError(f"batch size must be >= 1, got {batch_size}")
     _check_sampling(temperature, max_length)
     gen = torch.Generator(device=_device(lm)).manual_seed(seed)
+    latent = LatentPrior(lm, prior, gen)
     banned = lm.vocab.structural_ids()
     workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
     tokens = lm.vocab.to_list()
@@ -119,8 +190,7 @@ def sample(
     drawn = 0
 
     def draw(k: int) -> np.ndarray:
-        z = torch.randn(k, lm.model.latent_size, generator=gen, device=_device(lm))
-        return lm.model.decoder.generate(z, max_length, temperature, greedy, gen,
+        return lm.model.decoder.generate(latent(k), max_length, temperature, greedy, gen,
                                          banned).cpu().numpy()
 
     def take(batch: list[tuple[str, str]]) -> None:

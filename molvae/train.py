@@ -74,6 +74,7 @@ class LoadedModel:
     history: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     path: Path | None = None
+    prior: dict[str, torch.Tensor] | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules
 
     def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
         """True where a canonical SMILES is not in the training set (needs train_hashes)."""
@@ -160,7 +161,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         history=state.get("history", []),
         info=state.get("info", {}),
         path=Path(path),
+        prior=_read_prior(state.get("prior"), mcfg.latent_size, path),
     )
+
+
+def _read_prior(prior, latent_size: int, path) -> dict[str, torch.Tensor] | None:
+    if prior is None:
+        return None
+    ok = (isinstance(prior, dict) and all(isinstance(prior.get(k), torch.Tensor)
+                                          for k in ("mu", "logvar"))
+          and prior["mu"].shape == prior["logvar"].shape
+          and prior["mu"].ndim == 2 and prior["mu"].shape[1] == latent_size
+          and len(prior["mu"]) > 0)
+    if not ok:
+        raise CheckpointError(f"{path}: incompatible checkpoint (malformed posterior prior)")
+    return {k: prior[k].float() for k in ("mu", "logvar")}
 
 
 def export_model(src: str | Path, dest: str | Path) -> Path:
@@ -169,6 +184,17 @@ def export_model(src: str | Path, dest: str | Path) -> Path:
     keep = {k: v for k, v in state.items() if k not in ("optimizer_state", "scheduler_state", "rng")}
     save_checkpoint(Path(dest), keep)
     return Path(dest)
+
+
+def store_prior(src: str | Path, prior: dict[str, torch.Tensor], dest: str | Path | None = None
+                ) -> Path:
+    """Write ``src`` with ``prior`` (from ``generate.fit_prior``) to ``dest`` (default: in
+    place, atomically)."""
+    state = read_checkpoint(src)
+    state["prior"] = {k: prior[k].half().cpu() for k in ("mu", "logvar")}
+    dest = Path(dest or src)
+    save_checkpoint(dest, state)
+    return dest
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -229,6 +255,36 @@ def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, ba
             smi = chem.canonical_smiles(selfies_to_smiles(vocab.decode(row)))
             hits += int(smi == ds.smiles[i])
     return hits / max(len(ds), 1)
+
+
+@torch.no_grad()
+def prior_codes(model: SelfiesVAE, ds: EncodedDataset, n: int, batch_size: int,
+                device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Posterior means and log-variances (float16, (M, Z)) of a seeded random ``n`` of
+    ``ds``: an estimate of the aggregate posterior q(z) = E_x q(z|x), the learned prior
+    that ``generate.sample(prior="posterior")`` draws from."""
+    model.eval()
+    pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    mus, lvs = [], []
+    for idx in sequential_batches(len(pick), batch_size):
+        tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, pick[idx]))
+        mu, logvar = model.encode(tokens, lengths)
+        mus.append(mu.cpu().half())
+        lvs.append(logvar.cpu().half())
+    if not mus:
+        raise ValueError("no molecules to take prior codes from")
+    return {"mu": torch.cat(mus), "logvar": torch.cat(lvs)}
+
+
+def _add_prior_codes(model: SelfiesVAE, path: Path, ds: EncodedDataset, cfg: TrainConfig,
+                     device: torch.device) -> None:
+    """Store ``prior_codes`` of the checkpoint's own weights in it (the model in memory
+    may hold other weights, e.g. best.pt's epoch was not the last)."""
+    state = read_checkpoint(path)
+    model.load_state_dict(state["model_state"])
+    state["prior"] = prior_codes(model, ds, cfg.prior_codes, max(cfg.batch_size, 256), device,
+                                 cfg.seed)
+    save_checkpoint(path, state)
 
 
 def _property_targets(ds: EncodedDataset, idx: np.ndarray, stats: dict) -> torch.Tensor:
@@ -382,6 +438,14 @@ def fit(
             logger.info("time budget of %.1f min reached after epoch %d", cfg.max_minutes, epoch + 1)
             break
 
+    if cfg.prior_codes:
+        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for path in (best_path, last_path):
+            if path.exists():
+                _add_prior_codes(model, path, train_ds, cfg, device)
+        model.load_state_dict(final)
+        logger.info("stored %d posterior codes as the sampling prior",
+                    min(cfg.prior_codes, len(train_ds)))
     model.eval()
     result = TrainResult(model, vocab, history, last_path, best_path, stopped_early,
                          time.perf_counter() - t0)

@@ -83,6 +83,30 @@ def test_corrupt_model_and_unreadable_reference(tiny_trained, tmp_path):
     assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, test_smiles):
+    import torch
+
+    from molvae.train import read_checkpoint
+
+    state = read_checkpoint(tiny_trained[1].checkpoint)
+    del state["prior"]
+    bare = tmp_path / "bare.pt"
+    torch.save(state, bare)
+    r = molvae("sample", "-n", 5, "--model", bare, "--prior", "posterior")
+    assert r.returncode == 1 and "stores no posterior codes" in r.stderr
+    pd.DataFrame({"SMILES": test_smiles[:50]}).to_csv(tmp_path / "train.csv", index=False)
+    r = molvae("prior", tmp_path / "train.csv", "-n", 30, "--model", bare, "-o", tmp_path / "p.pt")
+    assert r.returncode == 0 and "stored 30 posterior codes" in r.stdout, r.stderr
+    assert "prior" not in torch.load(bare, weights_only=True)  # -o leaves the source alone
+    r = molvae("sample", "-n", 5, "--model", tmp_path / "p.pt", "--prior", "posterior",
+               "-o", tmp_path / "s.csv")
+    assert r.returncode == 0 and len(pd.read_csv(tmp_path / "s.csv")) == 5, r.stderr
+    r = molvae("prior", tmp_path / "train.csv", "--model", bare, "-o", tmp_path / "p.ckpt")
+    assert r.returncode == 1 and "must end in .pt" in r.stderr
+    r = molvae("prior", tmp_path / "missing.csv", "--model", bare)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
 def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path):
     out = tmp_path / "keep.csv"
     out.write_text("precious\n")

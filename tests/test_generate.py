@@ -1,6 +1,9 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from molvae import chem, generate
 from molvae.config import ScoreConfig
@@ -112,3 +115,48 @@ def test_annotate_adds_properties_filters_and_flags(tiny, tiny_trained):
     assert not out.pass_all.iloc[3] and not out.pass_all.iloc[0]  # not novel
     ranked = generate.rank(out)
     assert len(ranked) == 2 and ranked.score.is_monotonic_decreasing
+
+
+def test_posterior_prior_draws_each_training_code_once_per_pass(tiny):
+    assert tiny.prior is not None  # training stores the codes
+    m, d = 50, tiny.model.latent_size
+    codes = torch.arange(m, dtype=torch.float32)[:, None].repeat(1, d)  # row i is all i
+    exact = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.full_like(codes, -40)})
+    draw = generate.LatentPrior(exact, "posterior", torch.Generator().manual_seed(0))
+    z = torch.cat([draw(m // 3), draw(m - m // 3)])  # one full pass, over two calls
+    hit = z[:, 0].round().long()
+    assert torch.allclose(z, codes[hit])  # z ~ N(mu, ~0) is the code itself
+    assert sorted(hit.tolist()) == list(range(m))  # every code once, none twice
+    assert hit.tolist() != list(range(m))  # in a shuffled order
+    wide = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.zeros_like(codes)})
+    z = generate.LatentPrior(wide, "posterior", torch.Generator().manual_seed(0))(m)
+    assert 0.8 < (z - z.mean(1, keepdim=True)).std().item() < 1.2  # unit posterior spread
+
+
+def test_posterior_prior_sampling_is_seeded_and_differs_from_normal(tiny):
+    kw = dict(batch_size=16, workers=1)
+    post = generate.sample(tiny, 30, seed=1, prior="posterior", **kw).smiles.tolist()
+    assert generate.sample(tiny, 30, seed=1, **kw).smiles.tolist() == post  # auto = posterior
+    assert generate.sample(tiny, 30, seed=1, prior="posterior", **kw).smiles.tolist() == post
+    assert generate.sample(tiny, 30, seed=1, prior="normal", **kw).smiles.tolist() != post
+
+
+def test_fit_prior_encodes_a_seeded_subset_and_skips_bad_molecules(tiny, test_smiles):
+    smiles = test_smiles[:60] + ["junk", "CC[Si](C)(C)C"]
+    a = generate.fit_prior(tiny, smiles, n=40, seed=0)
+    assert a["mu"].shape == a["logvar"].shape == (40, tiny.model.latent_size)
+    assert a["mu"].dtype == torch.float16
+    assert torch.equal(generate.fit_prior(tiny, smiles, n=40, seed=0)["mu"], a["mu"])
+    assert len(generate.fit_prior(tiny, smiles, n=10_000)["mu"]) == 60  # all that encode
+    with pytest.raises(GenerationError, match="none of the molecules"):
+        generate.fit_prior(tiny, ["junk", "CC[Si](C)(C)C"])
+    with pytest.raises(GenerationError, match=">= 1"):
+        generate.fit_prior(tiny, smiles, n=0)
+
+
+def test_prior_choice_errors(tiny):
+    with pytest.raises(GenerationError, match="stores no posterior codes"):
+        generate.sample(dataclasses.replace(tiny, prior=None), 5, prior="posterior")
+    with pytest.raises(GenerationError, match="prior must be one of"):
+        generate.sample(tiny, 5, prior="uniform")
+    assert generate.resolve_prior(dataclasses.replace(tiny, prior=None), "auto") == "normal"

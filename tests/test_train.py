@@ -31,6 +31,20 @@ def test_checkpoint_is_plain_data(tiny_trained):
                           "epoch", "rng", "train_hashes"}
 
 
+def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
+    lm, result = tiny_trained
+    n_train = lm.info["train_size"]
+    for path in (result.checkpoint, result.best_checkpoint):
+        prior = torch.load(path, weights_only=True)["prior"]
+        assert prior["mu"].shape == (n_train, TINY_MODEL["latent_size"])  # < 16384 molecules
+        assert prior["mu"].dtype == torch.float16 and torch.isfinite(prior["logvar"]).all()
+    state = read_checkpoint(result.checkpoint)
+    state["prior"] = {"mu": torch.zeros(4, 3), "logvar": torch.zeros(4, 3)}
+    torch.save(state, tmp_path / "bad_prior.pt")
+    with pytest.raises(CheckpointError, match="malformed posterior prior"):
+        load_model(tmp_path / "bad_prior.pt")
+
+
 def test_same_seed_same_molecules_across_save_and_load(tiny_trained, tmp_path):
     lm, result = tiny_trained
     before = sample(lm, 50, seed=3, workers=1)["smiles"].tolist()
