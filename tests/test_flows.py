@@ -26,7 +26,14 @@ def store(tmp_path_factory):
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def _cfg(tmp_path, model, store, **extra):
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """One data/metrics cache for the session: the reference set's scores and FCD
+    statistics are computed once, not once per flow."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _cfg(tmp_path, model, store, cache=None, **extra):
     from molvae.config import load_config
 
     overrides = [f'model_path="{model}"', f'out_dir="{tmp_path / "runs"}"',
@@ -34,18 +41,18 @@ def _cfg(tmp_path, model, store, **extra):
                  "generate.interpolation_steps=4", "generate.neighbors_per_radius=3",
                  "optimize.oracle_budget=60", "optimize.num_starts=8",
                  f'tracking.tracking_uri="{store}"', "tracking.top_images=6",
-                 f'data.cache_dir="{tmp_path / "cache"}"',
+                 f'data.cache_dir="{cache or tmp_path / "cache"}"',
                  *[f"{k}={json.dumps(v)}" for k, v in extra.items()]]
     return load_config(overrides=overrides)
 
 
-def test_pipeline_is_reviewable_in_mlflow(harness, store, tiny_trained, tmp_path):
+def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, tmp_path):
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
 
-    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store)
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, cache)
     res = run_flow("pipeline", cfg)
     out = Path(res["out_dir"])
     cands = pd.read_csv(out / "candidates.csv")
@@ -82,10 +89,10 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, tiny_trained, tmp_path
     assert len(got) == 4 and got.valid.all()
 
 
-def test_generate_on_dask(harness, store, tiny_trained, tmp_path):
+def test_generate_on_dask(harness, store, cache, tiny_trained, tmp_path):
     from flows.pipeline import run_flow
 
-    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, runner="dask")
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, cache, runner="dask")
     res = run_flow("generate", cfg)
     cands = pd.read_csv(Path(res["out_dir"]) / "candidates.csv")
     assert len(cands) == 120 and "qed" in cands
@@ -132,13 +139,13 @@ def test_preprocessing_task_is_cached_across_runs(harness, tmp_path):
     assert a.result()["kept"] == 300 and b.name == "Cached"
 
 
-def test_train_flow_logs_epochs_and_registers(harness, store, tmp_path):
+def test_train_flow_logs_epochs_and_registers(harness, store, cache, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
     from tests.conftest import TINY_MODEL
 
-    cfg = _cfg(tmp_path, "", store, retrain=True)
+    cfg = _cfg(tmp_path, "", store, cache, retrain=True)
     cfg.data.limit = 400
     cfg.train.epochs = 2
     cfg.train.batch_size = 64
