@@ -64,6 +64,24 @@ def test_encoder_equals_a_packed_bidirectional_gru():
     assert torch.allclose(enc(tokens, lengths), expected, atol=1e-5)
 
 
+def test_generation_steps_equal_teacher_forcing_through_torch_gru():
+    """The hand-written decoding step (token gate table + z gates) computes what nn.GRU
+    computes: greedy ids fed back with teacher forcing reproduce the same argmaxes."""
+    for layers in (1, 2):
+        torch.manual_seed(layers)
+        model = build_model(CFG.model_copy(update={"decoder_num_layers": layers}), V).eval()
+        z = torch.randn(16, CFG.latent_size) * 3
+        ids = model.decoder.generate(z, max_length=12, greedy=True)
+        lengths = (ids != PAD_ID).sum(1)
+        tokens = torch.cat([torch.full((16, 1), BOS_ID), ids], dim=1)
+        with torch.no_grad():
+            logits = model.decoder(z, tokens)  # (16, 12, V), nn.GRU over the whole sequence
+        logits[..., PAD_ID] = logits[..., BOS_ID] = -math.inf
+        logits[:, 0, EOS_ID] = -math.inf
+        for i, n in enumerate(lengths.tolist()):
+            assert logits[i, :n].argmax(-1).tolist() == ids[i, :n].tolist()
+
+
 def test_kl_is_non_negative_and_zero_at_the_prior():
     mu, logvar = torch.randn(50, 6) * 3, torch.randn(50, 6) * 2
     assert (kl_divergence(mu, logvar) >= 0).all()
