@@ -93,7 +93,7 @@ def resolve_prior(lm: LoadedModel, prior: str) -> str:
         raise GenerationError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
     if prior == "posterior" and lm.prior is None:
         raise GenerationError(f"{lm.path or 'this model'} stores no posterior codes; add them "
-                              "with `molvae prior MODEL DATA` or sample with prior='normal'")
+                              "with `molvae prior TRAIN_FILE --model MODEL` or sample with prior 'normal'")
     if prior == "auto":
         return "posterior" if lm.prior is not None else "normal"
     return prior
@@ -102,7 +102,7 @@ def resolve_prior(lm: LoadedModel, prior: str) -> str:
 class LatentPrior:
     """Seeded draws of z: N(0, I), or the stored aggregate posterior (pick a training
     molecule's code, then z ~ q(z|x) = N(mu, exp(logvar))). Codes are taken without
-    replacement, one shuffled pass after another, so no code is drawn twice in a row."""
+    replacement, one shuffled pass after another: no code repeats within a pass."""
 
     def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator):
         self.kind = resolve_prior(lm, prior)
