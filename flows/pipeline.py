@@ -57,11 +57,12 @@ def load(path: str) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def sample_shard(model_path: str, n: int, seed: int, gen: dict) -> pd.DataFrame:
+def sample_shard(model_path: str, n: int, seed: int, gen: dict,
+                 part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
     return generate.sample(_model(model_path), n, batch_size=gen["batch_size"],
                            temperature=gen["temperature"], greedy=gen["greedy"], seed=seed,
                            max_length=gen["max_length"], unique=gen["unique"], workers=1,
-                           prior=gen["prior"])
+                           prior=gen["prior"], part=part, code_seed=gen["seed"])
 
 
 @task(cache_policy=NO_CACHE)
@@ -211,7 +212,8 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     g = cfg.generate
     sizes = [g.num_samples // cfg.shards + (i < g.num_samples % cfg.shards)
              for i in range(cfg.shards)]
-    futures = [sample_shard.submit(model_path, n, g.seed + 1000 * i, g.model_dump())
+    futures = [sample_shard.submit(model_path, n, g.seed + 1000 * i, g.model_dump(),
+                                   (i, cfg.shards))  # shards share no stored code
                for i, n in enumerate(sizes) if n]
     walks = walk.submit(model_path, cfg)
     samples = pd.concat([f.result() for f in futures], ignore_index=True)

@@ -102,10 +102,18 @@ def resolve_prior(lm: LoadedModel, prior: str) -> str:
 class LatentPrior:
     """Seeded draws of z: N(0, I), or the stored aggregate posterior (pick a training
     molecule's code, then z ~ q(z|x) = N(mu, exp(logvar))). Codes are taken without
-    replacement, one shuffled pass after another: no code repeats within a pass."""
+    replacement, one shuffled pass after another: no code repeats within a pass.
 
-    def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator):
+    ``part=(i, k)``: shard i of k takes every k-th code of passes shuffled by ``code_seed``,
+    so shards sampled with different seeds still share no code.
+    """
+
+    def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator,
+                 part: tuple[int, int] = (0, 1), code_seed: int | None = None):
         self.kind = resolve_prior(lm, prior)
+        self.part = part
+        self.code_gen = (generator if code_seed is None else
+                         torch.Generator(device=_device(lm)).manual_seed(code_seed))
         self.gen = generator
         self.size = lm.model.latent_size
         self.device = _device(lm)
@@ -119,8 +127,8 @@ class LatentPrior:
         if self.kind == "normal":
             return eps
         while len(self.order) < k:
-            perm = torch.randperm(len(self.mu), generator=self.gen, device=self.device)
-            self.order = torch.cat([self.order, perm])
+            perm = torch.randperm(len(self.mu), generator=self.code_gen, device=self.device)
+            self.order = torch.cat([self.order, perm[self.part[0] :: self.part[1]]])
         idx, self.order = self.order[:k], self.order[k:]
         return self.mu[idx] + self.std[idx] * eps
 
@@ -164,11 +172,14 @@ def sample(
     progress: Callable[[int], None] | None = None,
     max_rounds: int = 50,
     prior: str = "auto",
+    part: tuple[int, int] = (0, 1),
+    code_seed: int | None = None,
 ) -> pd.DataFrame:
     """``n`` molecules from the prior (same seed and settings, same molecules).
 
     ``prior``: "normal" draws z ~ N(0, I); "posterior" draws from the training codes
-    stored in the checkpoint (see ``LatentPrior``); "auto" uses them when present.
+    stored in the checkpoint (see ``LatentPrior``, also for ``part`` and ``code_seed``:
+    shards of one sample); "auto" uses them when present.
 
     With ``unique``, keeps sampling until ``n`` unique valid molecules (at most
     ``max_rounds`` x n draws). Decoding to SMILES runs in worker processes while the
@@ -180,7 +191,7 @@ def sample(
         raise GenerationError(f"batch size must be >= 1, got {batch_size}")
     _check_sampling(temperature, max_length)
     gen = torch.Generator(device=_device(lm)).manual_seed(seed)
-    latent = LatentPrior(lm, prior, gen)
+    latent = LatentPrior(lm, prior, gen, part, code_seed)
     banned = lm.vocab.structural_ids()
     workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
     tokens = lm.vocab.to_list()

@@ -160,3 +160,15 @@ def test_prior_choice_errors(tiny):
     with pytest.raises(GenerationError, match="prior must be one of"):
         generate.sample(tiny, 5, prior="uniform")
     assert generate.resolve_prior(dataclasses.replace(tiny, prior=None), "auto") == "normal"
+
+
+def test_shards_with_their_own_seeds_share_no_code(tiny):
+    m, d = 60, tiny.model.latent_size
+    codes = torch.arange(m, dtype=torch.float32)[:, None].repeat(1, d)
+    exact = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.full_like(codes, -40)})
+    hits = []
+    for i in range(3):
+        draw = generate.LatentPrior(exact, "posterior", torch.Generator().manual_seed(100 + i),
+                                    part=(i, 3), code_seed=7)
+        hits += draw(m // 3)[:, 0].round().long().tolist()
+    assert sorted(hits) == list(range(m))
