@@ -80,6 +80,7 @@ class TrainConfig(_Section):
     batch_size: int = Field(512, ge=1)
     lr: float = Field(1e-3, gt=0)
     lr_min: float = Field(1e-4, ge=0)  # cosine decay floor
+    lr_warmup_steps: int = Field(0, ge=0)  # linear warm-up from 0 (fine-tuning: fresh AdamW state)
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float = Field(5.0, gt=0)
     beta_schedule: Literal["constant", "linear", "sigmoid", "cyclical"] = "linear"

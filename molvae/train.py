@@ -295,6 +295,15 @@ def _property_targets(ds: EncodedDataset, idx: np.ndarray, stats: dict) -> torch
 # --------------------------------------------------------------------------- training
 
 
+def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
+    """Multiplier of the peak learning rate: linear warm-up over ``warmup`` steps, then cosine
+    decay to ``floor`` at ``total`` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
 def fit(
     train_ds: EncodedDataset,
     val_ds: EncodedDataset,
@@ -320,7 +329,8 @@ def fit(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps, eta_min=cfg.lr_min)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: lr_factor(t, total_steps, cfg.lr_warmup_steps, cfg.lr_min / cfg.lr))
 
     props = list(model_cfg.property_names)
     missing = [p for p in props if p not in train_ds.properties]

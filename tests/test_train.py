@@ -9,7 +9,8 @@ import torch
 
 from molvae.config import DataConfig, ModelConfig, TrainConfig
 from molvae.generate import sample
-from molvae.train import CheckpointError, export_model, load_model, read_checkpoint, train_model
+from molvae.train import (CheckpointError, export_model, load_model, lr_factor, read_checkpoint,
+                          train_model)
 from tests.conftest import SHIPPED_TRAIN, TINY_MODEL
 
 
@@ -145,3 +146,31 @@ def test_init_from_fine_tunes_from_the_weights(tiny_trained, tmp_path):
     with pytest.raises(CheckpointError):
         train_model(data, ModelConfig(**TINY_MODEL),
                     TrainConfig(**common, out_dir=tmp_path / "y", init_from=tmp_path / "no.pt"))
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor(tmp_path):
+    assert lr_factor(0, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10, 0.1) == pytest.approx(1.0)  # cosine starts at the peak
+    assert lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+    assert lr_factor(0, 100, 0, 0.0) == pytest.approx(1.0)  # no warm-up: plain cosine
+
+    class Record:
+        def __init__(self):
+            self.lrs: list[float] = []
+
+        def on_train_start(self, info): ...
+        def on_batch_end(self, step, metrics): self.lrs.append(metrics["lr"])
+        def on_epoch_end(self, epoch, metrics): ...
+        def on_train_end(self, result): ...
+
+    rec = Record()
+    data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c")
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=1e-3, lr_min=1e-5, lr_warmup_steps=4,
+                      recon_eval_size=0, prior_codes=0, threads=1, out_dir=tmp_path / "r")
+    train_model(data, ModelConfig(**TINY_MODEL), cfg, callbacks=[rec])
+    lrs = rec.lrs  # the rate after each optimizer step, i.e. the next step's rate
+    assert lrs[:3] == pytest.approx([5e-4, 7.5e-4, 1e-3])
+    assert max(lrs) == pytest.approx(1e-3)
+    assert lrs[-1] == pytest.approx(1e-5)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
