@@ -194,11 +194,14 @@ def cmd_sample(args) -> None:
         raise UserError(f"-n must be a positive number of molecules, got {args.n}")
     if args.temperature <= 0:
         raise UserError(f"--temperature must be > 0, got {args.temperature}")
+    if args.prior_width is not None and not args.prior_width > 0:
+        raise UserError(f"--prior-width must be > 0, got {args.prior_width}")
     lm = _load(args)
     generate.resolve_prior(lm, args.prior)  # fail before the progress bar appears
     bar = _progress(args.n, "sample")
     df = generate.sample(lm, args.n, args.batch_size, args.temperature, args.greedy, args.seed,
-                         args.max_length, args.unique, progress=bar.update, prior=args.prior)
+                         args.max_length, args.unique, progress=bar.update, prior=args.prior,
+                         prior_width=args.prior_width)
     bar.close()
     df = _annotate(df, args, lm)
     path = _write(df, args.out, "samples.csv")
@@ -216,9 +219,9 @@ def cmd_prior(args) -> None:
     lm = _load(args)
     _read_input.col = args.smiles_column
     smiles = _read_input(args.data)
-    prior = generate.fit_prior(lm, smiles, args.n, args.seed)
+    prior = generate.fit_prior(lm, smiles, args.n, args.seed, width=args.width)
     path = store_prior(lm.path, prior, args.out)
-    print(f"stored {len(prior['mu'])} posterior codes of {args.data} in {path}; "
+    print(f"stored {len(prior['mu'])} posterior codes (width {args.width:g}) of {args.data} in {path}; "
           "`molvae sample` now draws from them (--prior normal for N(0, I))")
 
 
@@ -499,12 +502,17 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--prior", choices=["auto", "normal", "posterior"], default="auto",
                     help="z from N(0, I), or from the training codes stored in the model "
                          "(posterior); auto = posterior when the model has them")
+    sm.add_argument("--prior-width", type=float, default=None,
+                    help="scale of the posterior spreads (default: the model's stored width)")
     sm.set_defaults(func=cmd_sample)
 
     pp = sub.add_parser("prior", help="store training codes in a model as its sampling prior")
     pp.add_argument("data", help="the model's training molecules (CSV/TSV/SMI, .gz)")
     pp.add_argument("-n", type=int, default=16384, help="codes to keep (default 16384)")
     pp.add_argument("--seed", type=int, default=0)
+    pp.add_argument("--width", type=float, default=1.0,
+                    help="scale of the posterior spreads sampling uses (default 1; wider: fewer "
+                         "copies of training molecules)")
     pp.add_argument("--smiles-column", default="SMILES")
     pp.add_argument("--model", help=m + " (changed in place unless -o)")
     pp.add_argument("-o", "--out", help="write the model with codes here instead (.pt)")

@@ -62,7 +62,8 @@ def sample_shard(model_path: str, n: int, seed: int, gen: dict,
     return generate.sample(_model(model_path), n, batch_size=gen["batch_size"],
                            temperature=gen["temperature"], greedy=gen["greedy"], seed=seed,
                            max_length=gen["max_length"], unique=gen["unique"], workers=1,
-                           prior=gen["prior"], part=part, code_seed=gen["seed"])
+                           prior=gen["prior"], part=part, code_seed=gen["seed"],
+                           prior_width=gen["prior_width"])
 
 
 @task(cache_policy=NO_CACHE)

@@ -108,6 +108,7 @@ class GenerateConfig(_Section):
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)
+    prior_width: float | None = Field(None, gt=0)  # posterior spread scale; None = the model's
     seed: int = 0
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -104,12 +105,19 @@ class LatentPrior:
     molecule's code, then z ~ q(z|x) = N(mu, exp(logvar))). Codes are taken without
     replacement, one shuffled pass after another: no code repeats within a pass.
 
+    ``width`` scales every posterior's standard deviation (None: the width stored with the
+    codes, 1 unless set by ``molvae prior --width``): wider draws copy fewer training
+    molecules, narrower ones stay closer to the data.
+
     ``part=(i, k)``: shard i of k takes every k-th code of passes shuffled by ``code_seed``,
     so shards sampled with different seeds still share no code.
     """
 
     def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator,
-                 part: tuple[int, int] = (0, 1), code_seed: int | None = None):
+                 part: tuple[int, int] = (0, 1), code_seed: int | None = None,
+                 width: float | None = None):
+        if width is not None and not 0 < width < math.inf:
+            raise GenerationError(f"prior width must be > 0, got {width}")
         self.kind = resolve_prior(lm, prior)
         self.part = part
         self.code_gen = (generator if code_seed is None else
@@ -119,7 +127,8 @@ class LatentPrior:
         self.device = _device(lm)
         if self.kind == "posterior":
             self.mu = lm.prior["mu"].to(self.device)
-            self.std = torch.exp(0.5 * lm.prior["logvar"]).to(self.device)
+            width = lm.prior.get("width", 1.0) if width is None else width
+            self.std = (width * torch.exp(0.5 * lm.prior["logvar"])).to(self.device)
             self.order = torch.empty(0, dtype=torch.long, device=self.device)
 
     def __call__(self, k: int) -> torch.Tensor:
@@ -134,11 +143,14 @@ class LatentPrior:
 
 
 def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int = 0,
-              batch_size: int = 1000) -> dict[str, torch.Tensor]:
+              batch_size: int = 1000, width: float = 1.0) -> dict:
     """Posterior codes of a seeded random ``n`` of ``smiles`` (the model's training data),
-    for ``prior="posterior"``; molecules the model cannot encode are skipped."""
+    for ``prior="posterior"``, with the kernel ``width`` sampling uses by default (see
+    ``LatentPrior``); molecules the model cannot encode are skipped."""
     if n < 1:
         raise GenerationError(f"number of codes must be >= 1, got {n}")
+    if not 0 < width < math.inf:
+        raise GenerationError(f"prior width must be > 0, got {width}")
     order = np.random.default_rng(seed).permutation(len(smiles))
     rows, canon = [], []
     for start in range(0, len(order), max(n, 1000)):  # encode only what is needed
@@ -155,7 +167,7 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     for i, (t, ln) in enumerate(rows):
         tokens[i, :ln] = t
     ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), lm.vocab)
-    return prior_codes(lm.model, ds, n, batch_size, _device(lm), seed)
+    return {**prior_codes(lm.model, ds, n, batch_size, _device(lm), seed), "width": float(width)}
 
 
 @torch.no_grad()
@@ -174,12 +186,13 @@ def sample(
     prior: str = "auto",
     part: tuple[int, int] = (0, 1),
     code_seed: int | None = None,
+    prior_width: float | None = None,
 ) -> pd.DataFrame:
     """``n`` molecules from the prior (same seed and settings, same molecules).
 
     ``prior``: "normal" draws z ~ N(0, I); "posterior" draws from the training codes
-    stored in the checkpoint (see ``LatentPrior``, also for ``part`` and ``code_seed``:
-    shards of one sample); "auto" uses them when present.
+    stored in the checkpoint (see ``LatentPrior``, also for ``prior_width``, ``part`` and
+    ``code_seed``: shards of one sample); "auto" uses them when present.
 
     With ``unique``, keeps sampling until ``n`` unique valid molecules (at most
     ``max_rounds`` x n draws). Decoding to SMILES runs in worker processes while the
@@ -191,7 +204,7 @@ def sample(
         raise GenerationError(f"batch size must be >= 1, got {batch_size}")
     _check_sampling(temperature, max_length)
     gen = torch.Generator(device=_device(lm)).manual_seed(seed)
-    latent = LatentPrior(lm, prior, gen, part, code_seed)
+    latent = LatentPrior(lm, prior, gen, part, code_seed, prior_width)
     banned = lm.vocab.structural_ids()
     workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
     tokens = lm.vocab.to_list()

@@ -74,7 +74,7 @@ class LoadedModel:
     history: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     path: Path | None = None
-    prior: dict[str, torch.Tensor] | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules
+    prior: dict | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules, "width"
 
     def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
         """True where a canonical SMILES is not in the training set (needs train_hashes)."""
@@ -165,7 +165,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     )
 
 
-def _read_prior(prior, latent_size: int, path) -> dict[str, torch.Tensor] | None:
+def _read_prior(prior, latent_size: int, path) -> dict | None:
     if prior is None:
         return None
     ok = (isinstance(prior, dict) and all(isinstance(prior.get(k), torch.Tensor)
@@ -173,9 +173,11 @@ def _read_prior(prior, latent_size: int, path) -> dict[str, torch.Tensor] | None
           and prior["mu"].shape == prior["logvar"].shape
           and prior["mu"].ndim == 2 and prior["mu"].shape[1] == latent_size
           and len(prior["mu"]) > 0)
-    if not ok:
+    width = prior.get("width", 1.0) if ok else None
+    if not ok or isinstance(width, bool) or not isinstance(width, (int, float)) \
+            or not 0 < width < math.inf:
         raise CheckpointError(f"{path}: incompatible checkpoint (malformed posterior prior)")
-    return {k: prior[k].float() for k in ("mu", "logvar")}
+    return {"mu": prior["mu"].float(), "logvar": prior["logvar"].float(), "width": float(width)}
 
 
 def export_model(src: str | Path, dest: str | Path) -> Path:
@@ -186,12 +188,12 @@ def export_model(src: str | Path, dest: str | Path) -> Path:
     return Path(dest)
 
 
-def store_prior(src: str | Path, prior: dict[str, torch.Tensor], dest: str | Path | None = None
-                ) -> Path:
-    """Write ``src`` with ``prior`` (from ``generate.fit_prior``) to ``dest`` (default: in
-    place, atomically)."""
+def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) -> Path:
+    """Write ``src`` with ``prior`` (from ``generate.fit_prior``: codes and kernel width) to
+    ``dest`` (default: in place, atomically)."""
     state = read_checkpoint(src)
-    state["prior"] = {k: prior[k].half().cpu() for k in ("mu", "logvar")}
+    state["prior"] = {**{k: prior[k].half().cpu() for k in ("mu", "logvar")},
+                      "width": float(prior.get("width", 1.0))}
     dest = Path(dest or src)
     save_checkpoint(dest, state)
     return dest

@@ -131,6 +131,19 @@ def test_posterior_prior_draws_each_training_code_once_per_pass(tiny):
     wide = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.zeros_like(codes)})
     z = generate.LatentPrior(wide, "posterior", torch.Generator().manual_seed(0))(m)
     assert 0.8 < (z - z.mean(1, keepdim=True)).std().item() < 1.2  # unit posterior spread
+    # width scales every spread: exactly, with the same random streams
+    hit = generate.LatentPrior(exact, "posterior", torch.Generator().manual_seed(1))(m)[:, 0]
+    picked = codes[hit.round().long()]
+    one = generate.LatentPrior(wide, "posterior", torch.Generator().manual_seed(1))(m) - picked
+    stored = dataclasses.replace(wide, prior={**wide.prior, "width": 0.5})
+    half = generate.LatentPrior(stored, "posterior", torch.Generator().manual_seed(1))(m) - picked
+    assert torch.allclose(half, 0.5 * one, atol=1e-4)  # the model's stored width is the default
+    three = generate.LatentPrior(stored, "posterior", torch.Generator().manual_seed(1),
+                                 width=3.0)(m) - picked
+    assert torch.allclose(three, 3 * one, atol=1e-4)  # an explicit width wins
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(generate.GenerationError, match="width must be > 0"):
+            generate.LatentPrior(wide, "posterior", torch.Generator(), width=bad)
 
 
 def test_posterior_prior_sampling_is_seeded_and_differs_from_normal(tiny):

@@ -39,10 +39,17 @@ def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
         assert prior["mu"].shape == (n_train, TINY_MODEL["latent_size"])  # < 16384 molecules
         assert prior["mu"].dtype == torch.float16 and torch.isfinite(prior["logvar"]).all()
     state = read_checkpoint(result.checkpoint)
-    state["prior"] = {"mu": torch.zeros(4, 3), "logvar": torch.zeros(4, 3)}
-    torch.save(state, tmp_path / "bad_prior.pt")
-    with pytest.raises(CheckpointError, match="malformed posterior prior"):
-        load_model(tmp_path / "bad_prior.pt")
+    assert load_model(result.checkpoint).prior["width"] == 1.0  # training stores width 1
+    z = torch.zeros(4, TINY_MODEL["latent_size"])
+    for bad in ({"mu": torch.zeros(4, 3), "logvar": torch.zeros(4, 3)},  # wrong latent size
+                {"mu": z, "logvar": z, "width": 0.0}, {"mu": z, "logvar": z, "width": "wide"}):
+        state["prior"] = bad
+        torch.save(state, tmp_path / "bad_prior.pt")
+        with pytest.raises(CheckpointError, match="malformed posterior prior"):
+            load_model(tmp_path / "bad_prior.pt")
+    state["prior"] = {"mu": z, "logvar": z, "width": 1.5}
+    torch.save(state, tmp_path / "wide.pt")
+    assert load_model(tmp_path / "wide.pt").prior["width"] == 1.5
 
 
 def test_same_seed_same_molecules_across_save_and_load(tiny_trained, tmp_path):
