@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median  # noqa: E402
+from common import matmul_gflops, median  # noqa: E402
 
 from molvae.config import SHIPPED_MODEL  # noqa: E402
 from molvae.generate import sample  # noqa: E402
@@ -38,10 +38,13 @@ def main() -> None:
         df = sample(lm, args.n, seed=r, prior=args.prior)
         rates.append(args.n / (time.perf_counter() - t))
         valid.append(float(df.valid.mean()))
+    gflops = matmul_gflops()  # this machine's speed right now, to compare runs across machines
     out = {"n": args.n, "prior": args.prior, "molecules_per_s_median": round(median(rates)),
-           "runs": [round(x) for x in rates], "validity": min(valid)}
+           "runs": [round(x) for x in rates], "validity": min(valid),
+           "matmul_gflops": round(gflops, 1),
+           "molecules_per_s_per_100_gflops": round(100 * median(rates) / gflops)}
     print(f"sampled {args.n} x {args.repeats}: median {out['molecules_per_s_median']} mol/s "
-          f"(runs {out['runs']}), validity {out['validity']:.2%}")
+          f"(runs {out['runs']}), validity {out['validity']:.2%}; matmul {gflops:.0f} GFLOP/s")
     print(json.dumps(out))
 
 
