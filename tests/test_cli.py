@@ -106,11 +106,8 @@ def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, tes
                "-o", tmp_path / "w.pt")
     assert r.returncode == 0 and "width 1.25" in r.stdout, r.stderr
     assert torch.load(tmp_path / "w.pt", weights_only=True)["prior"]["width"] == 1.25
-    for bad in (["prior", tmp_path / "train.csv", "--model", bare, "--width", 0],
-                ["sample", "-n", 5, "--model", tmp_path / "w.pt", "--prior-width", -1]):
-        r = molvae(*bad)
-        assert r.returncode == 1 and "width must be > 0" in r.stderr, r.stderr
-        assert "Traceback" not in r.stderr
+    r = molvae("sample", "-n", 5, "--model", tmp_path / "w.pt", "--prior-width", -1)
+    assert r.returncode == 1 and "width must be > 0" in r.stderr and "Traceback" not in r.stderr
     r = molvae("prior", tmp_path / "train.csv", "--model", bare, "-o", tmp_path / "p.ckpt")
     assert r.returncode == 1 and "must end in .pt" in r.stderr
     r = molvae("prior", tmp_path / "missing.csv", "--model", bare)

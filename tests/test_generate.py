@@ -144,6 +144,8 @@ def test_posterior_prior_draws_each_training_code_once_per_pass(tiny):
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(generate.GenerationError, match="width must be > 0"):
             generate.LatentPrior(wide, "posterior", torch.Generator(), width=bad)
+        with pytest.raises(generate.GenerationError, match="width must be > 0"):
+            generate.fit_prior(tiny, ["CCO"], n=1, width=bad)
 
 
 def test_posterior_prior_sampling_is_seeded_and_differs_from_normal(tiny):
