@@ -88,6 +88,11 @@ def decode_latent(lm: LoadedModel, z: torch.Tensor, temperature: float = 1.0, gr
 PRIORS = ("auto", "normal", "posterior")
 
 
+def _check_width(width: float) -> None:
+    if not 0 < width < math.inf:
+        raise GenerationError(f"prior width must be > 0, got {width}")
+
+
 def resolve_prior(lm: LoadedModel, prior: str) -> str:
     """"auto" -> "posterior" when the checkpoint stores posterior codes, else "normal"."""
     if prior not in PRIORS:
@@ -116,8 +121,8 @@ class LatentPrior:
     def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator,
                  part: tuple[int, int] = (0, 1), code_seed: int | None = None,
                  width: float | None = None):
-        if width is not None and not 0 < width < math.inf:
-            raise GenerationError(f"prior width must be > 0, got {width}")
+        if width is not None:
+            _check_width(width)
         self.kind = resolve_prior(lm, prior)
         self.part = part
         self.code_gen = (generator if code_seed is None else
@@ -149,8 +154,7 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     ``LatentPrior``); molecules the model cannot encode are skipped."""
     if n < 1:
         raise GenerationError(f"number of codes must be >= 1, got {n}")
-    if not 0 < width < math.inf:
-        raise GenerationError(f"prior width must be > 0, got {width}")
+    _check_width(width)
     order = np.random.default_rng(seed).permutation(len(smiles))
     rows, canon = [], []
     for start in range(0, len(order), max(n, 1000)):  # encode only what is needed
