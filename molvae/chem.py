@@ -430,13 +430,16 @@ def score_smiles(
     return rows
 
 
+START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+
+
 @contextlib.contextmanager
 def pool(workers: int):
     """A process pool, closed and joined on exit (terminated only on error, so workers are
-    never interrupted mid-shutdown). 'fork' where available: workers only run RDKit and
-    selfies, never torch, and start in milliseconds instead of re-importing RDKit."""
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    p = mp.get_context(method).Pool(workers)
+    never interrupted mid-shutdown). 'fork' where available: workers start in milliseconds instead
+    of re-importing RDKit, and inherit what the parent loaded (prior sampling's workers run
+    the model with one torch thread each)."""
+    p = mp.get_context(START_METHOD).Pool(workers)
     try:
         yield p
     except BaseException:

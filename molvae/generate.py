@@ -174,6 +174,27 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     return {**prior_codes(lm.model, ds, n, batch_size, _device(lm), seed), "width": float(width)}
 
 
+_FORKED: LoadedModel | None = None  # the model fork-started sampling workers inherit
+
+
+def _generate(lm: LoadedModel, z: torch.Tensor, seed: int, temperature: float, greedy: bool,
+              max_length: int, banned: Sequence[int]) -> np.ndarray:
+    device = _device(lm)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return lm.model.decoder.generate(z.to(device), max_length, temperature, greedy, gen,
+                                     banned).cpu().numpy()
+
+
+@torch.no_grad()
+def _sample_chunk(job: tuple, lm: LoadedModel | None = None) -> list[tuple[str, str]]:
+    """One batch of prior samples -> (SELFIES, canonical SMILES or '') pairs; in a worker
+    process, with the model inherited at fork and one torch thread per worker."""
+    if lm is None:
+        lm = _FORKED
+        torch.set_num_threads(1)
+    return decode_ids(lm.vocab, _generate(lm, *job))
+
+
 @torch.no_grad()
 def sample(
     lm: LoadedModel,
@@ -207,7 +228,8 @@ def sample(
     if batch_size < 1:
         raise GenerationError(f"batch size must be >= 1, got {batch_size}")
     _check_sampling(temperature, max_length)
-    gen = torch.Generator(device=_device(lm)).manual_seed(seed)
+    device = _device(lm)
+    gen = torch.Generator(device=device).manual_seed(seed)
     latent = LatentPrior(lm, prior, gen, part, code_seed, prior_width)
     banned = lm.vocab.structural_ids()
     workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
@@ -216,10 +238,6 @@ def sample(
     seen: set[str] = set()
     n_unique = 0
     drawn = 0
-
-    def draw(k: int) -> np.ndarray:
-        return lm.model.decoder.generate(latent(k), max_length, temperature, greedy, gen,
-                                         banned).cpu().numpy()
 
     def take(batch: list[tuple[str, str]]) -> None:
         nonlocal n_unique
@@ -233,22 +251,39 @@ def sample(
         if progress:
             progress(len(batch))
 
+    global _FORKED
+    use_pool = workers > 1 and n > batch_size
+    # On CPU with fork, each worker samples and decodes whole batches with one torch thread
+    # (both cores busy, no oversubscription); otherwise (GPU, spawn) the model samples here
+    # and the workers only decode.
+    in_workers = use_pool and device.type == "cpu" and chem.START_METHOD == "fork"
     with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(chem.pool(workers)) if workers > 1 and n > batch_size else None
-        pending = []
+        if in_workers:
+            _FORKED = lm  # the workers inherit it at fork
+            stack.callback(globals().__setitem__, "_FORKED", None)
+        pool = stack.enter_context(chem.pool(workers)) if use_pool else None
+        pending: list[list] = []
         while n_unique < n and drawn < n * (max_rounds if unique else 1):
-            # Batch sizes depend on n only (not on decoded results), so the random stream,
-            # and with it every molecule, is the same with or without worker processes.
+            # Each batch gets its latent points and its own sampling seed from the seeded
+            # stream, in order, and batch sizes depend on n only: the molecules are the same
+            # with or without worker processes, whichever worker samples which batch.
             k = min(batch_size, n - drawn) if not unique else batch_size
-            ids = draw(k)
+            batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=device))
+            job = (latent(k).cpu(), batch_seed, temperature, greedy, max_length, banned)
             drawn += k
             if pool is None:
-                take(_decode_chunk((tokens, ids)))
+                take(_sample_chunk(job, lm))
                 continue
-            half = (len(ids) + 1) // 2
-            pending.append([pool.apply_async(_decode_chunk, ((tokens, part),))
-                            for part in (ids[:half], ids[half:]) if len(part)])
-            if len(pending) > 2 or unique:  # bounded look-ahead; unique needs counts now
+            if in_workers:
+                pending.append([pool.apply_async(_sample_chunk, (job,))])
+            else:
+                ids = _generate(lm, *job)
+                half = (len(ids) + 1) // 2
+                pending.append([pool.apply_async(_decode_chunk, ((tokens, rows),))
+                                for rows in (ids[:half], ids[half:]) if len(rows)])
+            # Bounded look-ahead; with unique, counts lag by the batches in flight, and the
+            # extra molecules are cut below, so the result does not depend on the lag.
+            if len(pending) > (workers if unique else 2 * workers):
                 for r in pending.pop(0):
                     take(r.get())
         for parts in pending:
