@@ -52,6 +52,35 @@ def test_filters_on_known_molecules():
     assert chem.FILTERS["veber"](asp)
 
 
+# Molecules that fail the MOSES SMARTS (no charge, no big ring): decoded model samples.
+SMARTS_FAILURES = ["COC=CC=C(C)C=NOC(=CC=NN(C)C=O)N(C)C", "N#CC1=CC(=O)C=C1",
+                   "COC(=O)NN(C)C(=O)c1cccnc1-c1ccccc1F", "C=CCNC(=O)C=C1Oc2cc(N)cnc2S1",
+                   "CCCCc1ccc(OC(=N)N=CN=CCN2CCNC2)s1", "N=CC1COCCN1CC1(CCNC2=CC=CCC2)CC1"]
+
+
+def test_moses_screen_gives_the_unscreened_answer(test_smiles):
+    """The pattern-fingerprint screen only skips queries that cannot match: the filter
+    agrees with matching every SMARTS, on passing and on failing molecules."""
+    from rdkit import Chem
+
+    patterns, _ = chem._moses_smarts()
+    for s in SMARTS_FAILURES + test_smiles[:60] + [RHODANINE, ASPIRIN]:
+        mol = chem.to_mol(s)
+        h = Chem.AddHs(mol)
+        assert chem.passes_moses(mol) == (not any(h.HasSubstructMatch(p) for p in patterns))
+    assert not any(chem.passes_moses(chem.to_mol(s)) for s in SMARTS_FAILURES)
+
+
+def test_batch_rows_equal_the_single_functions(test_smiles):
+    """Batch scoring reuses QED's MW and logP and feeds Lipinski from the row: same values."""
+    smiles = test_smiles[:20] + ["C" * 40 + "c1ccccc1"]
+    for s, row in zip(smiles, chem.score_smiles(smiles, workers=1), strict=True):
+        mol = chem.to_mol(s)
+        assert row == pytest.approx({**row, **chem.properties(mol)}, nan_ok=True)
+        for f, fn in chem.FILTERS.items():
+            assert row[f"pass_{f}"] == fn(mol), (s, f)
+
+
 def test_batch_scoring_marks_bad_rows_and_keeps_order():
     rows = chem.score_smiles([ASPIRIN, "garbage", None, "c1ccccc1"] * 100, workers=2,
                              windows={"mw": (100, 200)}, filters=[*chem.FILTERS, "windows"],
