@@ -454,12 +454,12 @@ START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
 
 
 @contextlib.contextmanager
-def pool(workers: int):
+def pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()):
     """A process pool, closed and joined on exit (terminated only on error, so workers are
-    never interrupted mid-shutdown). 'fork' where available: workers start in milliseconds instead
-    of re-importing RDKit, and inherit what the parent loaded (prior sampling's workers run
-    the model with one torch thread each)."""
-    p = mp.get_context(START_METHOD).Pool(workers)
+    never interrupted mid-shutdown). 'fork' where available: workers start in milliseconds
+    instead of re-importing RDKit, and take ``initargs`` as they are, unpickled (prior
+    sampling hands its workers the model this way)."""
+    p = mp.get_context(START_METHOD).Pool(workers, initializer, initargs)
     try:
         yield p
     except BaseException:

@@ -174,7 +174,13 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     return {**prior_codes(lm.model, ds, n, batch_size, _device(lm), seed), "width": float(width)}
 
 
-_FORKED: LoadedModel | None = None  # the model fork-started sampling workers inherit
+_WORKER_MODEL: LoadedModel | None = None  # a sampling worker's model (see _start_worker)
+
+
+def _start_worker(lm: LoadedModel) -> None:
+    global _WORKER_MODEL
+    _WORKER_MODEL = lm
+    torch.set_num_threads(1)
 
 
 def _generate(lm: LoadedModel, z: torch.Tensor, seed: int, temperature: float, greedy: bool,
@@ -188,10 +194,8 @@ def _generate(lm: LoadedModel, z: torch.Tensor, seed: int, temperature: float, g
 @torch.no_grad()
 def _sample_chunk(job: tuple, lm: LoadedModel | None = None) -> list[tuple[str, str]]:
     """One batch of prior samples -> (SELFIES, canonical SMILES or '') pairs; in a worker
-    process, with the model inherited at fork and one torch thread per worker."""
-    if lm is None:
-        lm = _FORKED
-        torch.set_num_threads(1)
+    process, with the model it was handed at fork and one torch thread."""
+    lm = lm or _WORKER_MODEL
     return decode_ids(lm.vocab, _generate(lm, *job))
 
 
@@ -251,17 +255,14 @@ def sample(
         if progress:
             progress(len(batch))
 
-    global _FORKED
     use_pool = workers > 1 and n > batch_size
     # On CPU with fork, each worker samples and decodes whole batches with one torch thread
     # (both cores busy, no oversubscription); otherwise (GPU, spawn) the model samples here
     # and the workers only decode.
     in_workers = use_pool and device.type == "cpu" and chem.START_METHOD == "fork"
     with contextlib.ExitStack() as stack:
-        if in_workers:
-            _FORKED = lm  # the workers inherit it at fork
-            stack.callback(globals().__setitem__, "_FORKED", None)
-        pool = stack.enter_context(chem.pool(workers)) if use_pool else None
+        init = (_start_worker, (lm,)) if in_workers else (None, ())
+        pool = stack.enter_context(chem.pool(workers, *init)) if use_pool else None
         pending: list[list] = []
         while n_unique < n and drawn < n * (max_rounds if unique else 1):
             # Each batch gets its latent points and its own sampling seed from the seeded
