@@ -22,11 +22,14 @@ def _check_candidates(res, objective="qed"):
 
 
 def test_cmaes_improves_over_its_start(shipped):
-    res = optimize(shipped, OptimizeConfig(method="cmaes", objective="qed", oracle_budget=400,
+    # logP, not QED: a QED start population can already hold a ~0.94 molecule, near QED's
+    # ceiling, so "better than the start" would test luck; logP has room above its start.
+    res = optimize(shipped, OptimizeConfig(method="cmaes", objective="logp", oracle_budget=400,
                                            num_starts=16, sigma=0.5, seed=0))
     _check_candidates(res)
-    start = res.candidates[res.candidates.step == 0].score.max()
-    assert res.candidates.score.max() > start
+    by_step = res.candidates.groupby("step").score
+    assert res.candidates.score.max() > by_step.max().iloc[0]
+    assert by_step.mean().iloc[-1] > by_step.mean().iloc[0] + 1  # the search distribution moved
     assert {"mw", "sa", "pass_moses"} <= set(res.candidates.columns)
 
 
