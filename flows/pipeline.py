@@ -56,14 +56,11 @@ def load(path: str) -> str:
     return path
 
 
-def _sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int],
-            workers: int | None) -> pd.DataFrame:
-    # An even number of equal batches (each at most batch_size): two workers share a shard
-    # evenly. It depends on n only, so a shard has the same molecules on any runner.
-    pairs = -(-n // (2 * gen["batch_size"]))
-    return generate.sample(_model(model_path), n, batch_size=-(-n // (2 * pairs)),
+def _sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int]
+            ) -> pd.DataFrame:
+    return generate.sample(_model(model_path), n, batch_size=gen["batch_size"],
                            temperature=gen["temperature"], greedy=gen["greedy"], seed=seed,
-                           max_length=gen["max_length"], unique=gen["unique"], workers=workers,
+                           max_length=gen["max_length"], unique=gen["unique"], workers=1,
                            prior=gen["prior"], part=part, code_seed=gen["seed"],
                            prior_width=gen["prior_width"])
 
@@ -71,17 +68,11 @@ def _sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int]
 @task(cache_policy=NO_CACHE)
 def sample_shard(model_path: str, n: int, seed: int, gen: dict,
                  part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
-    """One shard in this process (a Dask worker: one core)."""
-    return _sample(model_path, n, seed, gen, part, workers=1)
-
-
-@task(cache_policy=NO_CACHE)
-def sample_shards(model_path: str, sizes: list[int], seed: int, gen: dict) -> pd.DataFrame:
-    """Every shard in turn, each over all cores (worker processes): threads of one process
-    would share its cores and the GIL. The same molecules as ``sample_shard`` per shard."""
-    parts = [_sample(model_path, n, seed + 1000 * i, gen, (i, len(sizes)), workers=None)
-             for i, n in enumerate(sizes) if n]
-    return pd.concat(parts, ignore_index=True)
+    """One shard, in this process, without worker processes: a flow's process runs other
+    threads (Prefect's, other tasks'), and a process forked while they hold a lock can hang
+    (seen with sampling workers forked beside the interpolation task). Shards run in
+    parallel as tasks instead."""
+    return _sample(model_path, n, seed, gen, part)
 
 
 @task(cache_policy=NO_CACHE)
@@ -216,8 +207,8 @@ def train_flow(cfg: RunConfig) -> dict:
     with _finishing(cfg, run_id):
         data_report = prepare_data(cfg.data.model_dump(mode="json"), digest)
         model_path = train(cfg, run_id)
-        samples = sample_shards(model_path, [min(cfg.generate.num_samples, 2000)],
-                                cfg.generate.seed, cfg.generate.model_dump())
+        samples = sample_shard(model_path, min(cfg.generate.num_samples, 2000), cfg.generate.seed,
+                               cfg.generate.model_dump())
         summary = {**evaluate_samples(model_path, samples, cfg, out_dir),
                    "data_kept": data_report["kept"], "model_path": model_path}
         write_outputs(out_dir, {"samples": samples}, cfg, summary)
@@ -233,12 +224,10 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
              for i in range(cfg.shards)]
     t0 = time.perf_counter()
     walks = walk.submit(model_path, cfg)
-    if cfg.runner == "dask":  # shards share no stored code (see LatentPrior's part)
-        futures = [sample_shard.submit(model_path, n, g.seed + 1000 * i, g.model_dump(),
-                                       (i, cfg.shards)) for i, n in enumerate(sizes) if n]
-        samples = pd.concat([f.result() for f in futures], ignore_index=True)
-    else:
-        samples = sample_shards(model_path, sizes, g.seed, g.model_dump())
+    futures = [sample_shard.submit(model_path, n, g.seed + 1000 * i, g.model_dump(),
+                                   (i, cfg.shards))  # shards share no stored code
+               for i, n in enumerate(sizes) if n]
+    samples = pd.concat([f.result() for f in futures], ignore_index=True)
     interp, near = walks.result()
     t1 = time.perf_counter()
     # Threads share one process: one scoring task with a process pool keeps both cores busy.
