@@ -255,14 +255,15 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
 
 def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     method = cfg.optimize.method
-    main = run_optimizer.submit(model_path, cfg, method)
-    base = run_optimizer.submit(model_path, cfg, "random") if method != "random" else None
-    res = main.result()
+    # One after the other: each forks oracle workers, and a fork while another thread is
+    # inside an OpenBLAS call (CMA-ES's eigendecomposition) left that call spinning forever.
+    res = run_optimizer(model_path, cfg, method)
+    base = run_optimizer(model_path, cfg, "random") if method != "random" else None
     tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"]}
     best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
     m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"]}
     if base is not None:
-        b = base.result()
+        b = base
         tables["baseline_trajectory"] = b["trajectory"]
         m["baseline_best_score"] = (float(b["candidates"]["score"].max())
                                     if len(b["candidates"]) else float("nan"))
