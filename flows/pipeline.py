@@ -263,10 +263,9 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
     m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"]}
     if base is not None:
-        b = base
-        tables["baseline_trajectory"] = b["trajectory"]
-        m["baseline_best_score"] = (float(b["candidates"]["score"].max())
-                                    if len(b["candidates"]) else float("nan"))
+        tables["baseline_trajectory"] = base["trajectory"]
+        m["baseline_best_score"] = (float(base["candidates"]["score"].max())
+                                    if len(base["candidates"]) else float("nan"))
     if len(res["starts"]):
         tables["constrained_starts"] = res["starts"]
     return tables, m
