@@ -475,8 +475,9 @@ def fingerprints(smiles: Iterable[str], radius: int = 2, n_bits: int = 2048) -> 
     """Morgan fingerprints as a (N, n_bits) uint8 array (invalid molecules: all zeros)."""
     smiles = list(smiles)
     out = np.zeros((len(smiles), n_bits), dtype=np.uint8)
+    gen = _morgan(radius, n_bits)
     for i, s in enumerate(smiles):
         m = to_mol(s)
         if m is not None:
-            DataStructs.ConvertToNumpyArray(fingerprint(m, radius, n_bits), out[i])
+            out[i] = gen.GetFingerprintAsNumPy(m)
     return out

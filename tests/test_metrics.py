@@ -22,6 +22,43 @@ def test_internal_diversity_by_hand():
     assert metrics.internal_diversity([A, B], p=2) == pytest.approx(1 - ((2 + 2 * t * t) / 4) ** 0.5)
 
 
+def test_tanimoto_metrics_match_rdkit_pairwise(test_smiles):
+    from rdkit import DataStructs
+
+    from molvae import chem
+
+    gen, ref = test_smiles[:40], test_smiles[40:100]
+    fps = {s: chem.fingerprint(chem.to_mol(s), 2, 1024) for s in gen + ref}
+    sims = np.array([DataStructs.BulkTanimotoSimilarity(fps[a], [fps[b] for b in gen])
+                     for a in gen])
+    assert metrics.internal_diversities(gen) == pytest.approx(
+        (1 - sims.mean(), 1 - np.sqrt((sims**2).mean())), abs=1e-6)
+    fp = metrics._fp_matrix(gen)
+    assert metrics._intdiv(fp, block=7) == pytest.approx(metrics._intdiv(fp), abs=1e-6)  # 6 blocks
+    best = [max(DataStructs.BulkTanimotoSimilarity(fps[a], [fps[b] for b in ref])) for a in gen]
+    assert metrics.snn(gen, ref) == pytest.approx(np.mean(best), abs=1e-6)
+    # rows past one block of the pairwise matrix
+    assert [sl for sl, _ in metrics._tanimoto_blocks(np.ones((5, 8), np.float32),
+                                                     np.ones((3, 8), np.float32), block=2)
+            ] == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    with pytest.raises(ValueError, match="p = 1 or 2"):
+        metrics.internal_diversity(gen, p=3)
+
+
+def test_shipped_reference_rows_are_current(test_smiles):
+    """The rows shipped for the MOSES test sample equal a fresh computation (a changed
+    RDKit or property code would make them stale)."""
+    shipped = metrics.reference_rows([s for s in test_smiles if s])
+    fresh = metrics.eval_rows(test_smiles[:60], with_fragments=True, workers=1,
+                              with_filter=False)
+    assert len(shipped) == len(test_smiles)
+    for a, b in zip(shipped[:60], fresh, strict=True):
+        assert a.keys() == b.keys() and a["smiles"] == b["smiles"]
+        assert a["fragments"] == b["fragments"] and a["scaffold"] == b["scaffold"]
+        assert [a[p] for p in metrics.PLOT_PROPERTIES] == pytest.approx(
+            [b[p] for p in metrics.PLOT_PROPERTIES])
+
+
 def test_snn_and_wasserstein():
     assert metrics.snn([A, B], [A, B, C]) == pytest.approx(1.0)
     assert metrics.snn([A], [C]) < 0.3
