@@ -13,6 +13,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Steal  # noqa: E402
 
 
 def main() -> None:
@@ -21,16 +25,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", args.generated,
-                        "-o", "evaluation.json"], check=True, capture_output=True)
-        times.append(time.perf_counter() - t)
+    with Steal() as steal:
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", args.generated,
+                            "-o", "evaluation.json"], check=True, capture_output=True)
+            times.append(time.perf_counter() - t)
     metrics = json.load(open("evaluation.json"))
     out = {"seconds_median": round(statistics.median(times), 1),
-           "runs": [round(x, 1) for x in times], "metrics": metrics}
+           "runs": [round(x, 1) for x in times], "cpu_steal": steal.share, "metrics": metrics}
     print(f"molvae evaluate ({int(metrics['n'])} molecules, FCD included): "
-          f"median {out['seconds_median']} s (runs {out['runs']})")
+          f"median {out['seconds_median']} s (runs {out['runs']}, CPU steal {steal.share})")
     print(json.dumps(out))
 
 

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Steal  # noqa: E402
+
 from molvae import chem
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, OptimizeConfig
 from molvae.data import read_molecules
@@ -47,14 +50,15 @@ def run_unconstrained(lm, objective: str, budget: int, seed: int, **kw) -> dict:
     opt_s = time.perf_counter() - t
     t = time.perf_counter()
     base = optimize(lm, cfg.model_copy(update={"method": "random"}),
-                    progress=_progress("baseline"))
+                    progress=_progress("baseline"), annotate=False)
     base_s = time.perf_counter() - t
     print(file=sys.stderr)
     top = res.candidates.score.head(3).round(4).tolist()
     btop = base.candidates.score.head(3).round(4).tolist()
     return {"candidates": res.candidates, "summary": {
         "objective": objective, "method": "cmaes", "oracle_calls": res.oracle_calls,
-        "seconds": round(opt_s, 1), "search_seconds": round(res.seconds, 1), "top3": top, "top3_smiles": res.candidates.smiles.head(3).tolist(),
+        "seconds": round(opt_s, 1), "search_seconds": round(res.seconds, 1), "top3": top,
+        "top3_smiles": res.candidates.smiles.head(3).tolist(),
         "baseline_method": "prior sampling", "baseline_oracle_calls": base.oracle_calls,
         "baseline_seconds": round(base_s, 1), "baseline_top3": btop}}
 
@@ -81,7 +85,7 @@ def run_constrained(lm, n_seeds: int, delta: float, per_seed: int, seed: int) ->
     t = time.perf_counter()
     base = optimize(lm, OptimizeConfig(method="random", objective="plogp",
                                        oracle_budget=per_seed * n_seeds, seed=seed),
-                    progress=_progress("baseline"))
+                    progress=_progress("baseline"), annotate=False)
     print(file=sys.stderr)
     from rdkit import DataStructs
 
@@ -121,16 +125,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     lm = load_model(args.model)
-    if args.task == "qed":
-        r = run_unconstrained(lm, "qed", args.budget or 15_000, args.seed)
-    elif args.task == "plogp":
-        r = run_unconstrained(lm, "plogp", args.budget or 15_000, args.seed, max_heavy_atoms=38,
-                              sigma=1.0)
-    else:
-        r = run_constrained(lm, args.seeds, 0.4, args.per_seed, args.seed)
-        r["starts"].to_csv(Path(args.out).with_suffix(".starts.csv"), index=False)
+    with Steal() as steal:
+        if args.task == "qed":
+            r = run_unconstrained(lm, "qed", args.budget or 15_000, args.seed)
+        elif args.task == "plogp":
+            r = run_unconstrained(lm, "plogp", args.budget or 15_000, args.seed,
+                                  max_heavy_atoms=38, sigma=1.0)
+        else:
+            r = run_constrained(lm, args.seeds, 0.4, args.per_seed, args.seed)
+            r["starts"].to_csv(Path(args.out).with_suffix(".starts.csv"), index=False)
     r["candidates"].to_csv(args.out, index=False)
-    print(json.dumps(r["summary"]))
+    print(json.dumps({**r["summary"], "cpu_steal": steal.share}))
 
 
 if __name__ == "__main__":

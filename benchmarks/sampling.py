@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import matmul_gflops, median  # noqa: E402
+from common import Steal, matmul_gflops, median  # noqa: E402
 
 from molvae.config import SHIPPED_MODEL  # noqa: E402
 from molvae.generate import sample  # noqa: E402
@@ -33,18 +33,20 @@ def main() -> None:
     lm = load_model(args.model)
     sample(lm, 500, seed=99)  # warm-up
     rates, valid = [], []
-    for r in range(args.repeats):
-        t = time.perf_counter()
-        df = sample(lm, args.n, seed=r, prior=args.prior)
-        rates.append(args.n / (time.perf_counter() - t))
-        valid.append(float(df.valid.mean()))
+    with Steal() as steal:
+        for r in range(args.repeats):
+            t = time.perf_counter()
+            df = sample(lm, args.n, seed=r, prior=args.prior)
+            rates.append(args.n / (time.perf_counter() - t))
+            valid.append(float(df.valid.mean()))
     gflops = matmul_gflops()  # this machine's speed right now, to compare runs across machines
     out = {"n": args.n, "prior": args.prior, "molecules_per_s_median": round(median(rates)),
            "runs": [round(x) for x in rates], "validity": min(valid),
-           "matmul_gflops": round(gflops, 1),
+           "matmul_gflops": round(gflops, 1), "cpu_steal": steal.share,
            "molecules_per_s_per_100_gflops": round(100 * median(rates) / gflops)}
     print(f"sampled {args.n} x {args.repeats}: median {out['molecules_per_s_median']} mol/s "
-          f"(runs {out['runs']}), validity {out['validity']:.2%}; matmul {gflops:.0f} GFLOP/s")
+          f"(runs {out['runs']}), validity {out['validity']:.2%}; matmul {gflops:.0f} GFLOP/s, "
+          f"CPU steal {steal.share}")
     print(json.dumps(out))
 
 

@@ -91,11 +91,13 @@ def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int)
 
 
 @task(cache_policy=NO_CACHE)
-def run_optimizer(model_path: str, cfg: RunConfig, method: str) -> dict:
+def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool = False) -> dict:
     opt_cfg = cfg.optimize.model_copy(update={"method": method})
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
              .smiles if method == "gradient" else [])
-    res = optimize(_model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s])
+    # A baseline is kept for its scores only: no full property panel on its molecules.
+    res = optimize(_model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s],
+                   annotate=not baseline)
     return {"candidates": res.candidates, "trajectory": res.trajectory,
             "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts}
 
@@ -109,7 +111,8 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
         df["smiles"].tolist(), [s for s in ref if s], _model(model_path).is_novel,
         with_fragments=False, cache_dir=cfg.data.cache_dir, generated_rows=rows)
     train_ref = read_molecules(cfg.data.path, cfg.data.smiles_column, limit=2000).smiles
-    train_rows = chem.score_smiles([s for s in train_ref if s], (), None, metrics.PLOT_PROPERTIES)
+    train_rows = metrics.reference_rows([s for s in train_ref if s], cfg.data.cache_dir,
+                                        with_fragments=False)  # cached by content
     metrics.plot_distributions(gen_rows, train_rows, out_dir / "plots" / "properties.png",
                                labels=("generated", "training data"))
     return m
@@ -258,7 +261,7 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     # One after the other: each forks oracle workers, and a fork while another thread is
     # inside an OpenBLAS call (CMA-ES's eigendecomposition) left that call spinning forever.
     res = run_optimizer(model_path, cfg, method)
-    base = run_optimizer(model_path, cfg, "random") if method != "random" else None
+    base = run_optimizer(model_path, cfg, "random", True) if method != "random" else None
     tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"]}
     best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
     m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"]}

@@ -56,8 +56,13 @@ def test_constrained_keeps_similarity_on_every_candidate(shipped, test_smiles):
 
 
 def test_random_baseline_uses_the_same_budget(shipped):
-    res = optimize(shipped, OptimizeConfig(method="random", objective="qed", oracle_budget=300))
+    cfg = OptimizeConfig(method="random", objective="qed", oracle_budget=300)
+    res = optimize(shipped, cfg)
     assert res.oracle_calls == 300 and len(res.candidates) > 250
+    assert {"pass_pains", "sa", "np_score"} <= set(res.candidates.columns)  # the full panel
+    bare = optimize(shipped, cfg, annotate=False)  # a baseline kept for its scores
+    assert "pass_pains" not in bare.candidates and "qed" in bare.candidates
+    assert bare.candidates.smiles.tolist() == res.candidates.smiles.tolist()
 
 
 def test_window_and_desirability_objectives():
