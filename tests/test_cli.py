@@ -1,4 +1,6 @@
-"""The CLI end to end in subprocesses: outputs, and one clear line for every bad input."""
+"""The CLI end to end: outputs, and one clear line for every bad input. Some commands run in
+subprocesses (the real entry point, a fresh interpreter); the rest go through the CLI's own
+entry point, ``main``, in this process, to spare a Python start (~5 s of imports) each."""
 
 import subprocess
 import sys
@@ -15,6 +17,23 @@ def molvae(*args, cwd=None):
                                                                "MOLVAE_NO_PROGRESS": "1"})
 
 
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``main(args)`` in this process: (exit code, stdout, stderr). An uncaught
+    exception (a traceback) fails the test."""
+    from flows.cli import main
+
+    monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
+
+    def run(*args):
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
 def test_help_loads_no_heavy_module():
     # Why --help is fast (0.13 s, see the README's benchmarks); timing it here would be flaky.
     out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True,
@@ -26,7 +45,7 @@ def test_help_loads_no_heavy_module():
     assert loaded and not {"torch", "rdkit", "prefect", "mlflow"} & set(loaded)
 
 
-def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles):
+def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles, cli):
     _, result = tiny_trained
     m = result.checkpoint
     r = molvae("sample", "-n", 50, "--model", m, "-o", tmp_path / "s.parquet", "--seed", 3)
@@ -35,16 +54,16 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles)
     assert len(df) == 50 and {"smiles", "selfies", "valid", "unique", "novel", "source", "seed",
                               "step", "qed", "plogp", "pass_pains", "score"} <= set(df.columns)
     pd.DataFrame({"SMILES": test_smiles[:20] + ["junk"]}).to_csv(tmp_path / "in.csv", index=False)
-    r = molvae("reconstruct", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "r.csv")
-    assert r.returncode == 0 and "exact reconstruction" in r.stdout
+    rc, out, err = cli("reconstruct", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "r.csv")
+    assert rc == 0 and "exact reconstruction" in out, err
     rec = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
     assert rec.input.tolist() == test_smiles[:20] + ["junk"]
-    r = molvae("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.npz")
-    assert r.returncode == 0, r.stderr
-    r = molvae("evaluate", tmp_path / "s.parquet", "--reference", tmp_path / "in.csv", "--model",
-               m, "--no-fcd", "-o", tmp_path / "ev.json")
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "ev.png").is_file() and "intdiv1" in r.stdout
+    rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.npz")
+    assert rc == 0, err
+    rc, out, err = cli("evaluate", tmp_path / "s.parquet", "--reference", tmp_path / "in.csv",
+                       "--model", m, "--no-fcd", "-o", tmp_path / "ev.json")
+    assert rc == 0, err
+    assert (tmp_path / "ev.png").is_file() and "intdiv1" in out
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -76,22 +95,21 @@ def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cap
     assert len(lines) == 1 and msg in lines[0], err
 
 
-def test_corrupt_model_and_unreadable_reference(tiny_trained, tmp_path):
+def test_corrupt_model_and_unreadable_reference(tiny_trained, tmp_path, cli):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
-    r = molvae("sample", "-n", 5, "--model", bad)
+    r = molvae("sample", "-n", 5, "--model", bad)  # a fresh interpreter: no traceback either
     assert r.returncode == 1 and "not a readable molvae checkpoint" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     ref = tmp_path / "ref.csv.gz"
     ref.write_bytes(b"\x1f\x8b\x08\x00garbage")
     gen = tmp_path / "g.csv"
     gen.write_text("smiles\nCCO\n")
-    r = molvae("evaluate", gen, "--reference", ref, "--model", tiny_trained[1].checkpoint)
-    assert r.returncode == 1 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+    rc, _, err = cli("evaluate", gen, "--reference", ref, "--model", tiny_trained[1].checkpoint)
+    assert rc == 1 and "cannot read" in err
 
 
-def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, test_smiles, capsys,
-                                                     monkeypatch):
-    monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
+def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, test_smiles, cli):
     import torch
 
     from molvae.train import read_checkpoint
@@ -103,28 +121,24 @@ def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, tes
     r = molvae("sample", "-n", 5, "--model", bare, "--prior", "posterior")
     assert r.returncode == 1 and "stores no posterior codes" in r.stderr
     pd.DataFrame({"SMILES": test_smiles[:50]}).to_csv(tmp_path / "train.csv", index=False)
-    r = molvae("prior", tmp_path / "train.csv", "-n", 30, "--model", bare, "-o", tmp_path / "p.pt")
-    assert r.returncode == 0 and "stored 30 posterior codes" in r.stdout, r.stderr
+    rc, out, err = cli("prior", tmp_path / "train.csv", "-n", 30, "--model", bare,
+                       "-o", tmp_path / "p.pt")
+    assert rc == 0 and "stored 30 posterior codes" in out, err
     assert "prior" not in torch.load(bare, weights_only=True)  # -o leaves the source alone
-    r = molvae("sample", "-n", 5, "--model", tmp_path / "p.pt", "--prior", "posterior",
-               "-o", tmp_path / "s.csv")
-    assert r.returncode == 0 and len(pd.read_csv(tmp_path / "s.csv")) == 5, r.stderr
+    rc, _, err = cli("sample", "-n", 5, "--model", tmp_path / "p.pt", "--prior", "posterior",
+                     "-o", tmp_path / "s.csv")
+    assert rc == 0 and len(pd.read_csv(tmp_path / "s.csv")) == 5, err
     assert torch.load(tmp_path / "p.pt", weights_only=True)["prior"]["width"] == 1.0
-    r = molvae("prior", tmp_path / "train.csv", "-n", 30, "--model", bare, "--width", 1.25,
-               "-o", tmp_path / "w.pt")
-    assert r.returncode == 0 and "width 1.25" in r.stdout, r.stderr
+    rc, out, err = cli("prior", tmp_path / "train.csv", "-n", 30, "--model", bare,
+                       "--width", 1.25, "-o", tmp_path / "w.pt")
+    assert rc == 0 and "width 1.25" in out, err
     assert torch.load(tmp_path / "w.pt", weights_only=True)["prior"]["width"] == 1.25
-    # bad input, through the CLI's entry point in this process (an uncaught exception fails)
-    from flows.cli import main
-
-    capsys.readouterr()
-    assert main(["sample", "-n", "5", "--model", str(tmp_path / "w.pt"), "--prior-width", "-1"]) == 1
-    assert "width must be > 0" in capsys.readouterr().err
-    assert main(["prior", str(tmp_path / "train.csv"), "--model", str(bare),
-                 "-o", str(tmp_path / "p.ckpt")]) == 1
-    assert "must end in .pt" in capsys.readouterr().err
-    assert main(["prior", str(tmp_path / "missing.csv"), "--model", str(bare)]) == 1
-    assert "molvae: error" in capsys.readouterr().err
+    rc, _, err = cli("sample", "-n", 5, "--model", tmp_path / "w.pt", "--prior-width", -1)
+    assert rc == 1 and "width must be > 0" in err
+    rc, _, err = cli("prior", tmp_path / "train.csv", "--model", bare, "-o", tmp_path / "p.ckpt")
+    assert rc == 1 and "must end in .pt" in err
+    rc, _, err = cli("prior", tmp_path / "missing.csv", "--model", bare)
+    assert rc == 1 and "molvae: error" in err
 
 
 def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path):
