@@ -71,9 +71,15 @@ def internal_diversities(canonical: Sequence[str]) -> tuple[float, float]:
 
 
 def _intdiv(fp: np.ndarray, block: int = 2048) -> tuple[float, float]:
-    """Sums of T and T^2 over all ordered pairs, from the upper triangle of blocks
-    (the matrix is symmetric: half the work)."""
+    """(IntDiv1, IntDiv2) of a fingerprint matrix, summing T and T^2 over the upper
+    triangle of blocks (the matrix is symmetric: half the work)."""
     import torch
+
+    def both_orders(t: torch.Tensor, k: int) -> float:
+        """Sum over ordered pairs: columns < k are the diagonal block (both orders of its
+        pairs are in it already); every later column stands for its mirror pair too."""
+        return (float(t[:, :k].sum(dtype=torch.float64))
+                + 2 * float(t[:, k:].sum(dtype=torch.float64)))
 
     t_all = torch.from_numpy(np.ascontiguousarray(fp))
     counts = t_all.sum(1)
@@ -82,10 +88,8 @@ def _intdiv(fp: np.ndarray, block: int = 2048) -> tuple[float, float]:
         a = t_all[i : i + block]
         inter = a @ t_all[i:].T  # this row block against itself and every later row
         t = inter.div_((counts[i : i + block, None] + counts[None, i:] - inter).clamp_(min=1.0))
-        w = torch.full((t.shape[1],), 2.0, dtype=torch.float64)
-        w[: len(a)] = 1.0  # the diagonal block holds both orders of its pairs already
-        s1 += float(t.sum(0, dtype=torch.float64) @ w)
-        s2 += float(t.square_().sum(0, dtype=torch.float64) @ w)
+        s1 += both_orders(t, len(a))
+        s2 += both_orders(t.square_(), len(a))
     n2 = len(fp) ** 2
     return float(1 - s1 / n2), float(1 - (s2 / n2) ** 0.5)
 
