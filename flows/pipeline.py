@@ -111,8 +111,10 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
         df["smiles"].tolist(), [s for s in ref if s], _model(model_path).is_novel,
         with_fragments=False, cache_dir=cfg.data.cache_dir, generated_rows=rows)
     train_ref = read_molecules(cfg.data.path, cfg.data.smiles_column, limit=2000).smiles
+    # Cached by content (shipped for the default data). One process: other tasks' threads
+    # are running, and a process forked beside them can hang (see sample_shard).
     train_rows = metrics.reference_rows([s for s in train_ref if s], cfg.data.cache_dir,
-                                        with_fragments=False)  # cached by content
+                                        workers=1, with_fragments=False)
     metrics.plot_distributions(gen_rows, train_rows, out_dir / "plots" / "properties.png",
                                labels=("generated", "training data"))
     return m

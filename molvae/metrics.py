@@ -218,16 +218,18 @@ def eval_rows(smiles: Sequence[str | None], with_fragments: bool = True,
 def reference_rows(reference: Sequence[str], cache_dir: str | Path | None = None,
                    workers: int | None = None, with_fragments: bool = True) -> list[dict]:
     """eval_rows of a reference set (no filter needed), cached as JSON by content hash.
-    The shipped MOSES test sample's rows ship in ``data/`` (the same content-hash name,
-    with fragments, gzipped), so a fresh clone does not recompute them."""
+    Rows of the shipped data ship in ``data/`` under the same content-hash name, gzipped
+    (the MOSES test sample's with fragments; the training sample's first 2,000, which the
+    pipeline plots against, without), so a fresh clone does not recompute them."""
     import gzip
     import hashlib
     import json
 
     key = hashlib.sha256("\n".join(reference).encode()).hexdigest()[:16]
-    shipped = chem.DATA_DIR / f"ref_rows_{key}_frag.json.gz"
-    if shipped.is_file():
-        return json.loads(gzip.decompress(shipped.read_bytes()))
+    for suffix in ("_frag",) if with_fragments else ("_frag", ""):
+        shipped = chem.DATA_DIR / f"ref_rows_{key}{suffix}.json.gz"
+        if shipped.is_file():
+            return json.loads(gzip.decompress(shipped.read_bytes()))
     name = f"ref_rows_{key}{'_frag' if with_fragments else ''}.json"
     cache = Path(cache_dir) / name if cache_dir else None
     if cache is not None and cache.is_file():

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from molvae import metrics
@@ -46,17 +47,27 @@ def test_tanimoto_metrics_match_rdkit_pairwise(test_smiles):
 
 
 def test_shipped_reference_rows_are_current(test_smiles):
-    """The rows shipped for the MOSES test sample equal a fresh computation (a changed
-    RDKit or property code would make them stale)."""
+    """The rows shipped for the MOSES test and training samples equal a fresh computation
+    (a changed RDKit or property code would make them stale)."""
+    from tests.conftest import SHIPPED_TRAIN
+
+    train = pd.read_csv(SHIPPED_TRAIN, nrows=2000)["SMILES"].tolist()
+    def same(shipped, fresh):
+        for a, b in zip(shipped, fresh, strict=False):
+            assert a.keys() == b.keys()
+            assert [a[k] for k in a if k not in metrics.PLOT_PROPERTIES] == [
+                b[k] for k in b if k not in metrics.PLOT_PROPERTIES]  # SMILES, fragments, ...
+            assert [a[p] for p in metrics.PLOT_PROPERTIES] == pytest.approx(
+                [b[p] for p in metrics.PLOT_PROPERTIES])
+
+    shipped = metrics.reference_rows(train, with_fragments=False)
+    assert len(shipped) == 2000
+    same(shipped, metrics.eval_rows(train[:30], with_fragments=False, workers=1,
+                                    with_filter=False))
     shipped = metrics.reference_rows([s for s in test_smiles if s])
-    fresh = metrics.eval_rows(test_smiles[:60], with_fragments=True, workers=1,
-                              with_filter=False)
     assert len(shipped) == len(test_smiles)
-    for a, b in zip(shipped[:60], fresh, strict=True):
-        assert a.keys() == b.keys() and a["smiles"] == b["smiles"]
-        assert a["fragments"] == b["fragments"] and a["scaffold"] == b["scaffold"]
-        assert [a[p] for p in metrics.PLOT_PROPERTIES] == pytest.approx(
-            [b[p] for p in metrics.PLOT_PROPERTIES])
+    same(shipped, metrics.eval_rows(test_smiles[:60], with_fragments=True, workers=1,
+                                    with_filter=False))
 
 
 def test_snn_and_wasserstein():
