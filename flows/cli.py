@@ -328,8 +328,20 @@ def cmd_evaluate(args) -> None:
         is_novel = lambda xs: [x not in train for x in xs]  # noqa: E731
     else:
         is_novel = _load(args).is_novel
-    m, gen_rows, ref_rows = metrics.evaluate(gen, ref, is_novel, with_fcd=not args.no_fcd,
-                                             cache_dir=".molvae_cache")
+    bars = []
+
+    def bar(stage: str, total: int):
+        if bars:
+            bars[-1].close()  # the previous stage is done
+        bars.append(_progress(total, stage))
+        return bars[-1].update
+
+    try:
+        m, gen_rows, ref_rows = metrics.evaluate(gen, ref, is_novel, with_fcd=not args.no_fcd,
+                                                 cache_dir=".molvae_cache", progress=bar)
+    finally:
+        for b in bars:
+            b.close()
     out = Path(args.out or "evaluation.json")
     out.write_text(json.dumps(m, indent=2))
     plot = metrics.plot_distributions(gen_rows, ref_rows, out.with_suffix(".png"))

@@ -6,6 +6,7 @@ scaffold similarity, Wasserstein distances of property distributions, filter pas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
@@ -134,9 +135,11 @@ def wasserstein(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
-        cache_dir: str | Path | None = None) -> float:
+        cache_dir: str | Path | None = None,
+        progress: Callable[[int], None] | None = None) -> float:
     """Fréchet ChemNet Distance (Preuer et al. 2018) with the ``fcd`` package; both sets
-    canonicalized first. Reference statistics are cached in ``cache_dir`` when given."""
+    canonicalized first. Reference statistics are cached in ``cache_dir`` when given.
+    ``progress(k)`` after each k generated molecules through ChemNet."""
     import hashlib
 
     import fcd as fcd_lib
@@ -144,7 +147,7 @@ def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
     gen = [s for s in canonical if s]
     ref = [c for c in (chem.canonical_smiles(s) for s in reference) if c]
     model = fcd_lib.load_ref_model()
-    mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device)
+    mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device, progress=progress)
     key = hashlib.sha256("\n".join(ref).encode()).hexdigest()[:16]
     shipped = chem.DATA_DIR / f"fcd_ref_{key}.npz"  # ChemNet stats of the shipped test sample
     cache = Path(cache_dir) / f"fcd_ref_{key}.npz" if cache_dir else None
@@ -161,14 +164,19 @@ def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
     return float(fcd_lib.calculate_frechet_distance(mu_g, sig_g, mu_r, sig_r))
 
 
-def _chemnet_stats(fcd_lib, model, smiles: Sequence[str], device: str, chunk: int = 1000):
+def _chemnet_stats(fcd_lib, model, smiles: Sequence[str], device: str, chunk: int = 1000,
+                   progress: Callable[[int], None] | None = None):
     """ChemNet activations' mean and covariance, in chunks (bounded memory). fcd pads every
     SMILES to 350 characters, its default and the length the published scores use (the
     final LSTM state depends on the padding), so ChemNet costs the same per molecule
     whatever its length: ~2.5 ms on one core here."""
-    acts = [fcd_lib.get_predictions(model, list(smiles[i : i + chunk]), batch_size=256,
-                                    n_jobs=0, device=device)
-            for i in range(0, len(smiles), chunk)]
+    acts = []
+    for i in range(0, len(smiles), chunk):
+        part = list(smiles[i : i + chunk])
+        acts.append(fcd_lib.get_predictions(model, part, batch_size=256, n_jobs=0,
+                                            device=device))
+        if progress:
+            progress(len(part))
     act = np.concatenate(acts)
     return act.mean(0), np.cov(act.T)
 
@@ -202,17 +210,25 @@ def _eval_chunk(args) -> list[dict]:
 
 def eval_rows(smiles: Sequence[str | None], with_fragments: bool = True,
               workers: int | None = None, chunk_size: int = 200,
-              with_filter: bool = True) -> list[dict]:
+              with_filter: bool = True, progress: Callable[[int], None] | None = None
+              ) -> list[dict]:
     """Per-molecule facts the metrics need (canonical SMILES, properties, MOSES filter,
-    BRICS fragments, scaffold), computed over all cores."""
+    BRICS fragments, scaffold), computed over all cores; ``progress(k)`` after each k."""
     smiles = list(smiles)
     jobs = [(smiles[i : i + chunk_size], with_fragments, with_filter)
             for i in range(0, len(smiles), chunk_size)]
     workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
-    if workers <= 1 or len(jobs) <= 1:
-        return [r for j in jobs for r in _eval_chunk(j)]
-    with chem.pool(workers) as p:
-        return [r for out in p.imap(_eval_chunk, jobs) for r in out]
+    rows: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        if workers <= 1 or len(jobs) <= 1:
+            parts = map(_eval_chunk, jobs)
+        else:
+            parts = stack.enter_context(chem.pool(workers)).imap(_eval_chunk, jobs)
+        for out in parts:
+            rows.extend(out)
+            if progress:
+                progress(len(out))
+    return rows
 
 
 def reference_rows(reference: Sequence[str], cache_dir: str | Path | None = None,
@@ -252,15 +268,19 @@ def evaluate(
     workers: int | None = None,
     cache_dir: str | Path | None = None,
     generated_rows: list[dict] | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
 ) -> tuple[dict[str, float], list[dict], list[dict]]:
     """All metrics of ``generated`` against ``reference``; returns (metrics, generated
     rows, reference rows) so callers can plot without recomputing. ``generated_rows``
-    (e.g. from ``chem.score_smiles``) skips rescoring when fragments are not needed."""
+    (e.g. from ``chem.score_smiles``) skips rescoring when fragments are not needed.
+    ``progress(stage, total)`` returns a callback taking counts, for each long stage
+    ("score" the molecules, "FCD" through ChemNet)."""
     if not generated:
         raise ValueError("no generated molecules to evaluate")
     if not reference:
         raise ValueError("the reference set is empty")
-    gen_rows = generated_rows or eval_rows(generated, with_fragments, workers)
+    gen_rows = generated_rows or eval_rows(generated, with_fragments, workers,
+                                           progress=progress and progress("score", len(generated)))
     ref_rows = reference_rows(list(reference), cache_dir, workers, with_fragments)
     canonical = [r["smiles"] for r in gen_rows]
     ref_valid = [r for r in ref_rows if r["valid"]]
@@ -290,7 +310,8 @@ def evaluate(
     for p in PLOT_PROPERTIES:
         out[f"w_{p}"] = wasserstein([r[p] for r in valid_rows], [r[p] for r in ref_valid])
     if with_fcd:
-        out["fcd"] = fcd(canonical, ref_canon, cache_dir=cache_dir)
+        tick = progress and progress("FCD", len(valid_rows))
+        out["fcd"] = fcd(canonical, ref_canon, cache_dir=cache_dir, progress=tick)
     return out, gen_rows, ref_rows
 
 

@@ -79,8 +79,16 @@ def test_snn_and_wasserstein():
 
 def test_evaluate_against_a_reference(test_smiles, tmp_path):
     gen = test_smiles[:150] + ["bad", ""]
+    seen: dict[str, list[int]] = {}
+
+    def progress(stage, total):
+        seen[stage] = [total, 0]
+        return lambda k: seen[stage].__setitem__(1, seen[stage][1] + k)
+
     m, gen_rows, ref_rows = metrics.evaluate(gen, test_smiles[150:450], lambda xs: np.ones(len(xs)),
-                                             with_fcd=True, cache_dir=tmp_path, workers=2)
+                                             with_fcd=True, cache_dir=tmp_path, workers=2,
+                                             progress=progress)
+    assert seen == {"score": [152, 152], "FCD": [150, 150]}  # every molecule counted once
     assert m["validity"] == pytest.approx(150 / 152)
     assert m["uniqueness@1k"] == 1.0 and m["novelty"] == 1.0
     # MOSES IntDiv includes self-pairs: ~0.846 on 150 molecules, ~0.857 on MOSES test.
