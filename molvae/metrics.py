@@ -140,15 +140,13 @@ def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
     """Fréchet ChemNet Distance (Preuer et al. 2018) with the ``fcd`` package; both sets
     canonicalized first. Reference statistics are cached in ``cache_dir`` when given.
     ``progress(k)`` after each k generated molecules through ChemNet."""
-    import hashlib
-
     import fcd as fcd_lib
 
     gen = [s for s in canonical if s]
     ref = [c for c in (chem.canonical_smiles(s) for s in reference) if c]
     model = fcd_lib.load_ref_model()
     mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device, progress=progress)
-    key = hashlib.sha256("\n".join(ref).encode()).hexdigest()[:16]
+    key = _content_key(ref)
     shipped = chem.DATA_DIR / f"fcd_ref_{key}.npz"  # ChemNet stats of the shipped test sample
     cache = Path(cache_dir) / f"fcd_ref_{key}.npz" if cache_dir else None
     if shipped.is_file():
@@ -162,6 +160,13 @@ def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, mu=mu_r, sigma=sig_r)
     return float(fcd_lib.calculate_frechet_distance(mu_g, sig_g, mu_r, sig_r))
+
+
+def _content_key(smiles: Sequence[str]) -> str:
+    """Names a set's cached and shipped files (FCD statistics, reference rows)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(smiles).encode()).hexdigest()[:16]
 
 
 def _chemnet_stats(fcd_lib, model, smiles: Sequence[str], device: str, chunk: int = 1000,
@@ -238,10 +243,9 @@ def reference_rows(reference: Sequence[str], cache_dir: str | Path | None = None
     (the MOSES test sample's with fragments; the training sample's first 2,000, which the
     pipeline plots against, without), so a fresh clone does not recompute them."""
     import gzip
-    import hashlib
     import json
 
-    key = hashlib.sha256("\n".join(reference).encode()).hexdigest()[:16]
+    key = _content_key(reference)
     for suffix in ("_frag",) if with_fragments else ("_frag", ""):
         shipped = chem.DATA_DIR / f"ref_rows_{key}{suffix}.json.gz"
         if shipped.is_file():

@@ -78,19 +78,14 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["sample", "-n", "5", "-o", "out.xlsx"], "must end in .csv or .parquet"),
     (["run", "--set", "train.epochz=3"], "train.epochz: unknown key"),
 ])
-def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, capsys,
-                                          monkeypatch):
-    """In this process (the CLI's own entry point, main), to spare a Python start per case;
-    the tests around it run the CLI in subprocesses."""
-    from flows.cli import main
-
+def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli, monkeypatch):
+    """In this process (the CLI's own entry point, main), to spare a Python start per case."""
     _, result = tiny_trained
     if "--model" not in args and args[0] in ("sample", "neighbors", "interpolate"):
         args = [*args, "--model", str(result.checkpoint)]
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
-    assert main(args) == 1  # an uncaught exception (a traceback) fails the test here
-    err = capsys.readouterr().err
+    rc, _, err = cli(*args)
+    assert rc == 1  # an uncaught exception (a traceback) fails the test in cli()
     lines = [ln for ln in err.splitlines() if ln.startswith("molvae: error")]
     assert len(lines) == 1 and msg in lines[0], err
 
