@@ -58,6 +58,7 @@ class DataConfig(_Section):
     max_tokens: int = Field(100, ge=2, le=1000)  # SELFIES tokens; longer molecules are dropped
     limit: int | None = Field(None, ge=1)  # use only the first N rows (quick runs)
     val_fraction: float = Field(0.02, gt=0, lt=0.5)
+    split_seed: int = 0  # fixes the validation split, apart from train.seed (init, batch order)
     cache_dir: Path = Path(".molvae_cache")
     workers: int | None = Field(None, ge=1)  # None: all cores
 

@@ -476,7 +476,7 @@ def train_model(
 ) -> TrainResult:
     """Prepare ``data_cfg.path`` (cached), split train/validation, and ``fit``."""
     ds = prepare(data_cfg, compute_properties=model_cfg.property_names, progress=data_progress)
-    train_ds, val_ds = split(ds, data_cfg.val_fraction, cfg.seed)
+    train_ds, val_ds = split(ds, data_cfg.val_fraction, data_cfg.split_seed)
     info = {"data_path": str(data_cfg.path), "data_key": ds.key, **{
         f"data_{k}": v for k, v in ds.report["dropped"].items()}, "data_rows": ds.report["rows"]}
     return fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, info)
