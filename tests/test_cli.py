@@ -2,6 +2,7 @@
 subprocesses (the real entry point, a fresh interpreter); the rest go through the CLI's own
 entry point, ``main``, in this process, to spare a Python start (~5 s of imports) each."""
 
+import os
 import subprocess
 import sys
 
@@ -88,6 +89,19 @@ def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli
     assert rc == 1  # an uncaught exception (a traceback) fails the test in cli()
     lines = [ln for ln in err.splitlines() if ln.startswith("molvae: error")]
     assert len(lines) == 1 and msg in lines[0], err
+
+
+@pytest.mark.parametrize("env, expected", [(None, 180), ("45", 45)])
+def test_prefects_first_start_gets_time(env, expected):
+    """A fresh machine's first `molvae run` migrates Prefect's new database within Prefect's
+    20 s start-up limit; on a busy 2-core VM that timed out, so the flows allow 180 s unless the
+    user has set the limit. Checked as Prefect itself reads it, in a fresh interpreter."""
+    key = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    environ = {k: v for k, v in os.environ.items() if k != key} | ({key: env} if env else {})
+    code = ("import flows; from prefect.settings import " + key + " as s; print(s.value())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=environ, check=True)
+    assert out.stdout.split()[-1] == str(expected)
 
 
 def test_corrupt_model_and_unreadable_reference(tiny_trained, tmp_path, cli):
