@@ -93,9 +93,9 @@ def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli
 
 @pytest.mark.parametrize("env, expected", [(None, 180), ("45", 45)])
 def test_prefects_first_start_gets_time(env, expected):
-    """A fresh machine's first `molvae run` migrates Prefect's new database within Prefect's
-    20 s start-up limit; on a busy 2-core VM that timed out, so the flows allow 180 s unless the
-    user has set the limit. Checked as Prefect itself reads it, in a fresh interpreter."""
+    """On a fresh machine, Prefect's temporary server creates its database on its first start,
+    which on a busy 2-core VM missed Prefect's 20 s start-up limit; the flows allow 180 s unless
+    the user has set the limit. Checked as Prefect itself reads it, in a fresh interpreter."""
     key = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
     environ = {k: v for k, v in os.environ.items() if k != key} | ({key: env} if env else {})
     code = ("import flows; from prefect.settings import " + key + " as s; print(s.value())")
