@@ -47,3 +47,14 @@ def test_import_molvae_is_light():
                          capture_output=True, text=True, check=True).stdout.split()
     for heavy in ("torch", "rdkit", "prefect", "mlflow", "pandas"):
         assert heavy not in out
+
+
+def test_package_functions_are_not_hidden_by_their_modules():
+    """`molvae.optimize` is the function even after its module is loaded (calls two and three
+    failed with "'module' object is not callable" before)."""
+    code = ("import molvae; f = molvae.optimize; import molvae.optimize; "
+            "from molvae.optimize import optimize; import molvae.metrics; "
+            "assert molvae.optimize is f is optimize and callable(molvae.optimize); "
+            "assert molvae.evaluate is molvae.metrics.evaluate; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
