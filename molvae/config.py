@@ -157,7 +157,7 @@ class OptimizeConfig(_Section):
     seeds: list[str] = []  # seed molecules (constrained / local search)
     similarity_threshold: float = Field(0.0, ge=0, le=1)  # Tanimoto to the seed >= delta
     oracle_budget: int = Field(2000, ge=1)  # RDKit evaluations
-    num_starts: int = Field(64, ge=1)  # parallel starts (gradient) / population (cmaes)
+    num_starts: int = Field(32, ge=1)  # parallel starts (gradient) / population (cmaes)
     steps: int = Field(50, ge=1)
     step_size: float = Field(0.05, gt=0)
     sigma: float = Field(0.5, gt=0)  # CMA-ES initial step / constrained search radius
