@@ -263,7 +263,8 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     # One after the other: each forks oracle workers, and a fork while another thread is
     # inside an OpenBLAS call (CMA-ES's eigendecomposition) left that call spinning forever.
     res = run_optimizer(model_path, cfg, method)
-    base = run_optimizer(model_path, cfg, "random", True) if method != "random" else None
+    base = (run_optimizer(model_path, cfg, "random", baseline=True) if method != "random"
+            else None)
     tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"]}
     best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
     m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"]}
