@@ -93,6 +93,7 @@ class TrainConfig(_Section):
     patience: int = Field(3, ge=1)  # early stopping on validation loss
     max_minutes: float | None = Field(None, gt=0)  # stop after this much training time
     init_from: Path | None = None  # start from these weights (fresh optimizer and schedule)
+    freeze_encoder: bool = False  # train the decoder only (encoder and latent head fixed)
     recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
     prior_codes: int = Field(16384, ge=0)  # training posteriors kept for prior="posterior" (0 = none)
     seed: int = 0

@@ -328,7 +328,11 @@ def fit(
     vocab = train_ds.vocab
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, len(vocab)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
+        for p in (*model.encoder.parameters(), *model.latent.parameters()):
+            p.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -395,7 +399,7 @@ def fit(
                 metrics["prop_mse"] = float(prop_loss.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             opt.step()
             sched.step()
             step += 1

@@ -186,3 +186,16 @@ def test_learning_rate_warms_up_then_decays_to_the_floor(tmp_path):
     assert max(lrs) == pytest.approx(1e-3)
     assert lrs[-1] == pytest.approx(1e-5)
     assert all(a >= b for a, b in zip(lrs[3:-1], lrs[4:], strict=True))
+
+
+def test_freeze_encoder_trains_the_decoder_only(tiny_trained, tmp_path):
+    _, result = tiny_trained
+    data = DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "cache")
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=3e-3, out_dir=tmp_path / "ft", threads=1,
+                      recon_eval_size=0, prior_codes=0, init_from=result.checkpoint,
+                      freeze_encoder=True)
+    before = read_checkpoint(result.checkpoint)["model_state"]
+    after = read_checkpoint(train_model(data, ModelConfig(**TINY_MODEL), cfg).checkpoint)["model_state"]
+    for name, value in after.items():
+        same = torch.equal(value, before[name])
+        assert same == name.startswith(("encoder.", "latent.")), name
