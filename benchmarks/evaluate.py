@@ -28,7 +28,7 @@ def main() -> None:
     with Steal() as steal:
         for _ in range(args.repeats):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", args.generated,
+            subprocess.run([sys.executable, "-m", "molvae.cli", "evaluate", args.generated,
                             "-o", "evaluation.json"], check=True, capture_output=True)
             times.append(time.perf_counter() - t)
     metrics = json.load(open("evaluation.json"))

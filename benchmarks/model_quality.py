@@ -20,10 +20,11 @@ import pandas as pd
 import torch
 
 from molvae import metrics
+from molvae.checkpoint import load_model
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST
 from molvae.data import read_molecules
-from molvae.generate import latent_means, reconstruct, resolve_prior, sample
-from molvae.train import load_model
+from molvae.generate import reconstruct, sample
+from molvae.latent import codes, resolve_prior
 
 FULL_TRAIN = Path("data/moses/train.csv.gz")
 
@@ -41,7 +42,7 @@ def main() -> None:
     lm = load_model(args.model)
     test = [s for s in read_molecules(SHIPPED_TEST).smiles if s]
     t = time.perf_counter()
-    gen = sample(lm, args.n, seed=args.seed, temperature=args.temperature, prior=args.prior)
+    gen = sample(lm, num_samples=args.n, seed=args.seed, temperature=args.temperature, prior=args.prior)
     if FULL_TRAIN.is_file():
         train = set(pd.read_csv(FULL_TRAIN)["SMILES"])  # MOSES SMILES are RDKit-canonical
         is_novel = lambda xs: np.array([x not in train for x in xs])  # noqa: E731
@@ -51,7 +52,7 @@ def main() -> None:
     m, gen_rows, _ = metrics.evaluate(gen.smiles.tolist(), test, is_novel,
                                       cache_dir=".molvae_cache")
     rec = reconstruct(lm, test[: args.recon])
-    mu, _, _ = latent_means(lm, test[:2000], strict=False)
+    mu, _, _ = codes(lm, test[:2000], strict=False)
     active = int((mu[torch.isfinite(mu).all(1)].var(0) > 0.01).sum())
     out = {"model": args.model, "temperature": args.temperature,
            "prior": resolve_prior(lm, args.prior),

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Steal  # noqa: E402
 
 from molvae import chem
+from molvae.checkpoint import load_model
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, OptimizeConfig
 from molvae.data import read_molecules
-from molvae.optimize import optimize
-from molvae.train import load_model
+from molvae.optimization import optimize
 
 FULL_TEST = Path("data/moses/test.csv.gz")  # `molvae data fetch moses`
 

@@ -17,9 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Steal, matmul_gflops, median  # noqa: E402
 
+from molvae.checkpoint import load_model  # noqa: E402
 from molvae.config import SHIPPED_MODEL  # noqa: E402
 from molvae.generate import sample  # noqa: E402
-from molvae.train import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -31,12 +31,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     lm = load_model(args.model)
-    sample(lm, 500, seed=99)  # warm-up
+    sample(lm, num_samples=500, seed=99)  # warm-up
     rates, valid = [], []
     with Steal() as steal:
         for r in range(args.repeats):
             t = time.perf_counter()
-            df = sample(lm, args.n, seed=r, prior=args.prior)
+            df = sample(lm, num_samples=args.n, seed=r, prior=args.prior)
             rates.append(args.n / (time.perf_counter() - t))
             valid.append(float(df.valid.mean()))
     gflops = matmul_gflops()  # this machine's speed right now, to compare runs across machines

@@ -19,6 +19,7 @@ from common import Steal, median  # noqa: E402
 
 from molvae import chem  # noqa: E402
 from molvae.config import SHIPPED_TEST  # noqa: E402
+from molvae.parallel import default_workers  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     filters = [*chem.FILTERS, "windows"]
     windows = {"mw": (150.0, 600.0)}
     chem.score_smiles(smiles[:50], filters, windows, workers=1)  # load catalogs, SA/NP models
-    cores = chem.default_workers()
+    cores = default_workers()
     single, multi = [], []
     with Steal() as steal:
         for _ in range(args.repeats):

@@ -16,11 +16,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from molvae import chem, generate, metrics, report
-from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, RunConfig, flatten
+from molvae import candidates, generate, metrics, report
+from molvae.checkpoint import load_model
+from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig, flatten
 from molvae.data import file_digest, prepare, read_molecules
-from molvae.optimize import optimize
-from molvae.train import load_model, train_model
+from molvae.optimization import optimize
+from molvae.parallel import default_workers
+from molvae.train import train_model
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 
@@ -58,11 +60,8 @@ def load(path: str) -> str:
 
 def _sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int]
             ) -> pd.DataFrame:
-    return generate.sample(_model(model_path), n, batch_size=gen["batch_size"],
-                           temperature=gen["temperature"], greedy=gen["greedy"], seed=seed,
-                           max_length=gen["max_length"], unique=gen["unique"], workers=1,
-                           prior=gen["prior"], part=part, code_seed=gen["seed"],
-                           prior_width=gen["prior_width"])
+    cfg = generate.settings(GenerateConfig.model_validate(gen), num_samples=n, seed=seed)
+    return generate.sample(_model(model_path), cfg, workers=1, part=part, code_seed=gen["seed"])
 
 
 @task(cache_policy=NO_CACHE)
@@ -87,7 +86,7 @@ def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @task(cache_policy=NO_CACHE)
 def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int) -> pd.DataFrame:
-    return generate.annotate(df, cfg.score, _model(model_path), workers=workers)
+    return candidates.annotate(df, cfg.score, _model(model_path), workers=workers)
 
 
 @task(cache_policy=NO_CACHE)
@@ -129,7 +128,7 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
             report.write_table(df, out_dir / f"{name}.csv")
     cands = tables.get("candidates")
     if cands is not None and len(cands):
-        ranked = generate.rank(cands)
+        ranked = candidates.rank(cands)
         report.write_table(ranked.head(100), out_dir / "top_candidates.csv")
         report.top_grid(ranked, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
         report.html_report(ranked, out_dir / "report.html", summary=summary)
@@ -239,9 +238,9 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     # On Dask each shard is scored by its own worker.
     n_shards = cfg.shards if cfg.runner == "dask" else 1
     parts = [samples.iloc[i::n_shards] for i in range(n_shards)]
-    workers = 1 if cfg.runner == "dask" else cfg.score.workers or chem.default_workers()
+    workers = 1 if cfg.runner == "dask" else cfg.score.workers or default_workers()
     scored = [score_shard.submit(model_path, p, cfg, workers) for p in parts]
-    cands = generate.mark_unique(pd.concat([s.result() for s in scored]).sort_index(kind="stable"))
+    cands = candidates.mark_unique(pd.concat([s.result() for s in scored]).sort_index(kind="stable"))
     t2 = time.perf_counter()
     metric_future = evaluate_samples.submit(model_path, cands, cfg, out_dir)
     tables = {"candidates": cands}
@@ -285,7 +284,7 @@ def _publish(tables: dict, summary: dict, name: str) -> None:
     for key in ("candidates", "optimization_candidates"):
         df = tables.get(key)
         if df is not None and len(df):
-            top = (generate.rank(df) if key == "candidates" else df).head(20)
+            top = (candidates.rank(df) if key == "candidates" else df).head(20)
             cols = [c for c in ("smiles", "score", "qed", "sa", "logp", "plogp") if c in top]
             create_table_artifact(top[cols].round(4).to_dict("records"),
                                   key=f"molvae-{name}-top-{key.replace('_', '-')}",

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -28,13 +30,10 @@ __all__ = [
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
+DATA_DIR = REPO_DIR / "data"
 SHIPPED_TRAIN = REPO_DIR / "data" / "moses_train_100k.csv.gz"
 SHIPPED_TEST = REPO_DIR / "data" / "moses_test_10k.csv.gz"
 SHIPPED_MODEL = REPO_DIR / "data" / "model" / "molvae_moses.pt"
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message lists every problem."""
 
 
 class _Section(BaseModel):

@@ -24,16 +24,14 @@ import pandas as pd
 
 from . import chem
 from .config import DataConfig
-from .vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, Vocab, smiles_to_selfies, split_tokens
+from .errors import DataError
+from .parallel import map_chunks
+from .vocab import Vocab, encode_selfies, smiles_to_selfies
 
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 DROP_REASONS = ("empty", "bad_encoding", "invalid", "too_long", "duplicate", "unknown_tokens")
-
-
-class DataError(ValueError):
-    """An input file cannot be used at all (missing, unreadable, no column, nothing valid)."""
 
 
 @dataclass
@@ -205,11 +203,7 @@ def _clean_one(smiles: str | None, standardize: bool, max_tokens: int) -> tuple[
     return can, sel
 
 
-def _clean_chunk(args) -> list:
-    chunk, standardize, max_tokens = args
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
+def _clean_chunk(chunk: list[str | None], standardize: bool, max_tokens: int) -> list:
     return [_clean_one(s, standardize, max_tokens) for s in chunk]
 
 
@@ -225,21 +219,8 @@ def clean(
 
     Returns (kept row indices, canonical SMILES, SELFIES, Counter of drop reasons).
     """
-    workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
-    chunks = [smiles[i : i + chunk_size] for i in range(0, len(smiles), chunk_size)]
-    jobs = [(list(c), standardize, max_tokens) for c in chunks]
-    results: list = []
-    if workers <= 1 or len(jobs) <= 1:
-        for j in jobs:
-            results.extend(_clean_chunk(j))
-            if progress:
-                progress(len(j[0]))
-    else:
-        with chem.pool(workers) as p:
-            for out in p.imap(_clean_chunk, jobs):
-                results.extend(out)
-                if progress:
-                    progress(len(out))
+    results = map_chunks(_clean_chunk, list(smiles), standardize, max_tokens,
+                         chunk_size=chunk_size, workers=workers, progress=progress)
     drops: Counter = Counter()
     seen: set[str] = set()
     keep, can_list, sel_list = [], [], []
@@ -256,54 +237,6 @@ def clean(
         can_list.append(can)
         sel_list.append(sel)
     return keep, can_list, sel_list, drops
-
-
-def encode_selfies(
-    selfies: Sequence[str], vocab: Vocab | None = None
-) -> tuple[np.ndarray, np.ndarray, Vocab, np.ndarray]:
-    """Token ids (N, L) padded, lengths, the vocab (built if None), and a keep mask
-    (False where a molecule has tokens outside a given vocab).
-
-    One molecule at a time into a preallocated array: holding every molecule's token
-    list at once costs ~3 GB of small strings on the full MOSES set.
-    """
-    n_tokens = np.fromiter((s.count("[") for s in selfies), dtype=np.int32, count=len(selfies))
-    width = int(n_tokens.max(initial=0)) + 2
-    # Ids in order of first appearance while building; remapped to sorted order below.
-    if vocab is not None:
-        index: dict[str, int] = dict(vocab.index)
-    else:
-        index = {t: i for i, t in enumerate(SPECIALS)}
-    growing = vocab is None
-    tokens = np.full((len(selfies), width), PAD_ID, dtype=np.int32)
-    keep = np.ones(len(selfies), dtype=bool)
-    for r, sel in enumerate(selfies):
-        row = tokens[r]
-        row[0] = BOS_ID
-        j = 1
-        for tok in split_tokens(sel):
-            i = index.get(tok)
-            if i is None:
-                if not growing:
-                    keep[r] = False
-                    break
-                i = index[tok] = len(index)
-            row[j] = i
-            j += 1
-        row[j] = EOS_ID
-    if growing:
-        ordered = [*SPECIALS, *sorted(t for t in index if t not in SPECIALS)]
-        vocab = Vocab(ordered)
-        remap = np.zeros(len(index), dtype=np.int32)
-        for tok, i in index.items():
-            remap[i] = vocab.index[tok]
-        tokens = remap[tokens]
-    tokens = tokens[keep]
-    lengths = (n_tokens[keep] + 2).astype(np.int32)
-    if len(tokens):
-        tokens = tokens[:, : int(lengths.max())]
-    dtype = np.uint8 if len(vocab) < 256 else np.int16
-    return tokens.astype(dtype), lengths, vocab, keep
 
 
 # --------------------------------------------------------------------------- prepare + cache

@@ -6,7 +6,6 @@ scaffold similarity, Wasserstein distances of property distributions, filter pas
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections import Counter
@@ -16,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from . import chem
+from .config import DATA_DIR
+from .errors import MetricsError
+from .parallel import map_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def _intdiv(fp: np.ndarray, block: int = 2048) -> tuple[float, float]:
 def internal_diversity(canonical: Sequence[str], p: int = 1) -> float:
     """IntDiv_p for p = 1 or 2 (see ``internal_diversities``)."""
     if p not in (1, 2):
-        raise ValueError("internal diversity is computed for p = 1 or 2")
+        raise MetricsError("internal diversity is computed for p = 1 or 2")
     return internal_diversities(canonical)[p - 1]
 
 
@@ -147,7 +149,7 @@ def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
     model = fcd_lib.load_ref_model()
     mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device, progress=progress)
     key = _content_key(ref)
-    shipped = chem.DATA_DIR / f"fcd_ref_{key}.npz"  # ChemNet stats of the shipped test sample
+    shipped = DATA_DIR / f"fcd_ref_{key}.npz"  # ChemNet stats of the shipped test sample
     cache = Path(cache_dir) / f"fcd_ref_{key}.npz" if cache_dir else None
     if shipped.is_file():
         cache = shipped
@@ -205,11 +207,7 @@ def _eval_one(smiles: str | None, with_fragments: bool, with_filter: bool = True
     return row
 
 
-def _eval_chunk(args) -> list[dict]:
-    chunk, with_fragments, with_filter = args
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
+def _eval_chunk(chunk: list[str | None], with_fragments: bool, with_filter: bool) -> list[dict]:
     return [_eval_one(s, with_fragments, with_filter) for s in chunk]
 
 
@@ -219,21 +217,8 @@ def eval_rows(smiles: Sequence[str | None], with_fragments: bool = True,
               ) -> list[dict]:
     """Per-molecule facts the metrics need (canonical SMILES, properties, MOSES filter,
     BRICS fragments, scaffold), computed over all cores; ``progress(k)`` after each k."""
-    smiles = list(smiles)
-    jobs = [(smiles[i : i + chunk_size], with_fragments, with_filter)
-            for i in range(0, len(smiles), chunk_size)]
-    workers = 1 if chem.default_workers() == 1 else workers or chem.default_workers()
-    rows: list[dict] = []
-    with contextlib.ExitStack() as stack:
-        if workers <= 1 or len(jobs) <= 1:
-            parts = map(_eval_chunk, jobs)
-        else:
-            parts = stack.enter_context(chem.pool(workers)).imap(_eval_chunk, jobs)
-        for out in parts:
-            rows.extend(out)
-            if progress:
-                progress(len(out))
-    return rows
+    return map_chunks(_eval_chunk, list(smiles), with_fragments, with_filter,
+                      chunk_size=chunk_size, workers=workers, progress=progress)
 
 
 def reference_rows(reference: Sequence[str], cache_dir: str | Path | None = None,
@@ -247,7 +232,7 @@ def reference_rows(reference: Sequence[str], cache_dir: str | Path | None = None
 
     key = _content_key(reference)
     for suffix in ("_frag",) if with_fragments else ("_frag", ""):
-        shipped = chem.DATA_DIR / f"ref_rows_{key}{suffix}.json.gz"
+        shipped = DATA_DIR / f"ref_rows_{key}{suffix}.json.gz"
         if shipped.is_file():
             return json.loads(gzip.decompress(shipped.read_bytes()))
     name = f"ref_rows_{key}{'_frag' if with_fragments else ''}.json"
@@ -280,9 +265,9 @@ def evaluate(
     ``progress(stage, total)`` returns a callback taking counts, for each long stage
     ("score" the molecules, "FCD" through ChemNet)."""
     if not generated:
-        raise ValueError("no generated molecules to evaluate")
+        raise MetricsError("no generated molecules to evaluate")
     if not reference:
-        raise ValueError("the reference set is empty")
+        raise MetricsError("the reference set is empty")
     gen_rows = generated_rows or eval_rows(generated, with_fragments, workers,
                                            progress=progress and progress("score", len(generated)))
     ref_rows = reference_rows(list(reference), cache_dir, workers, with_fragments)
@@ -323,12 +308,10 @@ def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | P
                        properties: Sequence[str] = PLOT_PROPERTIES,
                        labels: tuple[str, str] = ("generated", "reference")) -> Path:
     """One PNG with a histogram per property, generated vs reference."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(properties), figsize=(4 * len(properties), 3.2))
+    fig = Figure(figsize=(4 * len(properties), 3.2))
+    axes = fig.subplots(1, len(properties))
     for ax, p in zip(np.atleast_1d(axes), properties, strict=True):
         a = np.array([r[p] for r in gen_rows if r.get("valid")], dtype=float)
         b = np.array([r[p] for r in ref_rows if r.get("valid")], dtype=float)
@@ -346,5 +329,4 @@ def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | P
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     fig.savefig(tmp, dpi=110, format="png")
     os.replace(tmp, path)
-    plt.close(fig)
     return path

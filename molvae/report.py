@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import chem
+from .errors import OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """CSV or Parquet by extension, written atomically (temp file + rename)."""
     path = Path(path)
     if path.suffix not in (".parquet", ".csv", ".gz"):
-        raise ValueError(f"{path}: output must end in .csv or .parquet")
+        raise OutputError(f"{path}: output must end in .csv or .parquet")
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
@@ -92,12 +93,10 @@ def interpolation_strips(df: pd.DataFrame, path: str | Path) -> Path | None:
 
 def trajectory_plot(traj: pd.DataFrame, path: str | Path, baseline: pd.DataFrame | None = None,
                     title: str = "") -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     t = traj[np.isfinite(traj["best_score"])]
     ax.plot(t["oracle_calls"], t["best_score"], label="optimizer", color="tab:blue")
     if baseline is not None and len(baseline):
@@ -111,7 +110,6 @@ def trajectory_plot(traj: pd.DataFrame, path: str | Path, baseline: pd.DataFrame
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return Path(path)
 
 

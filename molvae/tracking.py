@@ -38,23 +38,24 @@ import pandas as pd
 
 class MolvaeModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from molvae.train import load_model
+        from molvae.checkpoint import load_model
 
         self.lm = load_model(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input, params=None):
-        from molvae import generate
+        from molvae import generate, latent
 
         params = dict(params or {})
         mode = params.get("mode", "sample")
         if mode == "sample":
-            return generate.sample(self.lm, int(params.get("n", 10)), seed=int(params.get("seed", 0)),
+            return generate.sample(self.lm, num_samples=int(params.get("n", 10)),
+                                   seed=int(params.get("seed", 0)),
                                    temperature=float(params.get("temperature", 1.0)), workers=1)
         smiles = list(pd.DataFrame(model_input)["smiles"])
         if mode == "reconstruct":
             return generate.reconstruct(self.lm, smiles)
         if mode == "encode":
-            return generate.encode(self.lm, smiles)
+            return latent.code_table(self.lm, smiles)
         raise ValueError(f"unknown mode {mode!r}: sample, reconstruct or encode")
 
 

@@ -1,16 +1,16 @@
-"""fit(), the Callback protocol, and checkpoints (plain data, ``weights_only=True``).
+"""fit() as a short loop over train_step, the Callback protocol, validation, schedules.
+
+Checkpoints are written through ``molvae.checkpoint`` (the schema lives there).
 
 The loop knows nothing about tracking or progress bars: it calls callbacks.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import math
-import os
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +18,21 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from pydantic import ValidationError
 
 from . import chem
+from .checkpoint import (
+    TRAINING_ONLY,
+    model_record,
+    read_checkpoint,
+    resolve_device,
+    resume_record,
+    save_checkpoint,
+    smiles_hashes,
+)
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, sequential_batches, split
+from .errors import CheckpointError, TrainingError
+from .latent import dataset_codes
 from .model import (
     SelfiesVAE,
     beta_at,
@@ -36,13 +46,6 @@ from .vocab import Vocab, selfies_to_smiles
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, truncated or incompatible."""
-
-
 class Callback(Protocol):
     def on_train_start(self, info: dict[str, Any]) -> None: ...
     def on_batch_end(self, step: int, metrics: dict[str, float]) -> None: ...
@@ -52,151 +55,12 @@ class Callback(Protocol):
 
 @dataclass
 class TrainResult:
-    model: SelfiesVAE
     vocab: Vocab
     history: list[dict[str, float]]
     checkpoint: Path
     best_checkpoint: Path
     stopped_early: bool = False
     seconds: float = 0.0
-
-
-@dataclass
-class LoadedModel:
-    """A model loaded from a checkpoint, with what generation needs beside the weights."""
-
-    model: SelfiesVAE
-    vocab: Vocab
-    model_config: ModelConfig
-    train_config: dict
-    property_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
-    train_hashes: np.ndarray | None = None  # sorted int64 hashes of training SMILES
-    history: list[dict] = field(default_factory=list)
-    info: dict = field(default_factory=dict)
-    path: Path | None = None
-    prior: dict | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules, "width"
-
-    def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
-        """True where a canonical SMILES is not in the training set (needs train_hashes)."""
-        if self.train_hashes is None or len(self.train_hashes) == 0:
-            return np.ones(len(smiles), dtype=bool)
-        h = smiles_hashes(smiles)
-        pos = np.searchsorted(self.train_hashes, h).clip(0, len(self.train_hashes) - 1)
-        return self.train_hashes[pos] != h
-
-
-def smiles_hashes(smiles: Sequence[str]) -> np.ndarray:
-    """64-bit blake2b hashes of SMILES strings (compact training-set membership)."""
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little", signed=True)
-         for s in smiles],
-        dtype=np.int64,
-    )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic write: temp file + rename, so a kill never leaves a half checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def read_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: model file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({first[:160]})") from None
-    except Exception as exc:  # weights_only unpickler errors have varied types
-        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or "format_version" not in state:
-        raise CheckpointError(f"{path}: not a molvae checkpoint (no format_version)")
-    if state["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format {state['format_version']} is not supported "
-            f"(this molvae reads format {FORMAT_VERSION})"
-        )
-    missing = [k for k in ("model_config", "vocab", "model_state") if k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
-    return state
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a checkpoint for inference; raises CheckpointError with one clear line."""
-    state = read_checkpoint(path)
-    try:
-        mcfg = ModelConfig.model_validate(state["model_config"])
-        vocab = Vocab.from_list(state["vocab"])
-        model = build_model(mcfg, len(vocab))
-        model.load_state_dict(state["model_state"])
-    except (ValidationError, ValueError, RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: incompatible checkpoint ({first[:160]})") from None
-    model.to(device).eval()
-    stats = {k: (float(m), float(s)) for k, (m, s) in state.get("property_stats", {}).items()}
-    hashes = state.get("train_hashes")
-    return LoadedModel(
-        model=model,
-        vocab=vocab,
-        model_config=mcfg,
-        train_config=state.get("train_config", {}),
-        property_stats=stats,
-        train_hashes=hashes.numpy() if isinstance(hashes, torch.Tensor) else None,
-        history=state.get("history", []),
-        info=state.get("info", {}),
-        path=Path(path),
-        prior=_read_prior(state.get("prior"), mcfg.latent_size, path),
-    )
-
-
-def _read_prior(prior, latent_size: int, path) -> dict | None:
-    if prior is None:
-        return None
-    ok = (isinstance(prior, dict) and all(isinstance(prior.get(k), torch.Tensor)
-                                          for k in ("mu", "logvar"))
-          and prior["mu"].shape == prior["logvar"].shape
-          and prior["mu"].ndim == 2 and prior["mu"].shape[1] == latent_size
-          and len(prior["mu"]) > 0)
-    width = prior.get("width", 1.0) if ok else None
-    if not ok or isinstance(width, bool) or not isinstance(width, (int, float)) \
-            or not 0 < width < math.inf:
-        raise CheckpointError(f"{path}: incompatible checkpoint (malformed posterior prior)")
-    return {"mu": prior["mu"].float(), "logvar": prior["logvar"].float(), "width": float(width)}
-
-
-def export_model(src: str | Path, dest: str | Path) -> Path:
-    """Strip optimizer and RNG state from a training checkpoint (a small inference file)."""
-    state = read_checkpoint(src)
-    keep = {k: v for k, v in state.items() if k not in ("optimizer_state", "scheduler_state", "rng")}
-    save_checkpoint(Path(dest), keep)
-    return Path(dest)
-
-
-def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) -> Path:
-    """Write ``src`` with ``prior`` (from ``generate.fit_prior``: codes and kernel width) to
-    ``dest`` (default: in place, atomically)."""
-    state = read_checkpoint(src)
-    state["prior"] = {**{k: prior[k].half().cpu() for k in ("mu", "logvar")},
-                      "width": float(prior.get("width", 1.0))}
-    dest = Path(dest or src)
-    save_checkpoint(dest, state)
-    return dest
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -259,33 +123,14 @@ def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, ba
     return hits / max(len(ds), 1)
 
 
-@torch.no_grad()
-def prior_codes(model: SelfiesVAE, ds: EncodedDataset, n: int, batch_size: int,
-                device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Posterior means and log-variances (float16, (M, Z)) of a seeded random ``n`` of
-    ``ds``: an estimate of the aggregate posterior q(z) = E_x q(z|x), the learned prior
-    that ``generate.sample(prior="posterior")`` draws from."""
-    model.eval()
-    pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
-    mus, lvs = [], []
-    for idx in sequential_batches(len(pick), batch_size):
-        tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, pick[idx]))
-        mu, logvar = model.encode(tokens, lengths)
-        mus.append(mu.cpu().half())
-        lvs.append(logvar.cpu().half())
-    if not mus:
-        raise ValueError("no molecules to take prior codes from")
-    return {"mu": torch.cat(mus), "logvar": torch.cat(lvs)}
-
-
 def _add_prior_codes(model: SelfiesVAE, path: Path, ds: EncodedDataset, cfg: TrainConfig,
                      device: torch.device) -> None:
     """Store ``prior_codes`` of the checkpoint's own weights in it (the model in memory
     may hold other weights, e.g. best.pt's epoch was not the last)."""
     state = read_checkpoint(path)
     model.load_state_dict(state["model_state"])
-    state["prior"] = prior_codes(model, ds, cfg.prior_codes, max(cfg.batch_size, 256), device,
-                                 cfg.seed)
+    state["prior"] = dataset_codes(model, ds, cfg.prior_codes, max(cfg.batch_size, 256),
+                                   device, cfg.seed)
     save_checkpoint(path, state)
 
 
@@ -306,6 +151,137 @@ def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+@dataclass
+class _Loop:
+    """Everything that changes while training, and what a resumed run restores."""
+
+    model: SelfiesVAE
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    trainable: list[torch.nn.Parameter]
+    device: torch.device
+    prop_stats: dict[str, tuple[float, float]]
+    epoch: int = 0
+    step: int = 0
+    best_val: float = math.inf
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _torch_scope(seed: int, threads: int | None):
+    """Seed torch and set its threads for the run only: the caller's RNG state and thread
+    count are restored afterwards (library code changes no global state)."""
+    before = torch.get_num_threads()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
+           resume: str | Path | None) -> _Loop:
+    """Build the model, optimizer and schedule; load weights (init_from) or a whole run
+    (resume)."""
+    device = resolve_device(cfg.device)
+    model = build_model(model_cfg, len(train_ds.vocab)).to(device)
+    if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
+        for p in (*model.encoder.parameters(), *model.latent.parameters()):
+            p.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = math.ceil(len(train_ds) / cfg.batch_size) * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda t: lr_factor(t, total, cfg.lr_warmup_steps, cfg.lr_min / cfg.lr))
+    props = list(model_cfg.property_names)
+    missing = [p for p in props if p not in train_ds.properties]
+    if missing:
+        raise TrainingError(f"property head needs properties the dataset lacks: {', '.join(missing)}")
+    stats = {p: (float(np.nanmean(train_ds.properties[p])),
+                 float(np.nanstd(train_ds.properties[p]) or 1.0)) for p in props}
+    loop = _Loop(model, opt, sched, trainable, device, stats)
+    source = resume if resume is not None else cfg.init_from  # weights to start from
+    if source is None:
+        return loop
+    state = read_checkpoint(source)
+    if state.get("vocab") != train_ds.vocab.to_list():
+        raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
+    if ModelConfig.model_validate(state["model_config"]) != model_cfg:
+        raise CheckpointError(f"{source}: model config differs from the requested one")
+    model.load_state_dict(state["model_state"])
+    if resume is None:
+        logger.info("starting from the weights of %s", source)
+        return loop
+    missing = [k for k in TRAINING_ONLY if k not in state]
+    if missing:
+        raise CheckpointError(f"{source}: cannot resume from an inference export (no "
+                              f"{', '.join(missing)}); use --init-from to fine-tune from it")
+    opt.load_state_dict(state["optimizer_state"])
+    sched.load_state_dict(state["scheduler_state"])
+    loop.epoch, loop.step = state["epoch"], state["step"]
+    loop.best_val, loop.bad_epochs = state["best_val"], state["bad_epochs"]
+    loop.history = list(state["history"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and "cuda" in state["rng"]:
+        torch.cuda.set_rng_state(state["rng"]["cuda"])
+    logger.info("resumed from %s at epoch %d", resume, loop.epoch)
+    return loop
+
+
+def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfig) -> dict[str, float]:
+    """One optimizer step on the molecules ``idx`` of ``ds``; returns the batch's metrics."""
+    model = loop.model
+    tokens, lengths = (torch.from_numpy(a).to(loop.device) for a in collate(ds, idx))
+    out = model(tokens, lengths)
+    recon = reconstruction_loss(out["logits"], tokens).mean()
+    kl_dims = kl_divergence(out["mu"], out["logvar"])
+    beta = beta_at(loop.step, cfg.beta_schedule, cfg.beta_start, cfg.beta_max, cfg.beta_warmup_steps)
+    loss = recon + beta * kl_term(kl_dims, cfg.free_bits)
+    metrics = {"recon": float(recon.detach()), "kl": float(kl_dims.detach().sum(1).mean()),
+               "beta": beta}
+    if "properties" in out:
+        y = _property_targets(ds, idx, loop.prop_stats).to(loop.device)
+        prop_loss = torch.nn.functional.mse_loss(out["properties"], y)
+        loss = loss + cfg.property_weight * prop_loss
+        metrics["prop_mse"] = float(prop_loss.detach())
+    loop.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(loop.trainable, cfg.grad_clip)
+    loop.opt.step()
+    loop.sched.step()
+    loop.step += 1
+    metrics.update(loss=float(loss.detach()), lr=loop.sched.get_last_lr()[0],
+                   token_acc=float(token_accuracy(out["logits"].detach(), tokens)),
+                   epoch_progress=len(idx))
+    return metrics
+
+
+def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg: ModelConfig,
+               facts: dict, seconds: float) -> tuple[dict, bool]:
+    """Validate, record, and write last.pt (and best.pt when it improved)."""
+    val = evaluate_dataset(loop.model, val_ds, val_ds.vocab, max(cfg.batch_size, 256),
+                           loop.device, cfg.recon_eval_size, loop.prop_stats)
+    val_loss = val["val_recon"] + cfg.beta_max * val["val_kl"]
+    val.update(epoch=loop.epoch, step=loop.step, val_loss=val_loss, seconds=seconds)
+    loop.history.append(val)
+    improved = val_loss < loop.best_val - 1e-4
+    loop.best_val, loop.bad_epochs = (val_loss, 0) if improved else (loop.best_val,
+                                                                     loop.bad_epochs + 1)
+    state = {**model_record(loop.model, model_cfg, cfg.model_dump(mode="json"), val_ds.vocab,
+                            property_stats=loop.prop_stats, history=loop.history, **facts),
+             **resume_record(loop.opt, loop.sched, loop.device, epoch=loop.epoch, step=loop.step,
+                             best_val=loop.best_val, bad_epochs=loop.bad_epochs)}
+    out_dir = Path(cfg.out_dir)
+    save_checkpoint(out_dir / "last.pt", state)
+    if improved or not (out_dir / "best.pt").exists():
+        save_checkpoint(out_dir / "best.pt", state)
+    return val, improved
+
+
 def fit(
     train_ds: EncodedDataset,
     val_ds: EncodedDataset,
@@ -321,153 +297,62 @@ def fit(
     data, ends with the same weights as an uninterrupted run.
     """
     if len(train_ds) == 0 or len(val_ds) == 0:
-        raise ValueError("training and validation sets must both be non-empty")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    vocab = train_ds.vocab
-    torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg, len(vocab)).to(device)
-    if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
-        for p in (*model.encoder.parameters(), *model.latent.parameters()):
-            p.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: lr_factor(t, total_steps, cfg.lr_warmup_steps, cfg.lr_min / cfg.lr))
+        raise TrainingError("training and validation sets must both be non-empty")
+    with _torch_scope(cfg.seed, cfg.threads):
+        return _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info or {})
 
-    props = list(model_cfg.property_names)
-    missing = [p for p in props if p not in train_ds.properties]
-    if missing:
-        raise ValueError(f"property head needs properties the dataset lacks: {', '.join(missing)}")
-    prop_stats = {p: (float(np.nanmean(train_ds.properties[p])),
-                      float(np.nanstd(train_ds.properties[p]) or 1.0)) for p in props}
 
-    out_dir = Path(cfg.out_dir)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    start_epoch, step, best_val, bad_epochs, history = 0, 0, math.inf, 0, []
-    source = resume if resume is not None else cfg.init_from  # weights to start from
-    if source is not None:
-        state = read_checkpoint(source)
-        if state.get("vocab") != vocab.to_list():
-            raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
-        if ModelConfig.model_validate(state["model_config"]) != model_cfg:
-            raise CheckpointError(f"{source}: model config differs from the requested one")
-        model.load_state_dict(state["model_state"])
-        if resume is None:
-            logger.info("starting from the weights of %s", source)
-    if resume is not None:
-        opt.load_state_dict(state["optimizer_state"])
-        sched.load_state_dict(state["scheduler_state"])
-        start_epoch, step = state["epoch"], state["step"]
-        best_val, bad_epochs = state["best_val"], state["bad_epochs"]
-        history = list(state["history"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-        logger.info("resumed from %s at epoch %d", resume, start_epoch)
-
-    train_hashes = torch.from_numpy(np.sort(smiles_hashes(train_ds.smiles)))
-    info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(vocab),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "steps_per_epoch": steps_per_epoch, "device": str(device), **(data_info or {})}
+def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> TrainResult:
+    loop = _start(train_ds, model_cfg, cfg, resume)
+    info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
+            "parameters": sum(p.numel() for p in loop.model.parameters()),
+            "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),
+            "device": str(loop.device), **data_info}
+    facts = {"train_hashes": torch.from_numpy(np.sort(smiles_hashes(train_ds.smiles))), "info": info}
     for cb in callbacks:
         cb.on_train_start(info)
-
     t0 = time.perf_counter()
+    out_of_time = lambda: bool(cfg.max_minutes) and time.perf_counter() - t0 > cfg.max_minutes * 60  # noqa: E731
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        rng = np.random.default_rng([cfg.seed, epoch])
+    while loop.epoch < cfg.epochs:
+        loop.model.train()
+        rng = np.random.default_rng([cfg.seed, loop.epoch])
         for idx in bucketed_batches(train_ds.lengths, cfg.batch_size, rng):
-            tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(train_ds, idx))
-            out = model(tokens, lengths)
-            recon = reconstruction_loss(out["logits"], tokens).mean()
-            kl_dims = kl_divergence(out["mu"], out["logvar"])
-            beta = beta_at(step, cfg.beta_schedule, cfg.beta_start, cfg.beta_max,
-                           cfg.beta_warmup_steps)
-            loss = recon + beta * kl_term(kl_dims, cfg.free_bits)
-            metrics = {"loss": 0.0, "recon": float(recon.detach()),
-                       "kl": float(kl_dims.detach().sum(1).mean()),
-                       "beta": beta}
-            if "properties" in out:
-                y = _property_targets(train_ds, idx, prop_stats).to(device)
-                prop_loss = torch.nn.functional.mse_loss(out["properties"], y)
-                loss = loss + cfg.property_weight * prop_loss
-                metrics["prop_mse"] = float(prop_loss.detach())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            metrics["loss"] = float(loss.detach())
-            metrics["token_acc"] = float(token_accuracy(out["logits"].detach(), tokens))
-            metrics["lr"] = sched.get_last_lr()[0]
-            metrics["epoch_progress"] = len(idx)
+            metrics = train_step(loop, train_ds, idx, cfg)
             for cb in callbacks:
-                cb.on_batch_end(step, metrics)
-            if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
+                cb.on_batch_end(loop.step, metrics)
+            if out_of_time():
                 break
-
-        val = evaluate_dataset(model, val_ds, vocab, max(cfg.batch_size, 256), device,
-                               cfg.recon_eval_size, prop_stats)
-        val_loss = val["val_recon"] + cfg.beta_max * val["val_kl"]
-        val.update({"epoch": epoch + 1, "step": step, "val_loss": val_loss,
-                    "seconds": time.perf_counter() - t0})
-        history.append(val)
-        improved = val_loss < best_val - 1e-4
-        best_val, bad_epochs = (val_loss, 0) if improved else (best_val, bad_epochs + 1)
-        rng_state = {"torch": torch.get_rng_state()}
-        if device.type == "cuda":
-            rng_state["cuda"] = torch.cuda.get_rng_state()
-        state = {
-            "format_version": FORMAT_VERSION,
-            "model_config": model_cfg.model_dump(mode="json"),
-            "train_config": cfg.model_dump(mode="json"),
-            "vocab": vocab.to_list(),
-            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer_state": opt.state_dict(),
-            "scheduler_state": sched.state_dict(),
-            "epoch": epoch + 1,
-            "step": step,
-            "best_val": best_val,
-            "bad_epochs": bad_epochs,
-            "history": history,
-            "rng": rng_state,
-            "property_stats": {k: [m, s] for k, (m, s) in prop_stats.items()},
-            "train_hashes": train_hashes,
-            "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str))},
-        }
-        save_checkpoint(last_path, state)
-        if improved or not best_path.exists():
-            save_checkpoint(best_path, state)
+        loop.epoch += 1
+        val, _ = _end_epoch(loop, val_ds, cfg, model_cfg, facts, time.perf_counter() - t0)
         for cb in callbacks:
-            cb.on_epoch_end(epoch + 1, val)
-        if bad_epochs >= cfg.patience:
+            cb.on_epoch_end(loop.epoch, val)
+        if loop.bad_epochs >= cfg.patience:
             stopped_early = True
-            logger.info("early stopping after epoch %d", epoch + 1)
+            logger.info("early stopping after epoch %d", loop.epoch)
             break
-        if cfg.max_minutes and time.perf_counter() - t0 > cfg.max_minutes * 60:
-            logger.info("time budget of %.1f min reached after epoch %d", cfg.max_minutes, epoch + 1)
+        if out_of_time():
+            logger.info("time budget of %.1f min reached after epoch %d", cfg.max_minutes, loop.epoch)
             break
-
     if cfg.prior_codes:
-        final = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        for path in (best_path, last_path):
-            if path.exists():
-                _add_prior_codes(model, path, train_ds, cfg, device)
-        model.load_state_dict(final)
-        logger.info("stored %d posterior codes as the sampling prior",
-                    min(cfg.prior_codes, len(train_ds)))
-    model.eval()
-    result = TrainResult(model, vocab, history, last_path, best_path, stopped_early,
-                         time.perf_counter() - t0)
+        _store_codes(loop, train_ds, cfg)
+    loop.model.eval()
+    out_dir = Path(cfg.out_dir)
+    result = TrainResult(train_ds.vocab, loop.history, out_dir / "last.pt", out_dir / "best.pt",
+                         stopped_early, time.perf_counter() - t0)
     for cb in callbacks:
         cb.on_train_end(result)
     return result
+
+
+def _store_codes(loop: _Loop, train_ds: EncodedDataset, cfg: TrainConfig) -> None:
+    final = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
+    for path in (Path(cfg.out_dir) / "best.pt", Path(cfg.out_dir) / "last.pt"):
+        if path.exists():
+            _add_prior_codes(loop.model, path, train_ds, cfg, loop.device)
+    loop.model.load_state_dict(final)
+    logger.info("stored %d posterior codes as the sampling prior",
+                min(cfg.prior_codes, len(train_ds)))
 
 
 def train_model(

@@ -22,8 +22,9 @@ TINY_MODEL = {"embedding_size": 16, "encoder_hidden_size": 32, "latent_size": 8,
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
     """A tiny VAE trained for a few epochs on 1,500 shipped molecules (a few seconds)."""
+    from molvae.checkpoint import load_model
     from molvae.config import DataConfig, ModelConfig, TrainConfig
-    from molvae.train import load_model, train_model
+    from molvae.train import train_model
 
     tmp = tmp_path_factory.mktemp("tiny")
     data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache")
@@ -41,7 +42,7 @@ def tiny(tiny_trained):
 
 @pytest.fixture(scope="session")
 def shipped():
-    from molvae.train import load_model
+    from molvae.checkpoint import load_model
 
     if not SHIPPED_MODEL.is_file():
         pytest.fail(f"the shipped model {SHIPPED_MODEL} is missing")

@@ -63,7 +63,7 @@ def test_moses_screen_gives_the_unscreened_answer(test_smiles):
     agrees with matching every SMARTS, on passing and on failing molecules."""
     from rdkit import Chem
 
-    patterns, _ = chem._moses_smarts()
+    patterns, _ = chem.filters._moses_smarts()
     for s in SMARTS_FAILURES + test_smiles[:60] + [RHODANINE, ASPIRIN]:
         mol = chem.to_mol(s)
         h = Chem.AddHs(mol)

@@ -13,16 +13,15 @@ ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 
 
 def molvae(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "flows.cli", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, env={**__import__("os").environ,
+    return subprocess.run([sys.executable, "-m", "molvae.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ,
                                                                "MOLVAE_NO_PROGRESS": "1"})
 
 
 @pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``main(args)`` in this process: (exit code, stdout, stderr). An uncaught
-    exception (a traceback) fails the test."""
-    from flows.cli import main
+def run_main(capsys, monkeypatch):
+    """Run ``main(args)`` in this process: (exit code, stdout, stderr)."""
+    from molvae.cli import main
 
     monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
 
@@ -35,13 +34,26 @@ def cli(capsys, monkeypatch):
     return run
 
 
+@pytest.fixture
+def cli(run_main):
+    """``run_main`` for commands that must not hit a bug: a traceback fails the test."""
+    from molvae.cli import BUG_LINE
+
+    def run(*args):
+        rc, out, err = run_main(*args)
+        assert BUG_LINE not in err, err
+        return rc, out, err
+
+    return run
+
+
 def test_help_loads_no_heavy_module():
     # Why --help is fast (0.13 s, see the README's benchmarks); timing it here would be flaky.
-    out = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "molvae.cli", "--help"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and "sample" in out.stdout
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, flows.cli; flows.cli.build_parser(); "
+        [sys.executable, "-c", "import sys, molvae.cli; molvae.cli.build_parser(); "
          "print(' '.join(sys.modules))"], capture_output=True, text=True).stdout.split()
     assert loaded and not {"torch", "rdkit", "prefect", "mlflow"} & set(loaded)
 
@@ -68,8 +80,8 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["sample", "-n", "0"], "positive"),
-    (["sample", "-n", "5", "--temperature", "0"], "temperature"),
+    (["sample", "-n", "0"], "generate.num_samples: Input should be greater than or equal to 1"),
+    (["sample", "-n", "5", "--temperature", "0"], "generate.temperature"),
     (["neighbors", ""], "not a valid molecule"),
     (["neighbors", "C1CC("], "not a valid molecule"),
     (["interpolate", ASPIRIN, "CC[Si](C)(C)C"], "outside the vocabulary: [Si]"),
@@ -78,6 +90,11 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["optimize", "--objective", "colour"], "unknown property"),
     (["sample", "-n", "5", "-o", "out.xlsx"], "must end in .csv or .parquet"),
     (["run", "--set", "train.epochz=3"], "train.epochz: unknown key"),
+    (["run", "--runner", "thread", "--address", "tcp://h:8786"], "cannot go with --runner thread"),
+    (["log", "/nonexistent"], "not a molvae run folder"),
+    (["data", "fetch", "zinc"], "unknown dataset 'zinc'"),
+    (["data", "sample", "/nonexistent.csv", "out.csv", "-n", "5"], "no such file"),
+    (["encode", "/nonexistent.csv", "-o", "z.csv"], "must end in .parquet or .npz"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli, monkeypatch):
     """In this process (the CLI's own entry point, main), to spare a Python start per case."""
@@ -143,7 +160,7 @@ def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, tes
     assert rc == 0 and "width 1.25" in out, err
     assert torch.load(tmp_path / "w.pt", weights_only=True)["prior"]["width"] == 1.25
     rc, _, err = cli("sample", "-n", 5, "--model", tmp_path / "w.pt", "--prior-width", -1)
-    assert rc == 1 and "width must be > 0" in err
+    assert rc == 1 and "generate.prior_width: Input should be greater than 0" in err
     rc, _, err = cli("prior", tmp_path / "train.csv", "--model", bare, "-o", tmp_path / "p.ckpt")
     assert rc == 1 and "must end in .pt" in err
     rc, _, err = cli("prior", tmp_path / "missing.csv", "--model", bare)
@@ -155,3 +172,148 @@ def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path):
     out.write_text("precious\n")
     r = molvae("sample", "-n", 0, "--model", tiny_trained[1].checkpoint, "-o", out)
     assert r.returncode == 1 and out.read_text() == "precious\n"
+
+
+# --------------------------------------------------------------------------- the error contract
+
+
+@pytest.mark.parametrize("raised, code, last_line", [
+    (ZeroDivisionError("boom"), 1,
+     "molvae: this is a bug in molvae; please report it with the traceback above"),
+    (KeyboardInterrupt(), 130, "molvae: interrupted"),
+])
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, monkeypatch, run_main,
+                                                         raised, code, last_line):
+    import molvae.data
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(molvae.data, "sample_rows", fail)
+    (tmp_path / "in.csv").write_text("SMILES\nCCO\n")
+    rc, _, err = run_main("data", "sample", tmp_path / "in.csv", tmp_path / "out.csv", "-n", 1)
+    assert rc == code
+    assert err.strip().splitlines()[-1] == last_line, err
+    if code == 1:  # the bug's traceback, ending in the exception, comes first
+        assert "Traceback (most recent call last)" in err and "ZeroDivisionError: boom" in err
+
+
+def test_a_user_error_is_exactly_one_line(tmp_path, monkeypatch, run_main):
+    import molvae.data
+    from molvae.errors import DataError
+
+    def fail(*args, **kwargs):
+        raise DataError("in.csv: asked for 5 rows, file has 1\n(second line)")
+
+    monkeypatch.setattr(molvae.data, "sample_rows", fail)
+    (tmp_path / "in.csv").write_text("SMILES\nCCO\n")
+    rc, out, err = run_main("data", "sample", tmp_path / "in.csv", tmp_path / "o.csv", "-n", 5)
+    assert (rc, out) == (1, "")
+    assert err == "molvae: error: in.csv: asked for 5 rows, file has 1 (second line)\n"
+
+
+# --------------------------------------------------------------------------- what each command loads
+
+
+def test_only_run_and_log_import_flows_prefect_or_mlflow():
+    """Statically: only molvae/cli/run.py names them, and only inside its commands."""
+    import ast
+    from pathlib import Path
+
+    import molvae.cli
+
+    heavy = {"flows", "prefect", "prefect_dask", "mlflow"}
+    for path in Path(molvae.cli.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top_level = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            if heavy & {n.split(".")[0] for n in names}:
+                assert path.name == "run.py" and id(node) not in top_level, (path, names)
+
+
+def test_sample_loads_no_prefect_mlflow_or_flows(tiny_trained, tmp_path):
+    """In a fresh interpreter: `molvae sample` runs without Prefect, MLflow or flows/."""
+    code = ("import sys; from molvae.cli import main; "
+            f"rc = main(['sample', '-n', '5', '--model', {str(tiny_trained[1].checkpoint)!r}, "
+            f"'-o', {str(tmp_path / 's.csv')!r}]); "
+            "print(rc, sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'prefect', 'mlflow', 'flows', 'prefect_dask'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MOLVAE_NO_PROGRESS": "1"})
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 5
+
+
+# --------------------------------------------------------------------------- flags and the config
+
+
+@pytest.mark.parametrize("flag, override", [
+    (["sample", "--temperature", "0"], ["sample", "--set", "generate.temperature=0"]),
+    (["sample", "-n", "-3"], ["sample", "--set", "generate.num_samples=-3"]),
+    (["sample", "--prior-width", "0"], ["sample", "--set", "generate.prior_width=0"]),
+    (["neighbors", "CCO", "--per-radius", "0"],
+     ["neighbors", "CCO", "--set", "generate.neighbors_per_radius=0"]),
+    (["optimize", "--oracle-budget", "0"], ["optimize", "--set", "optimize.oracle_budget=0"]),
+    (["optimize", "--similarity-threshold", "2"],
+     ["optimize", "--set", "optimize.similarity_threshold=2"]),
+    (["train", "--epochs", "0"], ["train", "--set", "train.epochs=0"]),
+    (["data", "prepare", "x.csv", "--max-tokens", "1"],
+     ["data", "prepare", "x.csv", "--set", "data.max_tokens=1"]),
+])
+def test_a_bad_flag_is_refused_like_the_same_override(flag, override, cli):
+    """Flags are --set overrides: pydantic refuses both with the same message (the key named),
+    before a model or file is opened."""
+    rc_flag, _, err_flag = cli(*flag)
+    rc_set, _, err_set = cli(*override)
+    assert rc_flag == rc_set == 1
+    assert err_flag == err_set and err_flag.startswith("molvae: error: 1 invalid config entry: ")
+    key = override[-1].split("=")[0]
+    assert f"{key}: " in err_flag
+
+
+@pytest.fixture
+def sample_config(monkeypatch, tmp_path, cli):
+    """The validated config `molvae sample ARGS` would sample with (the model is never loaded)."""
+    import molvae.cli.generate as commands
+    from molvae.cli.common import UsageError
+
+    seen, load_run_config = [], commands.load_run_config
+
+    def spy(*args, **kwargs):
+        seen.append(load_run_config(*args, **kwargs))
+        raise UsageError("stop")
+
+    monkeypatch.setattr(commands, "load_run_config", spy)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        rc, _, err = cli("sample", *args)
+        assert rc == 1 and err == "molvae: error: stop\n", err
+        return seen.pop().generate
+
+    return run
+
+
+def test_flags_and_overrides_reach_the_config_the_same_way(sample_config, tmp_path):
+    by_flag = sample_config("-n", 12, "--temperature", 0.7, "--greedy", "--prior", "normal",
+                            "--max-length", 50, "--prior-width", 1.5)
+    by_set = sample_config(*[a for kv in ("num_samples=12", "temperature=0.7", "greedy=true",
+                                          'prior="normal"', "max_length=50", "prior_width=1.5")
+                             for a in ("--set", f"generate.{kv}")])
+    assert by_flag == by_set
+    assert (by_flag.num_samples, by_flag.temperature, by_flag.greedy, by_flag.prior) == \
+        (12, 0.7, True, "normal")
+    # precedence: the command's default (1000) < the file < --set < the flag
+    assert sample_config().num_samples == 1000
+    (tmp_path / "c.toml").write_text("[generate]\nnum_samples = 7\ntemperature = 0.5\n")
+    from_file = sample_config("-c", tmp_path / "c.toml")
+    assert (from_file.num_samples, from_file.temperature) == (7, 0.5)
+    assert sample_config("-c", tmp_path / "c.toml", "--set", "generate.num_samples=8"
+                         ).num_samples == 8
+    assert sample_config("--set", "generate.num_samples=8", "-n", 9).num_samples == 9

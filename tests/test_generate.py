@@ -5,42 +5,43 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae import chem, generate
+from molvae import candidates, chem, generate, latent
 from molvae.config import ScoreConfig
-from molvae.generate import GenerationError
-from molvae.vocab import VocabError  # noqa: F401  (error type named in messages)
+from molvae.errors import ConfigError, GenerationError, InvalidMoleculeError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 PHENOL = "Oc1ccccc1"
 
 
 def test_sample_columns_and_seeding(tiny):
-    a = generate.sample(tiny, 40, batch_size=16, seed=1, workers=1)
+    a = generate.sample(tiny, num_samples=40, batch_size=16, seed=1, workers=1)
     assert list(a.columns[:4]) == ["smiles", "selfies", "valid", "source"]
     assert len(a) == 40 and (a.source == "prior").all() and a.step.tolist() == list(range(40))
     assert a.valid.all()  # SELFIES: every decoded string is a molecule
-    b = generate.sample(tiny, 40, batch_size=16, seed=1, workers=2)  # sampled in processes
+    b = generate.sample(tiny, num_samples=40, batch_size=16, seed=1, workers=2)  # sampled in processes
     assert a.smiles.tolist() == b.smiles.tolist()
-    c = generate.sample(tiny, 40, batch_size=16, seed=2, workers=1)
+    c = generate.sample(tiny, num_samples=40, batch_size=16, seed=2, workers=1)
     assert a.smiles.tolist() != c.smiles.tolist()
     for s in a.smiles:
         assert chem.canonical_smiles(s) == s
 
 
 def test_sample_unique_mode(tiny):
-    df = generate.sample(tiny, 30, batch_size=20, seed=0, unique=True, workers=1)
+    df = generate.sample(tiny, num_samples=30, batch_size=20, seed=0, unique=True, workers=1)
     assert len(df) == 30 and df.smiles.is_unique and df.valid.all()
     # worker processes run batches ahead of the count; the result does not depend on it
-    par = generate.sample(tiny, 30, batch_size=20, seed=0, unique=True, workers=2)
+    par = generate.sample(tiny, num_samples=30, batch_size=20, seed=0, unique=True, workers=2)
     assert par.smiles.tolist() == df.smiles.tolist()
 
 
-@pytest.mark.parametrize("kw, msg", [({"n": 0}, "must be >= 1"), ({"n": -5}, "must be >= 1"),
-                                     ({"n": 5, "temperature": 0}, "temperature"),
-                                     ({"n": 5, "temperature": -1}, "temperature"),
-                                     ({"n": 5, "max_length": 0}, "max_length")])
+@pytest.mark.parametrize("kw, msg", [({"num_samples": 0}, "num_samples"),
+                                     ({"num_samples": -5}, "num_samples"),
+                                     ({"num_samples": 5, "temperature": 0}, "temperature"),
+                                     ({"num_samples": 5, "temperature": -1}, "temperature"),
+                                     ({"num_samples": 5, "max_length": 0}, "max_length"),
+                                     ({"num_samples": 5, "temprature": 1}, "temprature: unknown key")])
 def test_sample_rejects_bad_arguments(tiny, kw, msg):
-    with pytest.raises(GenerationError, match=msg):
+    with pytest.raises(ConfigError, match=msg):
         generate.sample(tiny, **kw)
 
 
@@ -53,7 +54,7 @@ def test_interpolate_walks_between_the_molecules(tiny):
         generate.interpolate(tiny, [ASPIRIN])
     with pytest.raises(GenerationError, match="unknown interpolation"):
         generate.interpolate(tiny, [ASPIRIN, PHENOL], method="cubic")
-    with pytest.raises(GenerationError, match="not a valid molecule"):
+    with pytest.raises(InvalidMoleculeError, match="not a valid molecule"):
         generate.interpolate(tiny, [ASPIRIN, "C1CC("])
 
 
@@ -61,7 +62,7 @@ def test_slerp_keeps_the_ends():
     import torch
 
     a, b = torch.randn(8), torch.randn(8)
-    path = generate.slerp(a, b, torch.linspace(0, 1, 5))
+    path = latent.slerp(a, b, torch.linspace(0, 1, 5))
     assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
 
 
@@ -72,9 +73,9 @@ def test_neighbors(tiny):
     r0 = df[df.radius == 0]
     assert r0.smiles.nunique() == 1  # radius 0 decodes mu itself
     for bad in ["", "C1CC(", "not a molecule"]:
-        with pytest.raises(GenerationError, match="not a valid molecule"):
+        with pytest.raises(InvalidMoleculeError, match="not a valid molecule"):
             generate.neighbors(tiny, bad)
-    with pytest.raises(GenerationError, match="unknown|outside the vocabulary"):
+    with pytest.raises(InvalidMoleculeError, match="unknown|outside the vocabulary"):
         generate.neighbors(tiny, "CC[Si](C)(C)C")
     with pytest.raises(GenerationError, match="per radius"):
         generate.neighbors(tiny, ASPIRIN, per_radius=0)
@@ -94,7 +95,7 @@ def test_reconstruct_keeps_order_and_marks_bad_inputs(tiny):
 
 
 def test_encode_gives_latents_and_elbo(tiny):
-    df = generate.encode(tiny, [ASPIRIN, "garbage", PHENOL])
+    df = latent.code_table(tiny, [ASPIRIN, "garbage", PHENOL])
     z = tiny.model.latent_size
     assert df.filter(like="mu_").shape == (3, z) and df.filter(like="var_").shape == (3, z)
     assert np.isfinite(df.elbo.iloc[0]) and np.isnan(df.elbo.iloc[1])
@@ -106,7 +107,7 @@ def test_annotate_adds_properties_filters_and_flags(tiny, tiny_trained):
     train_mol = pd.read_csv("data/moses_train_100k.csv.gz", nrows=1)["SMILES"][0]
     df = pd.DataFrame({"smiles": [chem.canonical_smiles(train_mol), ASPIRIN, ASPIRIN, ""],
                        "valid": [True, True, True, False], "source": "test"})
-    out = generate.annotate(df, ScoreConfig(filters=[*chem.FILTERS, "windows", "novelty"]), tiny,
+    out = candidates.annotate(df, ScoreConfig(filters=[*chem.FILTERS, "windows", "novelty"]), tiny,
                             workers=1)
     for p in chem.PROPERTIES:
         assert p in out
@@ -116,7 +117,7 @@ def test_annotate_adds_properties_filters_and_flags(tiny, tiny_trained):
     assert out.novel.tolist()[:2] == [False, True]  # the first molecule is in the training set
     assert out.score.between(0, 1).all() and out.score.iloc[3] == 0
     assert not out.pass_all.iloc[3] and not out.pass_all.iloc[0]  # not novel
-    ranked = generate.rank(out)
+    ranked = candidates.rank(out)
     assert len(ranked) == 2 and ranked.score.is_monotonic_decreasing
 
 
@@ -125,59 +126,61 @@ def test_posterior_prior_draws_each_training_code_once_per_pass(tiny):
     m, d = 50, tiny.model.latent_size
     codes = torch.arange(m, dtype=torch.float32)[:, None].repeat(1, d)  # row i is all i
     exact = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.full_like(codes, -40)})
-    draw = generate.LatentPrior(exact, "posterior", torch.Generator().manual_seed(0))
+    draw = latent.LatentPrior(exact, "posterior", torch.Generator().manual_seed(0))
     z = torch.cat([draw(m // 3), draw(m - m // 3)])  # one full pass, over two calls
     hit = z[:, 0].round().long()
     assert torch.allclose(z, codes[hit])  # z ~ N(mu, ~0) is the code itself
     assert sorted(hit.tolist()) == list(range(m))  # every code once, none twice
     assert hit.tolist() != list(range(m))  # in a shuffled order
     wide = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.zeros_like(codes)})
-    z = generate.LatentPrior(wide, "posterior", torch.Generator().manual_seed(0))(m)
+    z = latent.LatentPrior(wide, "posterior", torch.Generator().manual_seed(0))(m)
     assert 0.8 < (z - z.mean(1, keepdim=True)).std().item() < 1.2  # unit posterior spread
     # width scales every spread: exactly, with the same random streams
-    hit = generate.LatentPrior(exact, "posterior", torch.Generator().manual_seed(1))(m)[:, 0]
+    hit = latent.LatentPrior(exact, "posterior", torch.Generator().manual_seed(1))(m)[:, 0]
     picked = codes[hit.round().long()]
-    one = generate.LatentPrior(wide, "posterior", torch.Generator().manual_seed(1))(m) - picked
+    one = latent.LatentPrior(wide, "posterior", torch.Generator().manual_seed(1))(m) - picked
     stored = dataclasses.replace(wide, prior={**wide.prior, "width": 0.5})
-    half = generate.LatentPrior(stored, "posterior", torch.Generator().manual_seed(1))(m) - picked
+    half = latent.LatentPrior(stored, "posterior", torch.Generator().manual_seed(1))(m) - picked
     assert torch.allclose(half, 0.5 * one, atol=1e-4)  # the model's stored width is the default
-    three = generate.LatentPrior(stored, "posterior", torch.Generator().manual_seed(1),
+    three = latent.LatentPrior(stored, "posterior", torch.Generator().manual_seed(1),
                                  width=3.0)(m) - picked
     assert torch.allclose(three, 3 * one, atol=1e-4)  # an explicit width wins
     for bad in (0.0, -1.0, float("nan")):
-        with pytest.raises(generate.GenerationError, match="width must be > 0"):
-            generate.LatentPrior(wide, "posterior", torch.Generator(), width=bad)
-        with pytest.raises(generate.GenerationError, match="width must be > 0"):
-            generate.fit_prior(tiny, ["CCO"], n=1, width=bad)
+        with pytest.raises(GenerationError, match="width must be > 0"):
+            latent.LatentPrior(wide, "posterior", torch.Generator(), width=bad)
+        with pytest.raises(GenerationError, match="width must be > 0"):
+            latent.fit_prior(tiny, ["CCO"], n=1, width=bad)
 
 
 def test_posterior_prior_sampling_is_seeded_and_differs_from_normal(tiny):
     kw = dict(batch_size=16, workers=1)
-    post = generate.sample(tiny, 30, seed=1, prior="posterior", **kw).smiles.tolist()
-    assert generate.sample(tiny, 30, seed=1, **kw).smiles.tolist() == post  # auto = posterior
-    assert generate.sample(tiny, 30, seed=1, prior="posterior", **kw).smiles.tolist() == post
-    assert generate.sample(tiny, 30, seed=1, prior="normal", **kw).smiles.tolist() != post
+    post = generate.sample(tiny, num_samples=30, seed=1, prior="posterior", **kw).smiles.tolist()
+    assert generate.sample(tiny, num_samples=30, seed=1, **kw).smiles.tolist() == post  # auto = posterior
+    assert generate.sample(tiny, num_samples=30, seed=1, prior="posterior", **kw).smiles.tolist() == post
+    assert generate.sample(tiny, num_samples=30, seed=1, prior="normal", **kw).smiles.tolist() != post
 
 
 def test_fit_prior_encodes_a_seeded_subset_and_skips_bad_molecules(tiny, test_smiles):
     smiles = test_smiles[:60] + ["junk", "CC[Si](C)(C)C"]
-    a = generate.fit_prior(tiny, smiles, n=40, seed=0)
+    a = latent.fit_prior(tiny, smiles, n=40, seed=0)
     assert a["mu"].shape == a["logvar"].shape == (40, tiny.model.latent_size)
     assert a["mu"].dtype == torch.float16
-    assert torch.equal(generate.fit_prior(tiny, smiles, n=40, seed=0)["mu"], a["mu"])
-    assert len(generate.fit_prior(tiny, smiles, n=10_000)["mu"]) == 60  # all that encode
+    assert torch.equal(latent.fit_prior(tiny, smiles, n=40, seed=0)["mu"], a["mu"])
+    assert len(latent.fit_prior(tiny, smiles, n=10_000)["mu"]) == 60  # all that encode
     with pytest.raises(GenerationError, match="none of the molecules"):
-        generate.fit_prior(tiny, ["junk", "CC[Si](C)(C)C"])
+        latent.fit_prior(tiny, ["junk", "CC[Si](C)(C)C"])
     with pytest.raises(GenerationError, match=">= 1"):
-        generate.fit_prior(tiny, smiles, n=0)
+        latent.fit_prior(tiny, smiles, n=0)
 
 
 def test_prior_choice_errors(tiny):
     with pytest.raises(GenerationError, match="stores no posterior codes"):
-        generate.sample(dataclasses.replace(tiny, prior=None), 5, prior="posterior")
+        generate.sample(dataclasses.replace(tiny, prior=None), num_samples=5, prior="posterior")
+    with pytest.raises(ConfigError, match="prior: Input should be 'auto', 'normal' or 'posterior'"):
+        generate.sample(tiny, num_samples=5, prior="uniform")
     with pytest.raises(GenerationError, match="prior must be one of"):
-        generate.sample(tiny, 5, prior="uniform")
-    assert generate.resolve_prior(dataclasses.replace(tiny, prior=None), "auto") == "normal"
+        latent.resolve_prior(tiny, "uniform")
+    assert latent.resolve_prior(dataclasses.replace(tiny, prior=None), "auto") == "normal"
 
 
 def test_shards_with_their_own_seeds_share_no_code(tiny):
@@ -186,7 +189,7 @@ def test_shards_with_their_own_seeds_share_no_code(tiny):
     exact = dataclasses.replace(tiny, prior={"mu": codes, "logvar": torch.full_like(codes, -40)})
     hits = []
     for i in range(3):
-        draw = generate.LatentPrior(exact, "posterior", torch.Generator().manual_seed(100 + i),
+        draw = latent.LatentPrior(exact, "posterior", torch.Generator().manual_seed(100 + i),
                                     part=(i, 3), code_seed=7)
         hits += draw(m // 3)[:, 0].round().long().tolist()
     assert sorted(hits) == list(range(m))

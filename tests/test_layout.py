@@ -1,60 +1,127 @@
-"""The one-way flow of imports (STYLE.md): molvae never imports prefect or flows; only
-molvae/tracking.py imports mlflow; `import molvae` loads nothing heavy."""
+"""The one-way flow of imports, read from docs/architecture.md and enforced on every import
+in molvae/ (relative imports included); `import molvae` and library commands stay light."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-MOLVAE = Path(__file__).resolve().parent.parent / "molvae"
-ORDER = ["config", "chem", "vocab", "data", "model", "train", "generate", "metrics", "optimize",
-         "report", "tracking"]
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MOLVAE = REPO / "molvae"
+# The single exception to "molvae never imports flows": the command that runs the flows.
+FLOWS_ALLOWED = {MOLVAE / "cli" / "run.py"}
 
 
-def _imports(path: Path) -> set[str]:
-    names = set()
+def allowed_graph() -> dict[str, set[str]]:
+    """module -> the molvae modules it may import, from the table in docs/architecture.md."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    graph = {}
+    for line in text.splitlines():
+        m = re.match(r"\| ([a-z_]+) \| [^|]+ \|\s*([^|]*?)\s*\|$", line)
+        if m and m.group(1) != "module":
+            deps = m.group(2).strip()
+            names = {d.strip() for d in deps.split(",") if d.strip()}
+            graph[m.group(1)] = {"*"} if deps == "(any)" else names
+    return graph
+
+
+def unit_of(path: Path) -> str:
+    """The table row a file belongs to: its top-level module or package under molvae/."""
+    return path.relative_to(MOLVAE).parts[0].removesuffix(".py")
+
+
+def molvae_imports(path: Path) -> set[str]:
+    """The molvae units a file imports, resolving `from . import x`, `from .. import x`,
+    `from .x import y`, `from molvae import x` and `import molvae.x`."""
+    pkg = path.relative_to(REPO).with_suffix("").parts[:-1]  # e.g. ("molvae", "chem")
+    found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
+            targets = [a.name.split(".") for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            names.add("." * node.level + mod)
-    return names
-
-
-def test_no_prefect_flows_and_mlflow_only_in_tracking():
-    for path in MOLVAE.glob("*.py"):
-        mods = _imports(path)
-        assert not any(m.split(".")[0] in ("prefect", "flows", "prefect_dask") for m in mods), path
-        if path.stem != "tracking":
-            assert not any(m.split(".")[0] == "mlflow" for m in mods), path
-
-
-def test_imports_point_down_the_chain():
-    for path in MOLVAE.glob("*.py"):
-        if path.stem not in ORDER:
+            base = list(pkg[: len(pkg) - node.level + 1]) if node.level else []
+            mod = base + (node.module.split(".") if node.module else [])
+            targets = [mod] if node.module else [mod + [a.name] for a in node.names]
+        else:
             continue
-        me = ORDER.index(path.stem)
-        for m in _imports(path):
-            if m.startswith(".") and m.strip("."):
-                target = m.strip(".").split(".")[0]
-                if target in ORDER:
-                    assert ORDER.index(target) < me, f"{path.stem} imports {target}"
+        for parts in targets:
+            if parts[:1] == ["molvae"] and len(parts) > 1:
+                found.add(parts[1])
+    return found
 
 
-def test_import_molvae_is_light():
-    out = subprocess.run([sys.executable, "-c", "import sys, molvae; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    for heavy in ("torch", "rdkit", "prefect", "mlflow", "pandas"):
-        assert heavy not in out
+def all_library_files() -> list[Path]:
+    return [p for p in MOLVAE.rglob("*.py") if p.name != "__init__.py" or p.parent != MOLVAE]
 
 
-def test_package_functions_are_not_hidden_by_their_modules():
-    """`molvae.optimize` is the function even after its module is loaded (calls two and three
-    failed with "'module' object is not callable" before)."""
-    code = ("import molvae; f = molvae.optimize; import molvae.optimize; "
-            "from molvae.optimize import optimize; import molvae.metrics; "
-            "assert molvae.optimize is f is optimize and callable(molvae.optimize); "
-            "assert molvae.evaluate is molvae.metrics.evaluate; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def test_every_module_is_in_the_architecture_table():
+    graph = allowed_graph()
+    units = {unit_of(p) for p in all_library_files()}
+    assert units <= set(graph), f"modules missing from docs/architecture.md: {units - set(graph)}"
+    for deps in graph.values():
+        assert deps <= set(graph) | {"*"}
+
+
+def test_imports_follow_the_architecture_table():
+    graph = allowed_graph()
+    for path in all_library_files():
+        me = unit_of(path)
+        if "*" in graph[me]:
+            continue
+        bad = {m for m in molvae_imports(path) if m != me and m != "__version__"} - graph[me]
+        assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}, not allowed for {me}"
+
+
+def test_the_checker_sees_relative_imports(tmp_path):
+    """A chem module that imports the model with `from .. import model` is caught."""
+    fake = MOLVAE / "chem" / "_layout_probe.py"
+    fake.write_text("from .. import model\nfrom ..generate import sample\nfrom . import mol\n")
+    try:
+        assert molvae_imports(fake) == {"model", "generate", "chem"}
+        assert not molvae_imports(fake) - {"chem"} <= allowed_graph()["chem"]
+    finally:
+        fake.unlink()
+
+
+def test_no_prefect_or_flows_and_mlflow_only_in_tracking():
+    for path in MOLVAE.rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        if path not in FLOWS_ALLOWED:
+            assert not names & {"prefect", "flows", "prefect_dask"}, path
+        if path.stem != "tracking":
+            assert "mlflow" not in names, path
+
+
+def test_public_names_are_not_module_names():
+    """`molvae.optimize` must be the function: no module may share a public name."""
+    import molvae
+
+    modules = {unit_of(p) for p in all_library_files()}
+    assert not set(molvae.__all__) & modules
+
+
+@pytest.mark.parametrize("code", [
+    "import molvae",
+    "from molvae.cli import build_parser; build_parser()",
+])
+def test_import_is_light(code):
+    out = subprocess.run([sys.executable, "-c", f"{code}; import sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout.split()
+    for heavy in ("torch", "rdkit", "prefect", "mlflow", "pandas", "flows"):
+        assert heavy not in out, heavy
+
+
+def test_public_functions_resolve():
+    code = ("import molvae, molvae.optimization, molvae.metrics; "
+            "assert callable(molvae.optimize) and molvae.evaluate is molvae.metrics.evaluate; "
+            "assert molvae.optimize is molvae.optimization.optimize; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip() == "ok", out.stderr

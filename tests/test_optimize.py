@@ -6,7 +6,8 @@ import pytest
 
 from molvae import chem
 from molvae.config import OptimizeConfig
-from molvae.optimize import Objective, OptimizationError, optimize
+from molvae.errors import OptimizationError
+from molvae.optimization import Objective, optimize
 from tests.conftest import SHIPPED_TRAIN
 
 
@@ -89,7 +90,7 @@ def test_bad_objectives_and_constraints(tiny, kw, msg):
 
 
 def test_oracle_counts_distinct_molecules_once():
-    from molvae.optimize import Oracle
+    from molvae.optimization import Oracle
 
     o = Oracle(Objective("qed", max_heavy_atoms=5), budget=3)
     rows = o(["CCO", "CCO", "c1ccccc1CCCCCC", "bad", "CC"])

@@ -7,9 +7,11 @@ import time
 import pytest
 import torch
 
+from molvae.checkpoint import export_model, load_model, read_checkpoint
 from molvae.config import DataConfig, ModelConfig, TrainConfig
+from molvae.errors import CheckpointError
 from molvae.generate import sample
-from molvae.train import CheckpointError, export_model, load_model, lr_factor, read_checkpoint, train_model
+from molvae.train import lr_factor, train_model
 from tests.conftest import SHIPPED_TRAIN, TINY_MODEL
 
 
@@ -54,12 +56,12 @@ def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
 
 def test_same_seed_same_molecules_across_save_and_load(tiny_trained, tmp_path):
     lm, result = tiny_trained
-    before = sample(lm, 50, seed=3, workers=1)["smiles"].tolist()
+    before = sample(lm, num_samples=50, seed=3, workers=1)["smiles"].tolist()
     small = export_model(result.checkpoint, tmp_path / "small.pt")
     assert small.stat().st_size < result.checkpoint.stat().st_size
-    after = sample(load_model(small), 50, seed=3, workers=1)["smiles"].tolist()
+    after = sample(load_model(small), num_samples=50, seed=3, workers=1)["smiles"].tolist()
     assert before == after
-    assert sample(lm, 50, seed=4, workers=1)["smiles"].tolist() != before
+    assert sample(lm, num_samples=50, seed=4, workers=1)["smiles"].tolist() != before
 
 
 def test_bad_checkpoints_get_one_line_errors(tiny_trained, tmp_path):
@@ -90,7 +92,7 @@ def test_bad_checkpoints_get_one_line_errors(tiny_trained, tmp_path):
 
 
 def _cli_train(out, *extra):
-    return [sys.executable, "-m", "flows.cli", "train", "--out", str(out),
+    return [sys.executable, "-m", "molvae.cli", "train", "--out", str(out),
             "--set", "data.limit=600", "--set", f"data.cache_dir=\"{out.parent / 'cache'}\"",
             "--set", "train.batch_size=64", "--set", "train.epochs=4", "--set", "train.threads=1",
             "--set", "train.recon_eval_size=0", "--set", "train.patience=10",
@@ -99,7 +101,7 @@ def _cli_train(out, *extra):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from flows.cli import main
+    from molvae.cli import main
 
     env = {**os.environ, "MOLVAE_NO_PROGRESS": "1"}
     monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")

@@ -4,13 +4,15 @@ import selfies as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from molvae import chem
+from molvae import chem, parallel
+from molvae.errors import InvalidMoleculeError
 from molvae.vocab import (
     BOS_ID,
     EOS_ID,
     PAD_ID,
     Vocab,
     VocabError,
+    encode_smiles,
     selfies_to_smiles,
     smiles_to_selfies,
 )
@@ -23,7 +25,7 @@ def _round_trip(smiles):
 
 def test_round_trip_on_the_shipped_test_sample():
     smiles = [chem.canonical_smiles(s) for s in pd.read_csv(SHIPPED_TEST)["SMILES"]]
-    with chem.pool(2) as p:
+    with parallel.pool(2) as p:
         back = sum(p.map(_round_trip, [smiles[i::2] for i in range(2)]), [])
     expected = smiles[0::2] + smiles[1::2]
     mismatches = [(a, b) for a, b in zip(expected, back, strict=True) if a != b]
@@ -43,8 +45,14 @@ def test_vocab_encode_decode_and_serialization():
 def test_unknown_tokens_are_named():
     v = Vocab.build(["[C][O]"])
     with pytest.raises(VocabError) as exc:
-        v.encode_smiles("CCl")
-    assert "[Cl]" in str(exc.value) and "CCl" in str(exc.value)
+        v.encode("[C][Cl]", "CCl")
+    assert "[Cl]" in str(exc.value) and "CCl" in str(exc.value) and exc.value.tokens == ["[Cl]"]
+    batch = encode_smiles(v, ["CO", "CCl", "not a molecule"], strict=False)
+    assert batch.errors[0] is None and batch.ok.tolist() == [True, False, False]
+    assert "[Cl]" in batch.errors[1] and "not a valid molecule" in batch.errors[2]
+    assert batch.tokens[1].tolist() == [PAD_ID] * batch.tokens.shape[1]
+    with pytest.raises(InvalidMoleculeError, match=r"outside the vocabulary: \[Cl\]"):
+        encode_smiles(v, ["CO", "CCl"])
     assert v.unknown("[C][Cl][Si]") == ["[Cl]", "[Si]"]
 
 

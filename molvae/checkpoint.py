@@ -1,0 +1,204 @@
+"""The checkpoint schema in one place: what a checkpoint holds, how it is written, read,
+exported and given a sampling prior, and ``LoadedModel``, what generation reads from it.
+
+A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled classes:
+    format_version   int, FORMAT_VERSION
+    model_config     dict, ModelConfig
+    train_config     dict, TrainConfig of the run that wrote it
+    vocab            list[str], token id -> SELFIES symbol
+    model_state      the SelfiesVAE state dict
+    property_stats   {name: [mean, std]} of the property head's targets
+    train_hashes     int64 tensor, sorted hashes of the training SMILES (novelty)
+    history          list of per-epoch validation metrics
+    info             {str: int | float | str}: data and run facts
+    prior            optional {"mu", "logvar": (M, Z) float16, "width": float}
+  training checkpoints add: optimizer_state, scheduler_state, epoch, step, best_val,
+  bad_epochs, rng (what ``resume`` needs; ``export_model`` drops them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+
+from .config import ModelConfig
+from .errors import CheckpointError, TrainingError
+from .model import SelfiesVAE, build_model
+from .vocab import Vocab
+
+FORMAT_VERSION = 1
+TRAINING_ONLY = ("optimizer_state", "scheduler_state", "rng")
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded from a checkpoint, with what generation needs beside the weights."""
+
+    model: SelfiesVAE
+    vocab: Vocab
+    model_config: ModelConfig
+    train_config: dict
+    property_stats: dict[str, tuple[float, float]] = field(default_factory=dict)
+    train_hashes: np.ndarray | None = None  # sorted int64 hashes of training SMILES
+    history: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    path: Path | None = None
+    prior: dict | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules, "width"
+
+    def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
+        """True where a canonical SMILES is not in the training set (needs train_hashes)."""
+        if self.train_hashes is None or len(self.train_hashes) == 0:
+            return np.ones(len(smiles), dtype=bool)
+        h = smiles_hashes(smiles)
+        pos = np.searchsorted(self.train_hashes, h).clip(0, len(self.train_hashes) - 1)
+        return self.train_hashes[pos] != h
+
+
+def smiles_hashes(smiles: Sequence[str]) -> np.ndarray:
+    """64-bit blake2b hashes of SMILES strings (compact training-set membership)."""
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little", signed=True)
+         for s in smiles],
+        dtype=np.int64,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device = 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic write: temp file + rename, so a kill never leaves a half checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({first[:160]})") from None
+    except Exception as exc:  # weights_only unpickler errors have varied types
+        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"{path}: not a molvae checkpoint (no format_version)")
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {state['format_version']} is not supported "
+            f"(this molvae reads format {FORMAT_VERSION})"
+        )
+    missing = [k for k in ("model_config", "vocab", "model_state") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint for inference; raises CheckpointError with one clear line."""
+    state = read_checkpoint(path)
+    try:
+        mcfg = ModelConfig.model_validate(state["model_config"])
+        vocab = Vocab.from_list(state["vocab"])
+        model = build_model(mcfg, len(vocab))
+        model.load_state_dict(state["model_state"])
+    except (ValidationError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: incompatible checkpoint ({first[:160]})") from None
+    model.to(device).eval()
+    stats = {k: (float(m), float(s)) for k, (m, s) in state.get("property_stats", {}).items()}
+    hashes = state.get("train_hashes")
+    return LoadedModel(
+        model=model,
+        vocab=vocab,
+        model_config=mcfg,
+        train_config=state.get("train_config", {}),
+        property_stats=stats,
+        train_hashes=hashes.numpy() if isinstance(hashes, torch.Tensor) else None,
+        history=state.get("history", []),
+        info=state.get("info", {}),
+        path=Path(path),
+        prior=_read_prior(state.get("prior"), mcfg.latent_size, path),
+    )
+
+
+def _read_prior(prior, latent_size: int, path) -> dict | None:
+    if prior is None:
+        return None
+    ok = (isinstance(prior, dict) and all(isinstance(prior.get(k), torch.Tensor)
+                                          for k in ("mu", "logvar"))
+          and prior["mu"].shape == prior["logvar"].shape
+          and prior["mu"].ndim == 2 and prior["mu"].shape[1] == latent_size
+          and len(prior["mu"]) > 0)
+    width = prior.get("width", 1.0) if ok else None
+    if not ok or isinstance(width, bool) or not isinstance(width, (int, float)) \
+            or not 0 < width < math.inf:
+        raise CheckpointError(f"{path}: incompatible checkpoint (malformed posterior prior)")
+    return {"mu": prior["mu"].float(), "logvar": prior["logvar"].float(), "width": float(width)}
+
+
+def export_model(src: str | Path, dest: str | Path) -> Path:
+    """Strip optimizer and RNG state from a training checkpoint (a small inference file)."""
+    state = read_checkpoint(src)
+    keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
+    save_checkpoint(Path(dest), keep)
+    return Path(dest)
+
+
+def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) -> Path:
+    """Write ``src`` with ``prior`` (from ``generate.fit_prior``: codes and kernel width) to
+    ``dest`` (default: in place, atomically)."""
+    state = read_checkpoint(src)
+    state["prior"] = {**{k: prior[k].half().cpu() for k in ("mu", "logvar")},
+                      "width": float(prior.get("width", 1.0))}
+    dest = Path(dest or src)
+    save_checkpoint(dest, state)
+    return dest
+
+
+
+
+def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, vocab: Vocab, *,
+                 property_stats: dict[str, tuple[float, float]], train_hashes: torch.Tensor,
+                 history: list[dict], info: dict) -> dict:
+    """The inference part of a checkpoint (every key but the TRAINING_ONLY ones)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_config": model_cfg.model_dump(mode="json"),
+        "train_config": train_cfg,
+        "vocab": vocab.to_list(),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "property_stats": {k: [m, s] for k, (m, s) in property_stats.items()},
+        "train_hashes": train_hashes,
+        "history": history,
+        "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str))},
+    }
+
+
+def resume_record(optimizer: torch.optim.Optimizer, scheduler, device: torch.device, *,
+                  epoch: int, step: int, best_val: float, bad_epochs: int) -> dict:
+    """What ``fit(resume=...)`` needs on top of ``model_record`` to continue exactly."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state()
+    return {"optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(),
+            "epoch": epoch, "step": step, "best_val": best_val, "bad_epochs": bad_epochs,
+            "rng": rng}

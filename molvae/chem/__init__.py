@@ -1,0 +1,47 @@
+"""The RDKit layer: molecules, properties, filters, scores.
+
+Error contract: single-item functions return ``X | None`` for "not a molecule"; batch
+functions never raise on one bad molecule, they mark it (``valid = False``) and go on.
+"""
+
+from .filters import (
+    CONTEXT_FILTERS,
+    FILTERS,
+    MOSES_ALLOWED_ATOMS,
+    check_filters,
+    composite_score,
+    desirability,
+    passes_lipinski,
+    passes_moses,
+    passes_veber,
+)
+from .mol import (
+    bulk_tanimoto,
+    canonical_smiles,
+    fingerprint,
+    fingerprints,
+    scaffold,
+    standardize_mol,
+    tanimoto,
+    to_mol,
+)
+from .properties import (
+    PROPERTIES,
+    check_property,
+    formal_charge,
+    long_ring_penalty,
+    np_likeness,
+    penalized_logp,
+    properties,
+    sa_score,
+)
+from .score import score_one, score_smiles
+
+__all__ = [
+    "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES",
+    "bulk_tanimoto", "canonical_smiles", "check_filters", "check_property", "composite_score",
+    "desirability", "fingerprint", "fingerprints", "formal_charge", "long_ring_penalty",
+    "np_likeness", "passes_lipinski", "passes_moses", "passes_veber", "penalized_logp",
+    "properties", "sa_score", "scaffold", "score_one", "score_smiles", "standardize_mol",
+    "tanimoto", "to_mol",
+]

@@ -1,0 +1,101 @@
+"""Molecular properties: the PROPERTIES registry (name -> function of a Mol)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+
+from rdkit import Chem, rdBase
+from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
+
+from ..errors import ScoringError
+
+
+@functools.cache
+def _sascorer():
+    from rdkit.Contrib.SA_Score import sascorer
+
+    return sascorer
+
+
+@functools.cache
+def _np_model():
+    import contextlib
+    import io as _io
+
+    from rdkit.Contrib.NP_Score import npscorer
+
+    # readNPModel prints progress to stderr; library code stays silent.
+    with rdBase.BlockLogs(), contextlib.redirect_stderr(_io.StringIO()), \
+            contextlib.redirect_stdout(_io.StringIO()):
+        return npscorer, npscorer.readNPModel()
+
+
+def sa_score(mol: Chem.Mol) -> float:
+    """Synthetic accessibility, 1 (easy) .. 10 (hard): Ertl & Schuffenhauer 2009 (RDKit Contrib)."""
+    return float(_sascorer().calculateScore(mol))
+
+
+def np_likeness(mol: Chem.Mol) -> float:
+    """Natural-product likeness, Ertl et al. 2008 (RDKit Contrib)."""
+    npscorer, model = _np_model()
+    return float(npscorer.scoreMol(mol, model))
+
+
+def long_ring_penalty(mol: Chem.Mol) -> int:
+    """Size of the largest ring beyond 6 atoms (0 when no ring is larger than 6)."""
+    sizes = [len(r) for r in mol.GetRingInfo().AtomRings()]
+    largest = max(sizes, default=0)
+    return max(largest - 6, 0)
+
+
+# Penalized logP as in JT-VAE (Jin et al. 2018, github.com/wengong-jin/icml18-jtnn,
+# bo/run_bo.py): each term standardized with its mean and deviation over ZINC-250k.
+PLOGP_LOGP_MEAN, PLOGP_LOGP_STD = 2.4570953396190123, 1.434324401111988
+PLOGP_SA_MEAN, PLOGP_SA_STD = -3.0525811293166134, 0.8335207024513095
+PLOGP_CYCLE_MEAN, PLOGP_CYCLE_STD = -0.0485696876403053, 0.2860212110245455
+
+
+def penalized_logp(mol: Chem.Mol) -> float:
+    """JT-VAE penalized logP: logP - SA - long-ring penalty, each ZINC-250k standardized."""
+    return _plogp_from(Crippen.MolLogP(mol), sa_score(mol), long_ring_penalty(mol))
+
+
+def _plogp_from(logp: float, sa: float, ring_penalty: int) -> float:
+    return float((logp - PLOGP_LOGP_MEAN) / PLOGP_LOGP_STD
+                 + (-sa - PLOGP_SA_MEAN) / PLOGP_SA_STD
+                 + (-ring_penalty - PLOGP_CYCLE_MEAN) / PLOGP_CYCLE_STD)
+
+
+def formal_charge(mol: Chem.Mol) -> int:
+    return int(sum(a.GetFormalCharge() for a in mol.GetAtoms()))
+
+
+PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
+    "mw": Descriptors.MolWt,
+    "logp": Crippen.MolLogP,
+    "qed": QED.qed,
+    "sa": sa_score,
+    "tpsa": rdMolDescriptors.CalcTPSA,
+    "hbd": Lipinski.NumHDonors,
+    "hba": Lipinski.NumHAcceptors,
+    "rotatable_bonds": rdMolDescriptors.CalcNumRotatableBonds,
+    "rings": rdMolDescriptors.CalcNumRings,
+    "aromatic_rings": rdMolDescriptors.CalcNumAromaticRings,
+    "heavy_atoms": lambda m: m.GetNumHeavyAtoms(),
+    "fsp3": rdMolDescriptors.CalcFractionCSP3,
+    "formal_charge": formal_charge,
+    "plogp": penalized_logp,
+    "np_score": np_likeness,
+}
+
+
+def check_property(name: str) -> str:
+    if name not in PROPERTIES:
+        raise ScoringError(f"unknown property {name!r}; choose from {', '.join(PROPERTIES)}")
+    return name
+
+
+def properties(mol: Chem.Mol, names: Iterable[str] | None = None) -> dict[str, float]:
+    """Compute the named properties (all by default) of one molecule."""
+    return {n: float(PROPERTIES[n](mol)) for n in (names or PROPERTIES)}

@@ -1,0 +1,78 @@
+"""The `molvae` command line: parse, validate, call one molvae function per step.
+
+Layout: ``common`` (logging, progress bars, config and model options, input and output
+files) and one module per command group: ``data``, ``train``, ``generate`` (sample, prior,
+interpolate, neighbors, reconstruct, encode), ``evaluate``, ``optimize``, ``run`` (run, log).
+Library modules are imported inside the commands, so ``molvae --help`` stays fast, and only
+``molvae run`` and ``molvae log`` import ``flows`` (and with it Prefect and MLflow).
+
+Error contract (``main``):
+
+- a ``MolvaeError`` (bad input, file or setting; ``common.UsageError`` for what the CLI
+  itself finds) prints one line, ``molvae: error: <message>``, and exits 1; with -v its
+  traceback comes first;
+- Ctrl-C prints ``molvae: interrupted`` and exits 130;
+- any other exception is a bug in molvae: its traceback is printed, then a line asking to
+  report it, and the exit status is 1 (``main`` returns rather than re-raises, so callers
+  in Python get an exit status either way);
+- argparse's own usage errors exit 2, as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from molvae.errors import MolvaeError
+
+from .common import quiet_third_parties, setup_logging
+from .data import add_data_commands
+from .evaluate import add_evaluate_command
+from .generate import add_generate_commands
+from .optimize import add_optimize_command
+from .run import add_run_commands
+from .train import add_train_command
+
+__all__ = ["main", "build_parser"]
+
+BUG_LINE = "molvae: this is a bug in molvae; please report it with the traceback above"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="molvae", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_data_commands(sub)
+    add_train_command(sub)
+    add_run_commands(sub)
+    add_generate_commands(sub)
+    add_evaluate_command(sub)
+    add_optimize_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    quiet_third_parties(args.verbose)
+    try:
+        args.func(args)
+    except MolvaeError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"molvae: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("molvae: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(BUG_LINE, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return message or type(exc).__name__

@@ -1,0 +1,200 @@
+"""What every command shares: logging, progress bars, the config and model options, reading
+input molecules and checking output paths.
+
+Flags reach the config one way. Each command with a config section writes a table
+``{"section.key": args.flag}``; ``load_run_config`` turns the flags that were given into
+``section.key=value`` overrides, applied after -c FILE and the user's ``--set`` ones, and
+``molvae.config.load_config`` validates them, so a flag is checked exactly like the same value
+in a TOML file or a ``--set`` (same message, the key named). A command whose default differs
+from the config's (``molvae sample`` draws 1,000, not 10,000) passes it as ``defaults``, which
+apply only where neither the file nor an override sets the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from molvae.errors import MolvaeError
+
+MODEL_HELP = "checkpoint (default: the shipped MOSES model)"
+NOISY_LOGGERS = ("httpx", "alembic", "mlflow", "urllib3", "distributed", "asyncio")
+
+
+class UsageError(MolvaeError):
+    """A problem the CLI itself finds in the command line (a flag, an input or output path)."""
+
+
+# --------------------------------------------------------------------------- process set-up
+
+
+def setup_logging(verbose: bool) -> None:
+    """The one place molvae configures logging (library code only logs)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def quiet_third_parties(verbose: bool) -> None:
+    """MLflow/Prefect telemetry off and their advice hidden (a user's own settings win)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        import warnings
+
+        # MLflow's advice about type hints and input examples is not for our users.
+        for advice in ("Add type hints", "An input example was not provided"):
+            warnings.filterwarnings("ignore", message=f".*{advice}", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "mol"):
+    """A tqdm bar on stderr; MOLVAE_NO_PROGRESS=1 hides it, and logs (no tty) get few lines."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
+                disable=bool(os.environ.get("MOLVAE_NO_PROGRESS")), smoothing=0.05,
+                mininterval=0.5 if sys.stderr.isatty() else 30.0)
+
+
+class CountBar:
+    """A ``progress(done, total)`` callback whose bar opens on the first call (so a cache
+    hit shows none) and closes when ``done`` reaches ``total``."""
+
+    def __init__(self, desc: str, unit: str = "mol") -> None:
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = progress_bar(total, self.desc, self.unit)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StageBars:
+    """``progress(stage, total) -> update``: one bar per stage, the previous one closed."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, stage: str, total: int) -> Callable[[int], object]:
+        self.close()
+        self.bar = progress_bar(total, stage)
+        return self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# --------------------------------------------------------------------------- options
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", help="TOML config file (see molvae.toml)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+
+
+def add_model_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument("--model", help=MODEL_HELP + note)
+
+
+def toml_value(value: object) -> str:
+    """``value`` written as TOML, the syntax ``--set`` values are parsed with."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf and nan are TOML floats
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Path):
+        value = str(value)
+    return json.dumps(value)  # JSON strings and numbers are TOML too
+
+
+def as_overrides(values: Mapping[str, object]) -> list[str]:
+    """``{"section.key": value}`` -> ``["section.key=value", ...]``, skipping None (not given)."""
+    return [f"{key}={toml_value(v)}" for key, v in values.items() if v is not None]
+
+
+def load_run_config(args: argparse.Namespace, flags: Mapping[str, object] | None = None,
+                    defaults: Mapping[str, object] | None = None):
+    """The validated RunConfig. Later wins: ``defaults`` (this command's own, where they
+    differ from the config's), -c FILE, --set, then ``flags`` (``{"section.key": args.x}``)."""
+    from molvae.config import load_config
+
+    overrides = [*args.set, *as_overrides(flags or {})]
+    cfg = load_config(args.config, overrides)
+    unset = {k: v for k, v in (defaults or {}).items() if not _is_set(cfg, k)}
+    if unset:  # neither the file nor an override set them: the command's defaults apply
+        cfg = load_config(args.config, [*as_overrides(unset), *overrides])
+    return cfg
+
+
+def _is_set(cfg, key: str) -> bool:
+    *sections, name = key.split(".")
+    for section in sections:
+        cfg = getattr(cfg, section)
+    return name in cfg.model_fields_set
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_model(path: str | None):
+    from molvae.checkpoint import load_model
+    from molvae.config import SHIPPED_MODEL
+
+    return load_model(path or SHIPPED_MODEL)
+
+
+def check_input(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path
+
+
+def read_smiles(path: str, smiles_column: str) -> list[str]:
+    """Every row's SMILES ("" where empty), in file order."""
+    from molvae.data import read_molecules
+
+    return [s or "" for s in read_molecules(check_input(path), smiles_column).smiles]
+
+
+def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".parquet")) -> None:
+    """Refuse a bad output path before any work is done."""
+    if out is None:
+        return
+    if not out.endswith(suffixes):
+        raise UsageError(f"output {out!r} must end in {' or '.join(suffixes)}")
+    if Path(out).is_dir():
+        raise UsageError(f"output {out!r} is a directory")
+
+
+def write_table(df, out: str | None, default: str) -> str:
+    from molvae.report import write_table
+
+    return str(write_table(df, out or default))

@@ -1,0 +1,80 @@
+"""`molvae data fetch|sample|prepare`: benchmark sets, seeded subsets, the cleaned cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import CountBar, UsageError, add_config_options, check_input, load_run_config
+
+DATASETS = ("moses",)
+
+
+def add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data_parser = sub.add_parser("data", help="fetch, sample and prepare datasets")
+    actions = data_parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    fetch_parser = actions.add_parser("fetch", help="download a benchmark dataset (moses)")
+    fetch_parser.add_argument("dataset", help="dataset name: " + ", ".join(DATASETS))
+    fetch_parser.add_argument("--dest", default="data/moses",
+                              help="target folder (default data/moses)")
+    fetch_parser.set_defaults(func=cmd_data_fetch)
+
+    sample_parser = actions.add_parser("sample", help="draw a seeded random sample of rows from a CSV")
+    sample_parser.add_argument("src")
+    sample_parser.add_argument("dest")
+    sample_parser.add_argument("-n", type=int, required=True)
+    sample_parser.add_argument("--seed", type=int, default=0)
+    sample_parser.set_defaults(func=cmd_data_sample)
+
+    prepare_parser = actions.add_parser("prepare",
+                                        help="clean, encode and cache a dataset; report drops")
+    add_config_options(prepare_parser)
+    prepare_parser.add_argument("path", help="molecule file (data.path)")
+    prepare_parser.add_argument("--smiles-column", help="data.smiles_column (default SMILES)")
+    prepare_parser.add_argument("--standardize", action="store_true", default=None,
+                                help="largest fragment + neutralize (data.standardize)")
+    prepare_parser.add_argument("--max-tokens", type=int,
+                                help="data.max_tokens (default 100)")
+    prepare_parser.add_argument("--cache-dir", help="data.cache_dir (default .molvae_cache)")
+    prepare_parser.set_defaults(func=cmd_data_prepare)
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    from molvae.data import fetch_moses
+
+    if args.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {args.dataset!r} (available: {', '.join(DATASETS)})")
+    paths = fetch_moses(args.dest, progress=lambda m: print(m, file=sys.stderr))
+    for name, path in paths.items():
+        print(f"{name}\t{path}")
+
+
+def cmd_data_sample(args: argparse.Namespace) -> None:
+    from molvae.data import sample_rows
+
+    if args.n < 1:
+        raise UsageError(f"-n must be a positive number of rows, got {args.n}")
+    n = sample_rows(check_input(args.src), args.dest, args.n, args.seed)
+    print(f"wrote {n} rows to {args.dest}")
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from molvae.data import prepare
+
+    cfg = load_run_config(args, {
+        "data.path": args.path,
+        "data.smiles_column": args.smiles_column,
+        "data.standardize": args.standardize,
+        "data.max_tokens": args.max_tokens,
+        "data.cache_dir": args.cache_dir,
+    })
+    bar = CountBar("clean+encode")
+    try:
+        ds = prepare(cfg.data, progress=bar)
+    finally:
+        bar.close()
+    report = ds.report
+    drops = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
+    print(f"kept {report['kept']} of {report['rows']} molecules (dropped: {drops}); "
+          f"vocabulary {len(ds.vocab)} tokens; cache key {ds.key}")

@@ -1,0 +1,238 @@
+"""Commands that read a trained model: sample, prior, interpolate, neighbors, reconstruct,
+encode. Settings with a [generate] config key reach it through the flag table of each
+command (see ``common.load_run_config``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import (
+    add_config_options,
+    add_model_option,
+    check_output,
+    load_model,
+    load_run_config,
+    progress_bar,
+    read_smiles,
+    write_table,
+)
+
+SAMPLE_DEFAULTS = {"generate.num_samples": 1000}  # a quick look; `molvae run` draws 10,000
+
+
+def add_generate_commands(sub: argparse._SubParsersAction) -> None:
+    for add in (add_sample_command, add_prior_command, add_interpolate_command,
+                add_neighbors_command, add_reconstruct_command, add_encode_command):
+        add(sub)
+
+
+def add_sample_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("sample", help="sample molecules from the prior")
+    add_config_options(parser)
+    parser.add_argument("-n", type=int, help="molecules (generate.num_samples; default 1000)")
+    parser.add_argument("-o", "--out", help="CSV or Parquet (default samples.csv)")
+    add_model_option(parser)
+    parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
+    parser.add_argument("--temperature", type=float, help="> 0 (generate.temperature; default 1)")
+    parser.add_argument("--greedy", action="store_true", default=None, help="generate.greedy")
+    parser.add_argument("--unique", action="store_true", default=None,
+                        help="keep going until N unique valid (generate.unique)")
+    parser.add_argument("--batch-size", type=int, help="generate.batch_size (default 1000)")
+    parser.add_argument("--max-length", type=int, help="generate.max_length (default 100)")
+    parser.add_argument("--prior", choices=["auto", "normal", "posterior"],
+                        help="z from N(0, I), or from the training codes stored in the model "
+                             "(posterior); auto = posterior when the model has them (generate.prior)")
+    parser.add_argument("--prior-width", type=float,
+                        help="scale of the posterior spreads (generate.prior_width; default: the "
+                             "model's stored width)")
+    parser.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from molvae.generate import sample
+    from molvae.latent import resolve_prior
+
+    check_output(args.out)
+    cfg = load_run_config(args, {
+        "generate.num_samples": args.n,
+        "generate.seed": args.seed,
+        "generate.temperature": args.temperature,
+        "generate.greedy": args.greedy,
+        "generate.unique": args.unique,
+        "generate.batch_size": args.batch_size,
+        "generate.max_length": args.max_length,
+        "generate.prior": args.prior,
+        "generate.prior_width": args.prior_width,
+    }, defaults=SAMPLE_DEFAULTS)
+    lm = load_model(args.model)
+    resolve_prior(lm, cfg.generate.prior)  # fail before the progress bar appears
+    bar = progress_bar(cfg.generate.num_samples, "sample")
+    df = sample(lm, cfg.generate, progress=bar.update)
+    bar.close()
+    df = annotate(df, cfg.score, lm)
+    path = write_table(df, args.out, "samples.csv")
+    print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
+          f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
+          f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
+
+
+def annotate(df, score_cfg, lm):
+    """Properties, filters and scores, with a progress bar."""
+    from molvae.candidates import annotate
+
+    bar = progress_bar(len(df), "score")
+    out = annotate(df, score_cfg, lm, progress=bar.update)
+    bar.close()
+    return out
+
+
+def add_prior_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("prior", help="store training codes in a model as its sampling prior")
+    parser.add_argument("data", help="the model's training molecules (CSV/TSV/SMI, .gz)")
+    parser.add_argument("-n", type=int, default=16384, help="codes to keep (default 16384)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="scale of the posterior spreads sampling uses (default 1; wider: fewer "
+                             "copies of training molecules)")
+    parser.add_argument("--smiles-column", default="SMILES")
+    add_model_option(parser, " (changed in place unless -o)")
+    parser.add_argument("-o", "--out", help="write the model with codes here instead (.pt)")
+    parser.set_defaults(func=cmd_prior)
+
+
+def cmd_prior(args: argparse.Namespace) -> None:
+    from molvae.checkpoint import store_prior
+    from molvae.latent import fit_prior
+
+    check_output(args.out, (".pt",))
+    lm = load_model(args.model)
+    smiles = read_smiles(args.data, args.smiles_column)
+    prior = fit_prior(lm, smiles, args.n, args.seed, width=args.width)
+    path = store_prior(lm.path, prior, args.out)
+    print(f"stored {len(prior['mu'])} posterior codes (width {args.width:g}) of {args.data} "
+          f"in {path}; `molvae sample` now draws from them (--prior normal for N(0, I))")
+
+
+def add_interpolate_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("interpolate", help="decode the latent path through 2+ molecules")
+    add_config_options(parser)
+    parser.add_argument("molecules", nargs="+", metavar="SMILES")
+    parser.add_argument("--steps", type=int, help="points per segment (generate.interpolation_steps; "
+                        "default 10)")
+    parser.add_argument("--method", choices=["linear", "slerp"], default="linear")
+    parser.add_argument("-o", "--out")
+    parser.add_argument("--image", help="PNG strip of the path")
+    add_model_option(parser)
+    parser.set_defaults(func=cmd_interpolate)
+
+
+def cmd_interpolate(args: argparse.Namespace) -> None:
+    from molvae.generate import interpolate
+
+    check_output(args.out)
+    cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
+    lm = load_model(args.model)
+    df = interpolate(lm, args.molecules, cfg.generate.interpolation_steps, args.method,
+                     cfg.generate.max_length)
+    df = annotate(df, cfg.score, lm)
+    path = write_table(df, args.out, "interpolation.csv")
+    if args.image:
+        from molvae.report import interpolation_strips
+
+        interpolation_strips(df, args.image)
+    for _, r in df.iterrows():
+        print(f"{int(r.segment)}\t{r.t:.2f}\t{r.smiles}")
+    print(f"-> {path}", file=sys.stderr)
+
+
+def add_neighbors_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("neighbors", help="analogues around one molecule's latent code")
+    add_config_options(parser)
+    parser.add_argument("smiles")
+    parser.add_argument("--radii", type=float, nargs="+",
+                        help="noise scales (generate.neighbor_radii; default 0.1 0.25 0.5)")
+    parser.add_argument("--per-radius", type=int, help="generate.neighbors_per_radius (default 20)")
+    parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
+    parser.add_argument("-o", "--out")
+    add_model_option(parser)
+    parser.set_defaults(func=cmd_neighbors)
+
+
+def cmd_neighbors(args: argparse.Namespace) -> None:
+    from molvae.generate import neighbors
+
+    check_output(args.out)
+    cfg = load_run_config(args, {
+        "generate.neighbor_radii": args.radii,
+        "generate.neighbors_per_radius": args.per_radius,
+        "generate.seed": args.seed,
+    })
+    g = cfg.generate
+    lm = load_model(args.model)
+    df = neighbors(lm, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed, g.max_length)
+    df = annotate(df, cfg.score, lm)
+    path = write_table(df, args.out, "neighbors.csv")
+    for r, group in df.groupby("radius"):
+        print(f"radius {r}: {group.valid.sum()} valid, {group.smiles[group.valid].nunique()} "
+              f"distinct, mean similarity {group.similarity.mean():.3f}")
+    print(f"-> {path}", file=sys.stderr)
+
+
+def add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("reconstruct", help="encode and greedily decode molecules")
+    parser.add_argument("file")
+    parser.add_argument("-o", "--out")
+    parser.add_argument("--smiles-column", default="SMILES")
+    add_model_option(parser)
+    parser.set_defaults(func=cmd_reconstruct)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from molvae.generate import reconstruct
+
+    check_output(args.out)
+    smiles = read_smiles(args.file, args.smiles_column)
+    lm = load_model(args.model)
+    bar = progress_bar(len(smiles), "reconstruct")
+    df = reconstruct(lm, smiles, progress=bar.update)
+    bar.close()
+    path = write_table(df, args.out, "reconstructed.csv")
+    bad = int((df.error != "").sum())
+    print(f"exact reconstruction {df.exact_match.mean():.2%} of {len(df)} molecules "
+          f"({bad} could not be encoded) -> {path}")
+
+
+def add_encode_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("encode", help="latent means/variances and ELBO (OOD score) per molecule")
+    parser.add_argument("file")
+    parser.add_argument("-o", "--out", default="latent.parquet",
+                        help=".parquet (default latent.parquet) or .npz")
+    parser.add_argument("--smiles-column", default="SMILES")
+    add_model_option(parser)
+    parser.set_defaults(func=cmd_encode)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from molvae.latent import code_table
+
+    check_output(args.out, (".parquet", ".npz"))
+    smiles = read_smiles(args.file, args.smiles_column)
+    df = code_table(load_model(args.model), smiles)
+    if args.out.endswith(".npz"):
+        _write_npz(df, args.out)
+    else:
+        write_table(df, args.out, args.out)
+    print(f"encoded {int((df.error == '').sum())} of {len(df)} molecules -> {args.out} "
+          f"(median ELBO {df.elbo.median():.2f}; higher ood_score = more unusual)")
+
+
+def _write_npz(df, out: str) -> None:
+    import numpy as np
+
+    from molvae.report import atomic_path
+
+    with atomic_path(out) as tmp:
+        np.savez(tmp, mu=df.filter(like="mu_").to_numpy(np.float32),
+                 var=df.filter(like="var_").to_numpy(np.float32),
+                 elbo=df.elbo.to_numpy(), smiles=np.array(df.smiles))

@@ -1,0 +1,60 @@
+"""`molvae optimize`: search the latent space for molecules that score high on an objective."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import (
+    add_config_options,
+    add_model_option,
+    check_output,
+    load_model,
+    load_run_config,
+    progress_bar,
+    write_table,
+)
+
+
+def add_optimize_command(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("optimize", help="optimize a property in latent space")
+    add_config_options(parser)
+    parser.add_argument("--method", choices=["gradient", "cmaes", "constrained", "random"],
+                        help="optimize.method (default cmaes)")
+    parser.add_argument("--objective", help="property name or 'desirability' (optimize.objective)")
+    parser.add_argument("--oracle-budget", type=int, help="optimize.oracle_budget (default 2000)")
+    parser.add_argument("--seed-smiles", nargs="+", help="seed molecules, for constrained "
+                        "(optimize.seeds)")
+    parser.add_argument("--similarity-threshold", type=float,
+                        help="Tanimoto to the seed (optimize.similarity_threshold)")
+    parser.add_argument("-o", "--out")
+    add_model_option(parser)
+    parser.set_defaults(func=cmd_optimize)
+
+
+def cmd_optimize(args: argparse.Namespace) -> None:
+    from molvae.data import read_molecules
+    from molvae.optimization import Objective, optimize
+
+    cfg = load_run_config(args, {
+        "optimize.method": args.method,
+        "optimize.objective": args.objective,
+        "optimize.oracle_budget": args.oracle_budget,
+        "optimize.seeds": args.seed_smiles,
+        "optimize.similarity_threshold": args.similarity_threshold,
+    })
+    check_output(args.out)
+    opt = cfg.optimize
+    Objective.from_config(opt, cfg.score.desirability)  # fail before any work
+    lm = load_model(args.model)
+    known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt.surrogate_size).smiles
+             if opt.method == "gradient" else [])
+    bar = progress_bar(opt.oracle_budget, f"optimize ({opt.method})", "call")
+    result = optimize(lm, opt, cfg.score.desirability, [s for s in known if s],
+                      progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
+    path = write_table(result.candidates, args.out, "optimized.csv")
+    for _, r in result.candidates.head(opt.top_k).iterrows():
+        print(f"{r.score:.4f}\t{r.smiles}")
+    print(f"{len(result.candidates)} candidates, {result.oracle_calls} oracle calls, "
+          f"{result.seconds:.1f} s -> {path}", file=sys.stderr)

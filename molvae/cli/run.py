@@ -1,0 +1,85 @@
+"""`molvae run` and `molvae log`: the only commands that import ``flows`` (Prefect, MLflow),
+lazily, inside the command, so that every other command starts without them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from .common import UsageError, add_config_options, add_model_option, load_run_config
+
+FLOWS = ("pipeline", "generate", "optimize", "train")
+SUMMARY_KEYS = ("scored_candidates", "validity", "uniqueness@10k", "novelty", "intdiv1", "fcd",
+                "filters", "opt_best_score", "baseline_best_score", "opt_oracle_calls")
+
+
+def add_run_commands(sub: argparse._SubParsersAction) -> None:
+    run_parser = sub.add_parser("run", help="run a Prefect flow (default: the whole pipeline)")
+    add_config_options(run_parser)
+    run_parser.add_argument("--flow", default="pipeline", choices=FLOWS)
+    add_model_option(run_parser, " (model_path)")
+    run_parser.add_argument("--runner", choices=["thread", "dask"], help="task runner (runner)")
+    run_parser.add_argument("--address", help="Dask scheduler address (dask_address; implies "
+                            "--runner dask)")
+    run_parser.set_defaults(func=cmd_run)
+
+    log_parser = sub.add_parser("log", help="log a finished run folder to MLflow (after an outage)")
+    add_config_options(log_parser)
+    log_parser.add_argument("run_dir")
+    log_parser.set_defaults(func=cmd_log)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    if args.address and args.runner == "thread":
+        raise UsageError("--address is a Dask scheduler; it cannot go with --runner thread")
+    cfg = load_run_config(args, {
+        "model_path": args.model,
+        "runner": "dask" if args.address else args.runner,
+        "dask_address": args.address,
+    })
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if args.verbose else "WARNING")
+    from flows.pipeline import run_flow
+
+    t0 = time.perf_counter()
+    result = run_flow(args.flow, cfg)
+    print_summary(result, time.perf_counter() - t0)
+
+
+def cmd_log(args: argparse.Namespace) -> None:
+    if not (Path(args.run_dir) / "summary.json").is_file():
+        raise UsageError(f"{args.run_dir}: not a molvae run folder (no summary.json)")
+    cfg = load_run_config(args)
+    from flows.pipeline import log_run_dir
+
+    run_id = log_run_dir(args.run_dir, cfg)
+    print(f"logged {args.run_dir} as MLflow run {run_id}")
+
+
+def print_summary(result: dict, seconds: float) -> None:
+    out = Path(result["out_dir"])
+    print(f"\nmolvae run finished in {seconds:.0f} s -> {out}")
+    for key in SUMMARY_KEYS:
+        value = result.get(key)
+        if value is not None:
+            print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
+    _print_top(out / "top_candidates.csv")
+    print(f"  report: {out / 'report.html'}")
+    if result.get("tracking_uri"):
+        from molvae.tracking import open_run_commands
+
+        print(f"  MLflow run {result['run_id']} (model version {result.get('registered_version')})")
+        print(f"  open MLflow UI:  {open_run_commands(result['tracking_uri'])}")
+    print("  open Prefect UI: prefect server start   (then http://127.0.0.1:4200; "
+          "set PREFECT_API_URL=http://127.0.0.1:4200/api before `molvae run` to keep runs)")
+
+
+def _print_top(path: Path) -> None:
+    if not path.is_file():
+        return
+    import pandas as pd
+
+    print("  best candidates (score, QED, SA, SMILES):")
+    for _, r in pd.read_csv(path).head(5).iterrows():
+        print(f"    {r.score:.3f}  {r.qed:.3f}  {r.sa:.2f}  {r.smiles}")

@@ -1,0 +1,81 @@
+"""`molvae train`, with the CLI's progress callback (a bar per epoch and a line of metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .common import CountBar, add_config_options, load_run_config, progress_bar
+
+logger = logging.getLogger("molvae")
+
+
+def add_train_command(sub: argparse._SubParsersAction) -> None:
+    train_parser = sub.add_parser("train", help="train a SELFIES VAE")
+    add_config_options(train_parser)
+    train_parser.add_argument("--data", help="training file (data.path; default: the shipped "
+                              "MOSES sample)")
+    train_parser.add_argument("--epochs", type=int, help="train.epochs (default 10)")
+    train_parser.add_argument("--out", help="output folder for checkpoints (train.out_dir; "
+                              "default runs/train)")
+    train_parser.add_argument("--resume", help="checkpoint to continue from (e.g. runs/train/last.pt)")
+    train_parser.add_argument("--init-from", help="fine-tune: start from this checkpoint's weights "
+                              "with a fresh optimizer, schedule and config (same vocabulary and "
+                              "model shape; train.init_from)")
+    train_parser.set_defaults(func=cmd_train)
+
+
+class ProgressCallback:
+    """A train.Callback: tqdm bar with loss, reconstruction, KL and token accuracy."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.info: dict = {}
+
+    def on_train_start(self, info: dict) -> None:
+        self.info = info
+        logger.info("training %s parameters on %s molecules (%s validation), device %s",
+                    f"{info['parameters']:,}", f"{info['train_size']:,}",
+                    f"{info['val_size']:,}", info["device"])
+
+    def on_batch_end(self, step: int, m: dict) -> None:
+        if self.bar is None:
+            self.bar = progress_bar(self.info["train_size"], "epoch 1")
+        self.bar.update(m["epoch_progress"])
+        if step % 5 == 0:
+            self.bar.set_postfix(loss=f"{m['loss']:.2f}", recon=f"{m['recon']:.2f}",
+                                 kl=f"{m['kl']:.1f}", acc=f"{m['token_acc']:.3f}",
+                                 beta=f"{m['beta']:.3f}", refresh=False)
+
+    def on_epoch_end(self, epoch: int, m: dict) -> None:
+        self._close()
+        print(f"epoch {epoch}: val_loss {m['val_loss']:.3f} recon {m['val_recon']:.3f} "
+              f"KL/mol {m['val_kl']:.2f} token_acc {m['val_token_acc']:.4f} "
+              f"active_units {int(m['active_units'])} "
+              f"exact_recon {m.get('val_exact_recon', float('nan')):.3f}", file=sys.stderr)
+
+    def on_train_end(self, result) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from molvae.train import train_model
+
+    cfg = load_run_config(args, {
+        "data.path": args.data,
+        "train.epochs": args.epochs,
+        "train.out_dir": args.out,
+        "train.init_from": args.init_from,
+    })
+    result = train_model(cfg.data, cfg.model, cfg.train, callbacks=[ProgressCallback()],
+                         resume=args.resume, data_progress=CountBar("clean+encode"))
+    last = result.history[-1] if result.history else {}
+    print(f"model: {result.best_checkpoint}  (last: {result.checkpoint}); "
+          f"{result.seconds / 60:.1f} min; val exact recon "
+          f"{last.get('val_exact_recon', float('nan')):.3f}")

@@ -1,0 +1,197 @@
+"""The latent space: molecules to codes, the sampling prior, interpolation geometry.
+
+A code is the posterior q(z|x) = N(mu, exp(logvar)) of one molecule; Z = latent size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .checkpoint import LoadedModel
+from .data import EncodedDataset, collate, sequential_batches
+from .errors import GenerationError
+from .model import SelfiesVAE, kl_divergence, reconstruction_loss
+from .vocab import PAD_ID, encode_smiles
+
+
+def device_of(lm: LoadedModel) -> torch.device:
+    return next(lm.model.parameters()).device
+
+
+@torch.no_grad()
+def encode_batches(model: SelfiesVAE, tokens: np.ndarray, lengths: np.ndarray, batch_size: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one encoding loop: tokens (N, L), lengths (N,) -> mu, logvar (N, Z) on the CPU."""
+    mus, lvs = [], []
+    for idx in sequential_batches(len(tokens), batch_size):
+        t = torch.from_numpy(np.asarray(tokens[idx], dtype=np.int64)).to(device)
+        ln = torch.from_numpy(np.asarray(lengths[idx], dtype=np.int64)).to(device)
+        mu, lv = model.encode(t, ln)
+        mus.append(mu.cpu())
+        lvs.append(lv.cpu())
+    z = model.latent_size
+    return (torch.cat(mus) if mus else torch.empty(0, z), torch.cat(lvs) if lvs else torch.empty(0, z))
+
+
+@torch.no_grad()
+def codes(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
+          strict: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+    """mu and logvar (N, Z) of each molecule and its error; rows of failed molecules are NaN."""
+    batch = encode_smiles(lm.vocab, smiles, strict)
+    mu, lv = encode_batches(lm.model, batch.tokens, batch.lengths, batch_size, device_of(lm))
+    bad = torch.from_numpy(~batch.ok)
+    mu[bad] = float("nan")
+    lv[bad] = float("nan")
+    return mu, lv, batch.errors
+
+
+@torch.no_grad()
+def code_table(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000) -> pd.DataFrame:
+    """Latent means and variances per molecule plus its ELBO (higher = more typical) and
+    ``ood_score = -elbo`` for out-of-distribution screening. Bad molecules get an error."""
+    batch = encode_smiles(lm.vocab, smiles, strict=False)
+    dev = device_of(lm)
+    mu, lv = encode_batches(lm.model, batch.tokens, batch.lengths, batch_size, dev)
+    elbos = []
+    for idx in sequential_batches(len(mu), batch_size):
+        t = torch.from_numpy(batch.tokens[idx]).to(dev)
+        m = mu[idx].to(dev)
+        recon = reconstruction_loss(lm.model.decoder(m, t), t)
+        elbos.append(-(recon + kl_divergence(m, lv[idx].to(dev)).sum(1)).cpu())
+    elbo = torch.cat(elbos).numpy() if elbos else np.empty(0)
+    mu, var = mu.numpy(), lv.exp().numpy()
+    bad = ~batch.ok
+    elbo[bad], mu[bad], var[bad] = np.nan, np.nan, np.nan
+    df = pd.DataFrame({"input": list(smiles), "smiles": batch.canonical,
+                       "error": [e or "" for e in batch.errors], "elbo": elbo, "ood_score": -elbo})
+    latent = pd.DataFrame(np.concatenate([mu, var], axis=1),
+                          columns=[f"mu_{i}" for i in range(mu.shape[1])]
+                          + [f"var_{i}" for i in range(var.shape[1])])
+    return pd.concat([df, latent], axis=1)
+
+
+@torch.no_grad()
+def dataset_codes(model: SelfiesVAE, ds: EncodedDataset, n: int, batch_size: int,
+                device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Posterior means and log-variances (float16, (M, Z)) of a seeded random ``n`` of
+    ``ds``: an estimate of the aggregate posterior q(z) = E_x q(z|x), the learned prior
+    that ``generate.sample`` with prior "posterior" draws from."""
+    model.eval()
+    pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    if not len(pick):
+        raise GenerationError("no molecules to take prior codes from")
+    tokens, lengths = collate(ds, pick)
+    mu, logvar = encode_batches(model, tokens, lengths, batch_size, device)
+    return {"mu": mu.half(), "logvar": logvar.half()}
+
+
+# --------------------------------------------------------------------------- the prior
+
+PRIORS = ("auto", "normal", "posterior")
+
+
+def _check_width(width: float) -> None:
+    if not 0 < width < math.inf:
+        raise GenerationError(f"prior width must be > 0, got {width}")
+
+
+def resolve_prior(lm: LoadedModel, prior: str) -> str:
+    """"auto" -> "posterior" when the checkpoint stores posterior codes, else "normal"."""
+    if prior not in PRIORS:
+        raise GenerationError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    if prior == "posterior" and lm.prior is None:
+        raise GenerationError(f"{lm.path or 'this model'} stores no posterior codes; add them "
+                              "with `molvae prior TRAIN_FILE --model MODEL` or sample with prior 'normal'")
+    if prior == "auto":
+        return "posterior" if lm.prior is not None else "normal"
+    return prior
+
+
+class LatentPrior:
+    """Seeded draws of z: N(0, I), or the stored aggregate posterior (pick a training
+    molecule's code, then z ~ q(z|x) = N(mu, exp(logvar))). Codes are taken without
+    replacement, one shuffled pass after another: no code repeats within a pass.
+
+    ``width`` scales every posterior's standard deviation (None: the width stored with the
+    codes, 1 unless set by ``molvae prior --width``): wider draws copy fewer training
+    molecules, narrower ones stay closer to the data.
+
+    ``part=(i, k)``: shard i of k takes every k-th code of passes shuffled by ``code_seed``,
+    so shards sampled with different seeds still share no code.
+    """
+
+    def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator,
+                 part: tuple[int, int] = (0, 1), code_seed: int | None = None,
+                 width: float | None = None):
+        if width is not None:
+            _check_width(width)
+        self.kind = resolve_prior(lm, prior)
+        self.part = part
+        self.code_gen = (generator if code_seed is None else
+                         torch.Generator(device=device_of(lm)).manual_seed(code_seed))
+        self.gen = generator
+        self.size = lm.model.latent_size
+        self.device = device_of(lm)
+        if self.kind == "posterior":
+            self.mu = lm.prior["mu"].to(self.device)
+            width = lm.prior.get("width", 1.0) if width is None else width
+            self.std = (width * torch.exp(0.5 * lm.prior["logvar"])).to(self.device)
+            self.order = torch.empty(0, dtype=torch.long, device=self.device)
+
+    def __call__(self, k: int) -> torch.Tensor:
+        eps = torch.randn(k, self.size, generator=self.gen, device=self.device)
+        if self.kind == "normal":
+            return eps
+        while len(self.order) < k:
+            perm = torch.randperm(len(self.mu), generator=self.code_gen, device=self.device)
+            self.order = torch.cat([self.order, perm[self.part[0] :: self.part[1]]])
+        idx, self.order = self.order[:k], self.order[k:]
+        return self.mu[idx] + self.std[idx] * eps
+
+
+def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int = 0,
+              batch_size: int = 1000, width: float = 1.0) -> dict:
+    """Posterior codes of a seeded random ``n`` of ``smiles`` (the model's training data),
+    for ``prior="posterior"``, with the kernel ``width`` sampling uses by default (see
+    ``LatentPrior``); molecules the model cannot encode are skipped."""
+    if n < 1:
+        raise GenerationError(f"number of codes must be >= 1, got {n}")
+    _check_width(width)
+    order = np.random.default_rng(seed).permutation(len(smiles))
+    rows, canon = [], []
+    for start in range(0, len(order), max(n, 1000)):  # encode only what is needed
+        pick = [smiles[i] for i in order[start : start + max(n, 1000)]]
+        batch = encode_smiles(lm.vocab, pick, strict=False)
+        for t, ln, c, e in zip(batch.tokens, batch.lengths, batch.canonical, batch.errors,
+                               strict=True):
+            if e is None:
+                rows.append((t[:ln], ln))
+                canon.append(c)
+        if len(rows) >= n:
+            break
+    if not rows:
+        raise GenerationError("none of the molecules can be encoded by this model")
+    rows, canon = rows[:n], canon[:n]
+    tokens = np.full((len(rows), max(ln for _, ln in rows)), PAD_ID, dtype=np.int64)
+    for i, (t, ln) in enumerate(rows):
+        tokens[i, :ln] = t
+    ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), lm.vocab)
+    return {**dataset_codes(lm.model, ds, n, batch_size, device_of(lm), seed), "width": float(width)}
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of (Z,) vectors at fractions t (K,) -> (K, Z)."""
+    an, bn = a / a.norm(), b / b.norm()
+    omega = torch.arccos((an * bn).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    if so.abs() < 1e-6:
+        return (1 - t)[:, None] * a + t[:, None] * b
+    return (torch.sin((1 - t) * omega) / so)[:, None] * a + (torch.sin(t * omega) / so)[:, None] * b

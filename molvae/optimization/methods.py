@@ -1,0 +1,218 @@
+"""Search methods in the latent space, each ``fn(lm, cfg, oracle, progress,
+surrogate_smiles) -> _Recorder``, registered in METHODS. RDKit on the decoded molecule is
+always the ground truth (the oracle); a surrogate only guides the gradient method."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import chem
+from ..checkpoint import LoadedModel
+from ..errors import OptimizationError
+from ..generate import decode_latent, sample
+from ..latent import codes
+from .objective import Oracle
+from .surrogate import fit_surrogate
+
+CANDIDATE_COLUMNS = ["smiles", "valid", "evaluated", "admissible", "score", "seed", "similarity",
+                     "method", "step", "start"]
+
+
+@dataclass
+class OptimizationResult:
+    candidates: pd.DataFrame  # every distinct admissible molecule found
+    trajectory: pd.DataFrame  # best score so far per step, with oracle calls
+    method: str
+    oracle_calls: int
+    seconds: float
+    starts: pd.DataFrame = field(default_factory=pd.DataFrame)  # constrained: per seed
+
+
+class _Recorder:
+    def __init__(self, method: str, oracle: Oracle):
+        self.method, self.oracle = method, oracle
+        self.rows: list[dict] = []
+        self.best = -math.inf
+        self.trajectory: list[dict] = []
+        self.starts = pd.DataFrame()  # constrained: one row per seed
+
+    def add(self, rows: list[dict], step: int, start: Sequence[int] | int = -1) -> None:
+        for i, r in enumerate(rows):
+            if r.get("evaluated") and r["admissible"]:
+                st = start[i] if not isinstance(start, int) else start
+                self.rows.append({**r, "method": self.method, "step": step, "start": st})
+                self.best = max(self.best, r["score"])
+        self.trajectory.append({"step": step, "oracle_calls": self.oracle.calls,
+                                "best_score": self.best})
+
+    def result(self, t0: float) -> OptimizationResult:
+        df = pd.DataFrame(self.rows, columns=None if self.rows else CANDIDATE_COLUMNS)
+        if len(df):
+            df = (df.sort_values(["score", "step"], ascending=[False, True], kind="stable")
+                  .drop_duplicates("smiles").reset_index(drop=True))
+        return OptimizationResult(df, pd.DataFrame(self.trajectory), self.method,
+                                  self.oracle.calls, time.perf_counter() - t0, self.starts)
+
+
+def _decode(lm: LoadedModel, z: torch.Tensor) -> list[str]:
+    return [smi for _, smi in decode_latent(lm, z.float())]
+
+
+def _tick(progress, oracle: Oracle) -> None:
+    if progress:
+        progress(min(oracle.calls, oracle.budget), oracle.budget)
+
+
+def _random(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+    """Baseline: sample the prior (multinomial decoding) and keep the best."""
+    rec = _Recorder("random", oracle)
+    step = 0
+    while not oracle.exhausted and step < 10_000:
+        batch = sample(lm, num_samples=min(1000, max(oracle.budget - oracle.calls, 1)),
+                       seed=cfg.seed + step, workers=1)
+        rec.add(oracle(batch["smiles"].tolist()), step)
+        _tick(progress, oracle)
+        step += 1
+    return rec
+
+
+def _cmaes(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+    """CMA-ES (``cmaes`` package) on the true score, restarted from the best known points.
+
+    Each run starts at the best of a prior batch (or a seed molecule's code) with step
+    ``sigma``; a run ends when it stalls, then a fresh run starts from a new point.
+    """
+    from cmaes import CMA
+
+    rec = _Recorder("cmaes", oracle)
+    d = lm.model.latent_size
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.seeds:
+        mu, _, _ = codes(lm, cfg.seeds)
+        pool = [m.numpy().astype(np.float64) for m in mu]
+    else:
+        z0 = torch.randn(min(cfg.num_starts * 4, max(oracle.budget // 5, 8)), d,
+                         generator=torch.Generator().manual_seed(cfg.seed))
+        rows = oracle(_decode(lm, z0))
+        rec.add(rows, 0)
+        order = np.argsort([-r["score"] for r in rows])
+        pool = [z0[i].numpy().astype(np.float64) for i in order[:8]]
+    step, run = 1, 0
+    best_z, best_score = None, -math.inf
+    # Repeated molecules cost no oracle calls, so also cap decoded points (a collapsed
+    # search would otherwise loop on cached duplicates).
+    max_generations = max(20, 20 * oracle.budget // cfg.num_starts)
+    while not oracle.exhausted and step <= max_generations:
+        mean = pool[run % len(pool)]
+        opt = CMA(mean=mean, sigma=cfg.sigma, population_size=cfg.num_starts,
+                  seed=int(rng.integers(2**31)))
+        best, stall = -math.inf, 0
+        while (not oracle.exhausted and stall < 8 and not opt.should_stop()
+               and step <= max_generations):
+            zs = np.stack([opt.ask() for _ in range(opt.population_size)])
+            rows = oracle(_decode(lm, torch.from_numpy(zs)))
+            rec.add(rows, step, run)
+            penalty = cfg.prior_weight * 0.5 * (zs**2).sum(1) / d
+            scores = np.array([r["score"] if r["admissible"] else -1e3 for r in rows])
+            opt.tell([(z, float(-s + p)) for z, s, p in zip(zs, scores, penalty, strict=True)])
+            gen_best = scores.max()
+            if gen_best > best_score:
+                best_score, best_z = float(gen_best), zs[int(scores.argmax())].copy()
+            stall = 0 if gen_best > best + 1e-6 else stall + 1
+            best = max(best, gen_best)
+            step += 1
+            _tick(progress, oracle)
+        if best_z is not None:  # restart around the latent point of the best molecule so far
+            pool.append(best_z)
+        run += 1
+        if run > 200:
+            break
+    return rec
+
+
+def _gradient(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+    """Ascent on a surrogate from many starts; every distinct decoded molecule is scored."""
+    rec = _Recorder("gradient", oracle)
+    d = lm.model.latent_size
+    if not surrogate_smiles:
+        raise OptimizationError("the gradient method needs molecules to fit its surrogate")
+    smiles = list(surrogate_smiles)[: cfg.surrogate_size]
+    scorer = Oracle(oracle.objective, budget=len(smiles))  # labels of known data, not the budget
+    labels = [r["score"] if r["valid"] else float("nan") for r in scorer(smiles)]
+    labels = [v if math.isfinite(v) else float("nan") for v in labels]
+    net = fit_surrogate(lm, smiles, labels, seed=cfg.seed)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    if cfg.seeds:
+        mu, _, _ = codes(lm, cfg.seeds)
+        z = mu.repeat_interleave(math.ceil(cfg.num_starts / len(cfg.seeds)), 0)[: cfg.num_starts]
+        z = z + 0.05 * torch.randn_like(z)
+    else:
+        z = torch.randn(cfg.num_starts, d, generator=torch.Generator().manual_seed(cfg.seed))
+    z = z.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=cfg.step_size)
+    starts = list(range(cfg.num_starts))
+    for step in range(cfg.steps + 1):
+        rec.add(oracle(_decode(lm, z.detach())), step, starts)
+        _tick(progress, oracle)
+        if oracle.exhausted or step == cfg.steps:
+            break
+        loss = -net(z).sum() + cfg.prior_weight * 0.5 * (z**2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return rec
+
+
+def _constrained(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+    """Improve each seed while similarity >= delta: batched hill climbing in latent space.
+
+    Each round decodes ``num_starts`` points around every seed's current centre at a
+    radius that shrinks from ``sigma``; a centre moves to the best admissible improvement.
+    The budget is shared equally among seeds.
+    """
+    if not cfg.seeds:
+        raise OptimizationError("method 'constrained' needs seed molecules (optimize.seeds)")
+    seeds = [chem.canonical_smiles(s) for s in cfg.seeds]
+    rec = _Recorder("constrained", oracle)
+    base = oracle(seeds, seeds)
+    base_score = np.array([r["score"] for r in base])
+    mu, _, _ = codes(lm, seeds)
+    centre = mu.clone()
+    best = base_score.copy()
+    best_smiles = list(seeds)
+    per_seed = max((oracle.budget - oracle.calls) // len(seeds), 1)
+    rounds = max(per_seed // cfg.num_starts, 1)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for step in range(1, rounds + 1):
+        radius = cfg.sigma * (0.5 ** ((step - 1) / max(rounds - 1, 1)))
+        eps = torch.randn(len(seeds), cfg.num_starts, mu.shape[1], generator=gen)
+        z = (centre[:, None, :] + radius * eps).reshape(-1, mu.shape[1])
+        smiles = _decode(lm, z)
+        seed_of = [s for s in seeds for _ in range(cfg.num_starts)]
+        start_of = [i for i in range(len(seeds)) for _ in range(cfg.num_starts)]
+        rows = oracle(smiles, seed_of)
+        rec.add(rows, step, start_of)
+        for k, r in enumerate(rows):
+            i = start_of[k]
+            if r["admissible"] and r["score"] > best[i]:
+                best[i], best_smiles[i] = r["score"], r["smiles"]
+                centre[i] = z[k]
+        _tick(progress, oracle)
+        if oracle.exhausted:
+            break
+    sims = [chem.tanimoto(a, b) for a, b in zip(seeds, best_smiles, strict=True)]
+    rec.starts = pd.DataFrame({"seed": seeds, "seed_score": base_score, "best": best_smiles,
+                               "best_score": best, "improvement": best - base_score,
+                               "similarity": sims, "success": best > base_score})
+    return rec
+
+
+METHODS = {"gradient": _gradient, "cmaes": _cmaes, "constrained": _constrained, "random": _random}
