@@ -184,12 +184,12 @@ def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path):
 ])
 def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, monkeypatch, run_main,
                                                          raised, code, last_line):
-    import molvae.data
+    import molvae.moses
 
     def fail(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(molvae.data, "sample_rows", fail)
+    monkeypatch.setattr(molvae.moses, "sample_rows", fail)
     (tmp_path / "in.csv").write_text("SMILES\nCCO\n")
     rc, _, err = run_main("data", "sample", tmp_path / "in.csv", tmp_path / "out.csv", "-n", 1)
     assert rc == code
@@ -199,13 +199,13 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, monkeypatch, 
 
 
 def test_a_user_error_is_exactly_one_line(tmp_path, monkeypatch, run_main):
-    import molvae.data
+    import molvae.moses
     from molvae.errors import DataError
 
     def fail(*args, **kwargs):
         raise DataError("in.csv: asked for 5 rows, file has 1\n(second line)")
 
-    monkeypatch.setattr(molvae.data, "sample_rows", fail)
+    monkeypatch.setattr(molvae.moses, "sample_rows", fail)
     (tmp_path / "in.csv").write_text("SMILES\nCCO\n")
     rc, out, err = run_main("data", "sample", tmp_path / "in.csv", tmp_path / "o.csv", "-n", 5)
     assert (rc, out) == (1, "")

@@ -114,7 +114,7 @@ def test_parallel_clean_matches_serial(tmp_path):
     assert serial.smiles == par.smiles and (serial.tokens == par.tokens).all()
 
 
-def test_bucketing_and_split():
+def test_bucketed_batches_cover_every_molecule_once():
     lengths = np.random.default_rng(0).integers(5, 60, size=5000)
     batches = bucketed_batches(lengths, 100, np.random.default_rng(1))
     assert sorted(np.concatenate(batches).tolist()) == list(range(5000))

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from molvae import chem
-from molvae.config import OptimizeConfig
+from molvae.config import DesirabilityTerm, OptimizeConfig
 from molvae.errors import OptimizationError
 from molvae.optimization import Objective, optimize
 from tests.conftest import SHIPPED_TRAIN
@@ -70,6 +70,13 @@ def test_window_and_desirability_objectives():
     obj = Objective("logp", window=(1.0, 3.0))
     assert obj.value({"logp": 2.0}) == 0 and obj.value({"logp": 4.0}) == -1.0
     assert Objective("sa", direction="minimize").value({"sa": 3.0}) == -3.0
+    terms = (DesirabilityTerm(property="qed", low=0.3, high=0.9, weight=2.0),
+             DesirabilityTerm(property="sa", kind="minimize", low=2.0, high=5.0))
+    both = Objective("desirability", desirability=terms)
+    assert both.names == ["heavy_atoms", "qed", "sa"]
+    # weighted geometric mean: qed 0.75 of the way (d 0.75), sa 1/3 of the way down (d 2/3)
+    assert both.value({"qed": 0.75, "sa": 3.0}) == pytest.approx((0.75**2 * (2 / 3)) ** (1 / 3))
+    assert both.value({"qed": 0.2, "sa": 3.0}) == 0.0  # one term at 0 gives 0
 
 
 @pytest.mark.parametrize("kw, msg", [

@@ -41,7 +41,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
-    from molvae.data import fetch_moses
+    from molvae.moses import fetch_moses
 
     if args.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {args.dataset!r} (available: {', '.join(DATASETS)})")
@@ -51,7 +51,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_data_sample(args: argparse.Namespace) -> None:
-    from molvae.data import sample_rows
+    from molvae.moses import sample_rows
 
     if args.n < 1:
         raise UsageError(f"-n must be a positive number of rows, got {args.n}")
