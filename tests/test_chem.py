@@ -63,12 +63,25 @@ def test_moses_screen_gives_the_unscreened_answer(test_smiles):
     agrees with matching every SMARTS, on passing and on failing molecules."""
     from rdkit import Chem
 
-    patterns, _ = chem.filters._moses_smarts()
+    patterns, names, _ = chem.filters._moses_smarts()
     for s in SMARTS_FAILURES + test_smiles[:60] + [RHODANINE, ASPIRIN]:
         mol = chem.to_mol(s)
         h = Chem.AddHs(mol)
-        assert chem.passes_moses(mol) == (not any(h.HasSubstructMatch(p) for p in patterns))
+        matched = [n for p, n in zip(patterns, names, strict=True) if h.HasSubstructMatch(p)]
+        assert chem.passes_moses(mol) == (not matched)
+        assert chem.moses_alerts(mol) == matched  # every broken rule, by name, in file order
     assert not any(chem.passes_moses(chem.to_mol(s)) for s in SMARTS_FAILURES)
+
+
+def test_moses_alerts_name_the_rule():
+    assert chem.moses_alerts(chem.to_mol(ASPIRIN)) == []
+    assert chem.moses_alerts(chem.to_mol("C1CCCCCCC1")) == ["ring>=8"]
+    assert chem.moses_alerts(chem.to_mol("C[N+](C)(C)C")) == ["charge"]
+    assert chem.moses_alerts(chem.to_mol("CC[Si](C)(C)C")) == ["atom:Si"]
+    assert chem.moses_alerts(chem.to_mol(RHODANINE))[0].startswith("PAINS:ene_rhod")
+    assert chem.moses_alerts(chem.to_mol("N#CC1=CC(=O)C=C1")) == ["PAINS:ene_cyano_E(1)"]
+    assert chem.moses_alerts(chem.to_mol("C=CC#N")) == ["MCF1"]  # acyclic C=C-C#N
+    assert chem.moses_alerts(chem.to_mol("C1CCCCCCC1[Si]C"), first_only=True) == ["ring>=8"]
 
 
 def test_batch_rows_equal_the_single_functions(test_smiles):

@@ -29,19 +29,25 @@ def _catalog(name: str) -> FilterCatalog:
 
 
 @functools.cache
-def _moses_smarts() -> tuple[list[Chem.Mol], np.ndarray]:
+def _moses_smarts() -> tuple[list[Chem.Mol], list[str], np.ndarray]:
     """MOSES medicinal-chemistry SMARTS (mcf.csv + wehi_pains.csv from molsets 0.3.1, MIT),
-    with each query's pattern fingerprint (packed bits) for screening."""
+    their rule names (MCF1.., PAINS regId), and each query's pattern fingerprint (packed
+    bits) for screening."""
     import csv
 
-    patterns = []
+    rules = []
     with open(DATA_DIR / "moses_mcf.csv", newline="") as fh:
-        patterns += [row["smarts"] for row in csv.DictReader(fh)]
+        rules += [(row["smarts"], row["names"]) for row in csv.DictReader(fh)]
     with open(DATA_DIR / "moses_wehi_pains.csv", newline="") as fh:
-        patterns += [row[0].strip() for row in csv.reader(fh) if row]
+        for row in csv.reader(fh):
+            if row:
+                name = row[1].strip().removeprefix("<regId=").removesuffix(">") if len(row) > 1 else ""
+                rules.append((row[0].strip(), f"PAINS:{name}" if name else "PAINS"))
     with rdBase.BlockLogs():
-        mols = [m for m in (Chem.MolFromSmarts(p) for p in patterns) if m is not None]
-    return mols, np.stack([_pattern_bits(m) for m in mols])
+        parsed = [(m, name) for m, name in ((Chem.MolFromSmarts(p), n) for p, n in rules)
+                  if m is not None]
+    mols = [m for m, _ in parsed]
+    return mols, [n for _, n in parsed], np.stack([_pattern_bits(m) for m in mols])
 
 
 def _pattern_bits(mol: Chem.Mol) -> np.ndarray:
@@ -54,21 +60,35 @@ def _pattern_bits(mol: Chem.Mol) -> np.ndarray:
 MOSES_ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 
 
-def passes_moses(mol: Chem.Mol) -> bool:
-    """The MOSES filter (Polykovskiy et al. 2020): MCF + PAINS SMARTS, allowed atoms,
-    no charge, no ring of 8 or more atoms; same rules as ``moses.metrics.mol_passes_filters``.
-    The ~500 SMARTS are screened by pattern fingerprint first (~95% skipped, same result,
-    ~4x faster)."""
-    if any(len(r) >= 8 for r in mol.GetRingInfo().AtomRings()):
-        return False
+def moses_alerts(mol: Chem.Mol, first_only: bool = False) -> list[str]:
+    """Names of the MOSES filter rules a molecule breaks (Polykovskiy et al. 2020; same
+    rules as ``moses.metrics.mol_passes_filters``): ``ring>=8``, ``charge``, ``atom:X``,
+    then the MCF and PAINS SMARTS by name (``MCF7``, ``PAINS:ene_rhod_A(235)``). Empty =
+    passes. The ~500 SMARTS are screened by pattern fingerprint first (~95% skipped, same
+    result, ~4x faster); ``first_only`` stops at the first broken rule."""
+    alerts = []
+    largest = max((len(r) for r in mol.GetRingInfo().AtomRings()), default=0)
+    if largest >= 8:
+        alerts.append("ring>=8")
     if any(a.GetFormalCharge() != 0 for a in mol.GetAtoms()):
-        return False
-    if any(a.GetSymbol() not in MOSES_ALLOWED_ATOMS for a in mol.GetAtoms()):
-        return False
+        alerts.append("charge")
+    alerts += sorted({f"atom:{a.GetSymbol()}" for a in mol.GetAtoms()
+                      if a.GetSymbol() not in MOSES_ALLOWED_ATOMS})
+    if alerts and first_only:
+        return alerts[:1]
     h_mol = Chem.AddHs(mol)
-    patterns, bits = _moses_smarts()
-    possible = np.flatnonzero(~(bits & ~_pattern_bits(h_mol)).any(1))
-    return not any(h_mol.HasSubstructMatch(patterns[i]) for i in possible)
+    patterns, names, bits = _moses_smarts()
+    for i in np.flatnonzero(~(bits & ~_pattern_bits(h_mol)).any(1)):
+        if h_mol.HasSubstructMatch(patterns[i]):
+            alerts.append(names[i])
+            if first_only:
+                break
+    return alerts
+
+
+def passes_moses(mol: Chem.Mol) -> bool:
+    """The MOSES filter: no rule of ``moses_alerts`` broken."""
+    return not moses_alerts(mol, first_only=True)
 
 
 def passes_lipinski(mol: Chem.Mol) -> bool:
