@@ -65,16 +65,27 @@ def _count_rows(path: Path) -> int:
         return sum(1 for _ in fh) - 1  # header
 
 
-def sample_rows(src: str | Path, dest: str | Path, n: int, seed: int) -> int:
-    """Write ``n`` rows drawn without replacement (numpy seed ``seed``) from a CSV(.gz),
-    keeping the header and the original order of the drawn rows."""
+def _read_rows(path: str | Path) -> pd.DataFrame:
     try:
-        df = pd.read_csv(src, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError,
             pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{src}: cannot read ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
+def sample_rows(src: str | Path, dest: str | Path, n: int, seed: int,
+                exclude: str | Path | None = None) -> int:
+    """Write ``n`` rows drawn without replacement (numpy seed ``seed``) from a CSV(.gz),
+    keeping the header and the original order of the drawn rows. With ``exclude`` (a CSV
+    with the same first column), rows whose first value appears there are never drawn:
+    e.g. a held-out set disjoint from a shipped sample."""
+    df = _read_rows(src)
+    if exclude is not None:
+        taken = set(_read_rows(exclude).iloc[:, 0])
+        df = df[~df.iloc[:, 0].isin(taken)]
     if n > len(df):
-        raise DataError(f"{src}: asked for {n} rows, file has {len(df)}")
+        raise DataError(f"{src}: asked for {n} rows, file has {len(df)}"
+                        + (" outside the excluded ones" if exclude is not None else ""))
     idx = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     df.iloc[idx].to_csv(dest, index=False, compression="gzip" if str(dest).endswith(".gz") else None)

@@ -25,6 +25,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     sample_parser.add_argument("dest")
     sample_parser.add_argument("-n", type=int, required=True)
     sample_parser.add_argument("--seed", type=int, default=0)
+    sample_parser.add_argument("--exclude", help="CSV whose first-column values are never drawn")
     sample_parser.set_defaults(func=cmd_data_sample)
 
     prepare_parser = actions.add_parser("prepare",
@@ -55,7 +56,8 @@ def cmd_data_sample(args: argparse.Namespace) -> None:
 
     if args.n < 1:
         raise UsageError(f"-n must be a positive number of rows, got {args.n}")
-    n = sample_rows(check_input(args.src), args.dest, args.n, args.seed)
+    n = sample_rows(check_input(args.src), args.dest, args.n, args.seed,
+                    check_input(args.exclude) if args.exclude else None)
     print(f"wrote {n} rows to {args.dest}")
 
 
