@@ -97,6 +97,7 @@ class TrainConfig(_Section):
     prior_codes: int = Field(16384, ge=0)  # training posteriors kept for prior="posterior" (0 = none)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool | None = None  # bf16 autocast of forward and loss; None: on for CUDA, off on CPU
     threads: int | None = Field(None, ge=1)
     out_dir: Path = Path("runs/train")
 

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from . import chem
 from .checkpoint import (
     TRAINING_ONLY,
     model_record,
@@ -109,6 +108,8 @@ def evaluate_dataset(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, batch_
 def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, batch_size: int,
                          device: torch.device) -> float:
     """Fraction of molecules whose greedy decode of mu gives the same canonical SMILES."""
+    from . import chem  # here, not at import: training from a token file needs no RDKit
+
     model.eval()
     hits = 0
     max_len = int(ds.tokens.shape[1]) + 10
@@ -235,17 +236,20 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
 def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfig) -> dict[str, float]:
     """One optimizer step on the molecules ``idx`` of ``ds``; returns the batch's metrics."""
     model = loop.model
-    tokens, lengths = (torch.from_numpy(a).to(loop.device) for a in collate(ds, idx))
-    out = model(tokens, lengths)
-    recon = reconstruction_loss(out["logits"], tokens).mean()
-    kl_dims = kl_divergence(out["mu"], out["logvar"])
+    tokens, lengths = (torch.from_numpy(a).to(loop.device, non_blocking=True)
+                       for a in collate(ds, idx))
+    amp = loop.device.type == "cuda" if cfg.amp is None else cfg.amp
+    with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(tokens, lengths)
+        recon = reconstruction_loss(out["logits"].float(), tokens).mean()
+    kl_dims = kl_divergence(out["mu"].float(), out["logvar"].float())
     beta = beta_at(loop.step, cfg.beta_schedule, cfg.beta_start, cfg.beta_max, cfg.beta_warmup_steps)
     loss = recon + beta * kl_term(kl_dims, cfg.free_bits)
     metrics = {"recon": float(recon.detach()), "kl": float(kl_dims.detach().sum(1).mean()),
                "beta": beta}
     if "properties" in out:
         y = _property_targets(ds, idx, loop.prop_stats).to(loop.device)
-        prop_loss = torch.nn.functional.mse_loss(out["properties"], y)
+        prop_loss = torch.nn.functional.mse_loss(out["properties"].float(), y)
         loss = loss + cfg.property_weight * prop_loss
         metrics["prop_mse"] = float(prop_loss.detach())
     loop.opt.zero_grad(set_to_none=True)

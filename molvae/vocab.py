@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import selfies as sf
 
-from . import chem
 from .errors import InvalidMoleculeError, VocabError
 
 logger = logging.getLogger(__name__)
@@ -179,6 +178,8 @@ def encode_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True) -> T
     With ``strict``, an invalid SMILES or unknown tokens raise InvalidMoleculeError;
     otherwise such molecules get an error string and the batch goes on.
     """
+    from . import chem  # here, not at import: training from a token file needs no RDKit
+
     rows: list[list[int]] = []
     canon: list[str] = []
     errors: list[str | None] = []

@@ -13,6 +13,7 @@ from molvae.data import (
     split,
 )
 from molvae.vocab import Vocab
+from tests.conftest import SHIPPED_TRAIN
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 GOOD = [ASPIRIN, "c1ccccc1O", "CCN(CC)CC", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
@@ -128,3 +129,38 @@ def test_split_and_collate(tmp_path):
     assert len(tr) == 3 and len(va) == 1 and set(tr.smiles) | set(va.smiles) == set(ds.smiles)
     tokens, lengths = collate(ds, np.array([0, 1]))
     assert tokens.shape[1] == lengths.max() and tokens.dtype == np.int64
+
+
+def test_token_file_round_trip_and_training_without_rdkit(tmp_path):
+    """`data prepare --export` writes a token file that `data.path` takes as it is; training
+    from it imports no RDKit (the GPU machine has none)."""
+    import subprocess
+    import sys
+
+    from molvae.config import DataConfig
+    from molvae.data import export_tokens, prepare
+
+    cfg = DataConfig(path=SHIPPED_TRAIN, limit=400, cache_dir=tmp_path / "cache")
+    ds = prepare(cfg)
+    path = export_tokens(ds, tmp_path / "tokens.npz")
+    back = prepare(DataConfig(path=path, limit=300, cache_dir=tmp_path / "cache2"))
+    assert len(back) == 300 and back.vocab == ds.vocab and back.smiles == ds.smiles[:300]
+    assert np.array_equal(back.tokens, ds.tokens[:300, : back.tokens.shape[1]])
+    with pytest.raises(DataError, match="must end in .npz"):
+        export_tokens(ds, tmp_path / "tokens.csv")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a molvae token file"):
+        prepare(DataConfig(path=tmp_path / "junk.npz"))
+    code = f"""
+import sys
+sys.modules["rdkit"] = None  # any RDKit import now fails
+from molvae.config import DataConfig, ModelConfig, TrainConfig
+from molvae.train import train_model
+r = train_model(DataConfig(path=r"{path}"), ModelConfig(embedding_size=8, encoder_hidden_size=8,
+                latent_size=4, decoder_hidden_size=16),
+                TrainConfig(epochs=1, batch_size=64, out_dir=r"{tmp_path / 'run'}", threads=1,
+                            recon_eval_size=0, prior_codes=50, amp=True))
+print("ok", len(r.history))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok 1", out.stderr[-2000:]

@@ -38,6 +38,9 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     prepare_parser.add_argument("--max-tokens", type=int,
                                 help="data.max_tokens (default 100)")
     prepare_parser.add_argument("--cache-dir", help="data.cache_dir (default .molvae_cache)")
+    prepare_parser.add_argument("--export", metavar="TOKENS.npz",
+                                help="also write a compressed token file that `--data` (train) "
+                                     "takes as it is: no source file, no RDKit needed (GPU runs)")
     prepare_parser.set_defaults(func=cmd_data_prepare)
 
 
@@ -62,7 +65,7 @@ def cmd_data_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> None:
-    from molvae.data import prepare
+    from molvae.data import export_tokens, prepare
 
     cfg = load_run_config(args, {
         "data.path": args.path,
@@ -80,3 +83,6 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     drops = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
     print(f"kept {report['kept']} of {report['rows']} molecules (dropped: {drops}); "
           f"vocabulary {len(ds.vocab)} tokens; cache key {ds.key}")
+    if args.export:
+        path = export_tokens(ds, args.export)
+        print(f"token file {path} ({path.stat().st_size / 1e6:.1f} MB)")
