@@ -8,7 +8,8 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     vocab            list[str], token id -> SELFIES symbol
     model_state      the SelfiesVAE state dict
     property_stats   {name: [mean, std]} of the property head's targets
-    train_hashes     int64 tensor, sorted hashes of the training SMILES (novelty)
+    train_hashes     int64 tensor, sorted hashes of the training SMILES (novelty); or
+    train_hashes_file  {"name", "sha256", "count"}: the same in a .npy file beside it
     history          list of per-epoch validation metrics
     info             {str: int | float | str}: data and run facts
     prior            optional {"mu", "logvar": (M, Z) float16, "width": float}
@@ -19,6 +20,7 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import zipfile
@@ -34,6 +36,8 @@ from .config import ModelConfig
 from .errors import CheckpointError, TrainingError
 from .model import SelfiesVAE, build_model
 from .vocab import Vocab
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 TRAINING_ONLY = ("optimizer_state", "scheduler_state", "rng")
@@ -125,14 +129,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         raise CheckpointError(f"{path}: incompatible checkpoint ({first[:160]})") from None
     model.to(device).eval()
     stats = {k: (float(m), float(s)) for k, (m, s) in state.get("property_stats", {}).items()}
-    hashes = state.get("train_hashes")
     return LoadedModel(
         model=model,
         vocab=vocab,
         model_config=mcfg,
         train_config=state.get("train_config", {}),
         property_stats=stats,
-        train_hashes=hashes.numpy() if isinstance(hashes, torch.Tensor) else None,
+        train_hashes=_read_hashes(state, Path(path)),
         history=state.get("history", []),
         info=state.get("info", {}),
         path=Path(path),
@@ -155,12 +158,67 @@ def _read_prior(prior, latent_size: int, path) -> dict | None:
     return {"mu": prior["mu"].float(), "logvar": prior["logvar"].float(), "width": float(width)}
 
 
-def export_model(src: str | Path, dest: str | Path) -> Path:
-    """Strip optimizer and RNG state from a training checkpoint (a small inference file)."""
+def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
+                 hashes_apart: bool = False, max_codes: int | None = None) -> Path:
+    """Strip optimizer and RNG state from a training checkpoint (a small inference file).
+
+    ``half``: weights stored in float16 (loaded back into float32). ``hashes_apart``: the
+    training-set hashes go to ``train_hashes_<digest>.npy`` beside ``dest`` (written once,
+    shared by every model trained on the same data) and the checkpoint names that file.
+    ``max_codes``: keep a seeded random subset of the stored prior codes.
+    """
     state = read_checkpoint(src)
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
-    save_checkpoint(Path(dest), keep)
-    return Path(dest)
+    dest = Path(dest)
+    if half:
+        keep["model_state"] = {k: v.half() if v.is_floating_point() else v
+                               for k, v in keep["model_state"].items()}
+    if hashes_apart and isinstance(keep.get("train_hashes"), torch.Tensor):
+        keep["train_hashes_file"] = write_hashes(keep.pop("train_hashes").numpy(), dest.parent)
+    prior = keep.get("prior")
+    if max_codes is not None and prior is not None and len(prior["mu"]) > max_codes:
+        pick = torch.randperm(len(prior["mu"]), generator=torch.Generator().manual_seed(0))
+        pick = pick[:max_codes].sort().values
+        keep["prior"] = {**prior, "mu": prior["mu"][pick], "logvar": prior["logvar"][pick]}
+    save_checkpoint(dest, keep)
+    return dest
+
+
+def write_hashes(hashes: np.ndarray, folder: Path) -> dict:
+    """Store sorted training-set hashes as ``train_hashes_<digest>.npy`` in ``folder``
+    (kept if already there) and return the reference a checkpoint holds."""
+    hashes = np.ascontiguousarray(hashes, dtype=np.int64)
+    digest = hashlib.sha256(hashes.tobytes()).hexdigest()
+    path = Path(folder) / f"train_hashes_{digest[:16]}.npy"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            np.save(fh, hashes, allow_pickle=False)
+        os.replace(tmp, path)
+    return {"name": path.name, "sha256": digest, "count": int(len(hashes))}
+
+
+def _read_hashes(state: dict, path: Path) -> np.ndarray | None:
+    """The training-set hashes: in the checkpoint, or in the file it names beside it."""
+    hashes = state.get("train_hashes")
+    if isinstance(hashes, torch.Tensor):
+        return hashes.numpy()
+    ref = state.get("train_hashes_file")
+    if not isinstance(ref, dict):
+        return None
+    file = path.parent / str(ref.get("name", ""))
+    if not file.is_file():
+        logger.warning("%s: training-set hashes %s not found beside it; novelty cannot be "
+                       "judged (every molecule counts as novel)", path, file.name)
+        return None
+    try:
+        hashes = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: unreadable training-set hashes ({exc})") from None
+    if hashlib.sha256(np.ascontiguousarray(hashes).tobytes()).hexdigest() != ref.get("sha256"):
+        raise CheckpointError(f"{file}: training-set hashes do not match the checkpoint's")
+    return hashes
 
 
 def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) -> Path:

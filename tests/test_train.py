@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,3 +202,32 @@ def test_freeze_encoder_trains_the_decoder_only(tiny_trained, tmp_path):
     for name, value in after.items():
         same = torch.equal(value, before[name])
         assert same == name.startswith(("encoder.", "latent.")), name
+
+
+def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_path):
+    from molvae.cli import main
+
+    lm, result = tiny_trained
+    dest = tmp_path / "models" / "small.pt"
+    assert main(["export", str(result.checkpoint), str(dest), "--half", "--hashes-apart",
+                 "--max-codes", "20"]) == 0
+    state = torch.load(dest, weights_only=True)
+    assert "train_hashes" not in state and state["train_hashes_file"]["count"] == len(lm.train_hashes)
+    assert all(v.dtype == torch.float16 for v in state["model_state"].values() if v.is_floating_point())
+    assert len(state["prior"]["mu"]) == 20
+    hashes = list((tmp_path / "models").glob("train_hashes_*.npy"))
+    assert len(hashes) == 1
+    small = load_model(dest)
+    assert (small.train_hashes == lm.train_hashes).all()  # novelty as before
+    x = torch.randn(3, TINY_MODEL["latent_size"])
+    full = lm.model.decoder.initial_hidden(x)
+    assert torch.allclose(small.model.decoder.initial_hidden(x), full, atol=1e-2)  # fp16-rounded
+    # a second model trained on the same data shares the hash file instead of adding one
+    assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "b.pt"),
+                 "--hashes-apart"]) == 0
+    assert len(list((tmp_path / "models").glob("train_hashes_*.npy"))) == 1
+    hashes[0].unlink()  # without its hash file the model still loads, novelty unknown
+    assert load_model(dest).train_hashes is None
+    np.save(hashes[0], np.zeros(3, dtype=np.int64))  # a wrong file is refused
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_model(dest)

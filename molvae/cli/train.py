@@ -25,6 +25,35 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
                               "model shape; train.init_from)")
     train_parser.set_defaults(func=cmd_train)
 
+    export_parser = sub.add_parser("export", help="a small inference file from a training "
+                                   "checkpoint (no optimizer state)")
+    export_parser.add_argument("src", help="training checkpoint, e.g. runs/train/best.pt")
+    export_parser.add_argument("dest", help="inference model to write (.pt)")
+    export_parser.add_argument("--half", action="store_true",
+                               help="store the weights in float16 (half the size)")
+    export_parser.add_argument("--hashes-apart", action="store_true",
+                               help="write the training-set hashes once beside DEST "
+                                    "(train_hashes_<digest>.npy), shared by later models")
+    export_parser.add_argument("--max-codes", type=int,
+                               help="keep at most this many stored prior codes")
+    export_parser.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from molvae.checkpoint import export_model
+
+    from .common import UsageError, check_input
+
+    if Path(args.dest).suffix != ".pt":
+        raise UsageError(f"{args.dest}: the model file must end in .pt")
+    if args.max_codes is not None and args.max_codes < 1:
+        raise UsageError(f"--max-codes must be >= 1, got {args.max_codes}")
+    dest = export_model(check_input(args.src), args.dest, half=args.half,
+                        hashes_apart=args.hashes_apart, max_codes=args.max_codes)
+    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+
 
 class ProgressCallback:
     """A train.Callback: tqdm bar with loss, reconstruction, KL and token accuracy."""
