@@ -13,6 +13,7 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     history          list of per-epoch validation metrics
     info             {str: int | float | str}: data and run facts
     prior            optional {"mu", "logvar": (M, Z) float16, "width": float}
+    ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
   training checkpoints add: optimizer_state, scheduler_state, epoch, step, best_val,
   bad_epochs, rng (what ``resume`` needs; ``export_model`` drops them).
 """
@@ -57,6 +58,7 @@ class LoadedModel:
     info: dict = field(default_factory=dict)
     path: Path | None = None
     prior: dict | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules, "width"
+    ring_sizes: list[int] | None = None  # ring sizes of the training data (the ring grammar)
 
     def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
         """True where a canonical SMILES is not in the training set (needs train_hashes)."""
@@ -140,7 +142,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         info=state.get("info", {}),
         path=Path(path),
         prior=_read_prior(state.get("prior"), mcfg.latent_size, path),
+        ring_sizes=_read_ring_sizes(state.get("ring_sizes"), path),
     )
+
+
+def _read_ring_sizes(sizes, path) -> list[int] | None:
+    if sizes is None:
+        return None
+    if not isinstance(sizes, list) or not sizes or not all(
+            isinstance(k, int) and not isinstance(k, bool) and 3 <= k <= 100 for k in sizes):
+        raise CheckpointError(f"{path}: incompatible checkpoint (malformed ring_sizes)")
+    return sorted(sizes)
 
 
 def _read_prior(prior, latent_size: int, path) -> dict | None:
@@ -227,6 +239,8 @@ def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) ->
     state = read_checkpoint(src)
     state["prior"] = {**{k: prior[k].half().cpu() for k in ("mu", "logvar")},
                       "width": float(prior.get("width", 1.0))}
+    if prior.get("ring_sizes"):
+        state["ring_sizes"] = [int(k) for k in prior["ring_sizes"]]
     dest = Path(dest or src)
     save_checkpoint(dest, state)
     return dest
@@ -236,7 +250,7 @@ def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) ->
 
 def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, vocab: Vocab, *,
                  property_stats: dict[str, tuple[float, float]], train_hashes: torch.Tensor,
-                 history: list[dict], info: dict) -> dict:
+                 history: list[dict], info: dict, ring_sizes: list[int] | None = None) -> dict:
     """The inference part of a checkpoint (every key but the TRAINING_ONLY ones)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -248,6 +262,7 @@ def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, voc
         "train_hashes": train_hashes,
         "history": history,
         "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str))},
+        **({"ring_sizes": list(ring_sizes)} if ring_sizes else {}),
     }
 
 

@@ -107,6 +107,8 @@ class GenerateConfig(_Section):
     batch_size: int = Field(1000, ge=1)
     temperature: float = Field(1.0, gt=0)
     greedy: bool = False
+    top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling; None = off
+    ring_grammar: bool = False  # never close a ring of a size the training data lacks
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)

@@ -8,6 +8,7 @@ selfies, valid, source, ...); ``molvae.annotate`` adds properties, filters and s
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -19,6 +20,7 @@ from . import chem, parallel
 from .checkpoint import LoadedModel
 from .config import GenerateConfig, validate
 from .errors import GenerationError
+from .grammar import RingSizeConstraint
 from .latent import LatentPrior, codes, device_of, encode_batches, slerp
 from .vocab import Vocab, encode_smiles, selfies_to_smiles
 
@@ -59,6 +61,21 @@ def settings(cfg: GenerateConfig | None = None, **overrides) -> GenerateConfig:
     return validate(GenerateConfig, {**base, **overrides})  # type: ignore[return-value]
 
 
+@functools.lru_cache(maxsize=4)
+def _ring_constraint(tokens: tuple[str, ...], sizes: tuple[int, ...]) -> RingSizeConstraint:
+    return RingSizeConstraint(list(tokens), sizes)
+
+
+def ring_constraint(lm: LoadedModel) -> RingSizeConstraint:
+    """The ring grammar of ``lm``: closures may only make ring sizes its training data has."""
+    if not lm.ring_sizes:
+        raise GenerationError(
+            f"{lm.path or 'this model'} stores no training ring sizes, which the ring grammar "
+            "needs: add them with `molvae prior TRAIN_FILE --model MODEL` (it stores them with "
+            "the codes), or sample with generate.ring_grammar = false")
+    return _ring_constraint(tuple(lm.vocab.tokens), tuple(lm.ring_sizes))
+
+
 def _decode_batch(lm: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConfig,
                   greedy: bool | None = None) -> np.ndarray:
     """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg``."""
@@ -66,7 +83,8 @@ def _decode_batch(lm: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConf
     gen = torch.Generator(device=device).manual_seed(seed)
     return lm.model.decoder.generate(
         z.to(device), cfg.max_length, cfg.temperature, cfg.greedy if greedy is None else greedy,
-        gen, lm.vocab.structural_ids()).cpu().numpy()
+        gen, lm.vocab.structural_ids(), top_p=cfg.top_p,
+        constraint=ring_constraint(lm) if cfg.ring_grammar else None).cpu().numpy()
 
 
 @torch.no_grad()
@@ -137,6 +155,8 @@ def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int |
     next batch. Columns: smiles, selfies, valid, source, seed, step.
     """
     cfg = settings(cfg, **overrides)
+    if cfg.ring_grammar:
+        ring_constraint(lm)  # fails here, with its one line, if the model cannot
     n, device = cfg.num_samples, device_of(lm)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     latent = LatentPrior(lm, cfg.prior, gen, part, code_seed, cfg.prior_width)

@@ -15,6 +15,7 @@ import torch
 from .checkpoint import LoadedModel
 from .data import EncodedDataset, collate, sequential_batches
 from .errors import GenerationError
+from .grammar import allowed_ring_sizes
 from .model import SelfiesVAE, kl_divergence, reconstruction_loss
 from .vocab import PAD_ID, encode_smiles
 
@@ -181,7 +182,14 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     for i, (t, ln) in enumerate(rows):
         tokens[i, :ln] = t
     ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), lm.vocab)
-    return {**dataset_codes(lm.model, ds, n, batch_size, device_of(lm), seed), "width": float(width)}
+    return {**dataset_codes(lm.model, ds, n, batch_size, device_of(lm), seed), "width": float(width),
+            "ring_sizes": dataset_ring_sizes(ds)}
+
+
+def dataset_ring_sizes(ds: EncodedDataset, n: int = 20_000) -> list[int]:
+    """The ring sizes the training molecules contain (the ring grammar's allowed set), from
+    the SELFIES of up to ``n`` of them."""
+    return allowed_ring_sizes(ds.vocab.decode(row) for row in ds.tokens[:n])
 
 
 # --------------------------------------------------------------------------- geometry

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,13 @@ from torch import nn
 
 from .config import ModelConfig
 from .vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+class DecodeConstraint(Protocol):
+    """A decoding grammar (``molvae.grammar.RingSizeConstraint``): ``start(B)`` returns a
+    state with ``banned(alive) -> (b', V) bool | None`` and ``advance(alive, tokens)``."""
+
+    def start(self, batch_size: int): ...
 
 
 class Encoder(nn.Module):
@@ -131,12 +139,23 @@ class Decoder(nn.Module):
     @torch.no_grad()
     def generate(self, z: torch.Tensor, max_length: int = 100, temperature: float = 1.0,
                  greedy: bool = False, generator: torch.Generator | None = None,
-                 banned_first: Sequence[int] = ()) -> torch.Tensor:
+                 banned_first: Sequence[int] = (), *,
+                 constraint: DecodeConstraint | None = None,
+                 top_p: float | None = None) -> torch.Tensor:
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>.
 
         ``banned_first``: ids never emitted first (<eos> always is). Finished molecules
         leave the batch, so the cost follows the mean length, not the max.
+        ``constraint``: a decoding grammar (``molvae.grammar.RingSizeConstraint``, or any
+        object whose ``start(B)`` returns a state with ``banned(alive) -> (b', V) bool | None``
+        and ``advance(alive, tokens)``); its banned tokens get zero probability, the rest is
+        renormalized. ``top_p``: nucleus sampling, draw from the smallest set of tokens
+        whose probability (after temperature) reaches top_p (0: the top token only; None or
+        1.0: off; greedy ignores it). With both None the draws are those of the plain path.
         """
+        if top_p is not None and not 0.0 <= top_p <= 1.0:
+            raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+        nucleus = top_p is not None and top_p < 1.0 and not greedy
         first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         b = z.shape[0]
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
@@ -144,6 +163,7 @@ class Decoder(nn.Module):
         tok = torch.full((b,), BOS_ID, dtype=torch.long, device=z.device)
         alive = torch.arange(b, device=z.device)
         zg, step = self._step_fn(z)
+        grammar = constraint.start(b) if constraint is not None else None
         for t in range(max_length):
             h = step(tok, zg, h)
             logits = self.out(h[-1])  # (b', V)
@@ -151,12 +171,24 @@ class Decoder(nn.Module):
             logits[:, BOS_ID] = -math.inf
             if t == 0:
                 logits[:, first_ban] = -math.inf  # an empty string is not a molecule
+            if grammar is not None:
+                banned = grammar.banned(alive)  # (b', V) or None
+                if banned is not None:
+                    logits.masked_fill_(banned, -math.inf)
             if greedy:
                 tok = logits.argmax(-1)
             else:
                 probs = torch.softmax(logits / temperature, dim=-1)
+                if nucleus:
+                    sorted_p, order = probs.sort(dim=-1, descending=True)
+                    # drop a token when the mass before it already reaches top_p
+                    drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
+                    drop[:, 0] = False
+                    probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
                 tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
             out[alive, t] = tok
+            if grammar is not None:
+                grammar.advance(alive, tok)
             running = tok != EOS_ID
             if not bool(running.all()):
                 alive, tok, zg, h = alive[running], tok[running], zg[running], h[:, running]

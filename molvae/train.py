@@ -31,7 +31,7 @@ from .checkpoint import (
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, sequential_batches, split
 from .errors import CheckpointError, TrainingError
-from .latent import dataset_codes
+from .latent import dataset_codes, dataset_ring_sizes
 from .model import (
     SelfiesVAE,
     beta_at,
@@ -312,7 +312,8 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),
             "device": str(loop.device), **data_info}
-    facts = {"train_hashes": torch.from_numpy(np.sort(smiles_hashes(train_ds.smiles))), "info": info}
+    facts = {"train_hashes": torch.from_numpy(np.sort(smiles_hashes(train_ds.smiles))), "info": info,
+             "ring_sizes": dataset_ring_sizes(train_ds)}
     for cb in callbacks:
         cb.on_train_start(info)
     t0 = time.perf_counter()

@@ -36,6 +36,11 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
     parser.add_argument("--temperature", type=float, help="> 0 (generate.temperature; default 1)")
     parser.add_argument("--greedy", action="store_true", default=None, help="generate.greedy")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling: draw each token from the "
+                        "smallest set holding this much probability (generate.top_p; 0 < p <= 1)")
+    parser.add_argument("--ring-grammar", action=argparse.BooleanOptionalAction, default=None,
+                        help="never close a ring of a size the training data lacks "
+                             "(generate.ring_grammar)")
     parser.add_argument("--unique", action="store_true", default=None,
                         help="keep going until N unique valid (generate.unique)")
     parser.add_argument("--batch-size", type=int, help="generate.batch_size (default 1000)")
@@ -59,6 +64,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.seed": args.seed,
         "generate.temperature": args.temperature,
         "generate.greedy": args.greedy,
+        "generate.top_p": args.top_p,
+        "generate.ring_grammar": args.ring_grammar,
         "generate.unique": args.unique,
         "generate.batch_size": args.batch_size,
         "generate.max_length": args.max_length,
