@@ -37,7 +37,8 @@ SHIPPED_MODEL = REPO_DIR / "data" / "model" / "molvae_moses.pt"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused everywhere: no setting means "infinitely large" here
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

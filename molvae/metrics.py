@@ -146,6 +146,9 @@ def fcd(canonical: Sequence[str], reference: Sequence[str], device: str = "cpu",
 
     gen = [s for s in canonical if s]
     ref = [c for c in (chem.canonical_smiles(s) for s in reference) if c]
+    if len(gen) < 2 or len(ref) < 2:  # a covariance needs two molecules (sqrtm hangs on one)
+        raise MetricsError(f"FCD needs at least 2 valid molecules on each side, got "
+                           f"{len(gen)} generated and {len(ref)} reference")
     model = fcd_lib.load_ref_model()
     mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device, progress=progress)
     key = _content_key(ref)
@@ -273,6 +276,8 @@ def evaluate(
     ref_rows = reference_rows(list(reference), cache_dir, workers, with_fragments)
     canonical = [r["smiles"] for r in gen_rows]
     ref_valid = [r for r in ref_rows if r["valid"]]
+    if not ref_valid:
+        raise MetricsError("the reference set has no valid molecule")
     ref_canon = [r["smiles"] for r in ref_valid]
     valid_rows = [r for r in gen_rows if r["valid"]]
     n = len(gen_rows)
@@ -298,7 +303,11 @@ def evaluate(
         out["novelty"] = novelty(canonical, is_novel)
     for p in PLOT_PROPERTIES:
         out[f"w_{p}"] = wasserstein([r[p] for r in valid_rows], [r[p] for r in ref_valid])
-    if with_fcd:
+    if with_fcd and len(valid_rows) < 2:
+        logger.warning("FCD needs at least 2 valid molecules (%d here): reported as NaN",
+                       len(valid_rows))
+        out["fcd"] = float("nan")
+    elif with_fcd:
         tick = progress and progress("FCD", len(valid_rows))
         out["fcd"] = fcd(canonical, ref_canon, cache_dir=cache_dir, progress=tick)
     return out, gen_rows, ref_rows

@@ -252,6 +252,11 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
         prop_loss = torch.nn.functional.mse_loss(out["properties"].float(), y)
         loss = loss + cfg.property_weight * prop_loss
         metrics["prop_mse"] = float(prop_loss.detach())
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"the loss became {float(loss.detach())} at step {loop.step + 1} (learning rate "
+            f"{loop.sched.get_last_lr()[0]:.3g}: too high?); training stopped, and the checkpoints "
+            f"in {cfg.out_dir} are those of the last finished epoch")
     loop.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(loop.trainable, cfg.grad_clip)

@@ -54,3 +54,11 @@ def test_missing_and_malformed_files(tmp_path):
 def test_section_validation_names_the_key():
     with pytest.raises(ConfigError, match="batch_size"):
         validate(TrainConfig, {"batch_size": 0})
+
+
+@pytest.mark.parametrize("override", ["train.lr=inf", "train.lr=nan", "optimize.sigma=inf",
+                                      "generate.temperature=inf", "generate.neighbor_radii=[nan]",
+                                      "score.min_reference_similarity=nan"])
+def test_non_finite_numbers_are_refused(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace("[", "")):
+        load_config(None, [override])

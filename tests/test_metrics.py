@@ -109,3 +109,16 @@ def test_fcd_separates_distributions(test_smiles, tmp_path):
     same = metrics.fcd(test_smiles[:300], test_smiles[300:600], cache_dir=tmp_path)
     alkanes = ["C" * n for n in range(5, 35)] * 10
     assert metrics.fcd(alkanes, test_smiles[300:600], cache_dir=tmp_path) > same + 10
+
+
+@pytest.mark.timeout(120)
+def test_degenerate_inputs_end_by_rule_not_by_hanging(test_smiles):
+    """FCD of one molecule used to spin forever in scipy's sqrtm."""
+    from molvae.errors import MetricsError
+
+    with pytest.raises(MetricsError, match="at least 2 valid molecules"):
+        metrics.fcd(["CCO"], test_smiles[:50])
+    m, _, _ = metrics.evaluate(["CCO", "not a molecule"], test_smiles[:50], with_fragments=False)
+    assert m["validity"] == 0.5 and np.isnan(m["fcd"])
+    with pytest.raises(MetricsError, match="no valid molecule"):
+        metrics.evaluate(["CCO", "CCN"], ["junk", "C1CC"], with_fcd=False)

@@ -231,3 +231,20 @@ def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_
     np.save(hashes[0], np.zeros(3, dtype=np.int64))  # a wrong file is refused
     with pytest.raises(CheckpointError, match="do not match"):
         load_model(dest)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_trained, tmp_path):
+    from molvae.errors import TrainingError
+
+    _, result = tiny_trained
+    out = tmp_path / "nan"
+    out.mkdir()
+    good = read_checkpoint(result.checkpoint)
+    torch.save(good, out / "last.pt")
+    data = DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "cache")
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=1e30, out_dir=out, threads=1, recon_eval_size=0,
+                      prior_codes=0, init_from=result.checkpoint)
+    with pytest.raises(TrainingError, match="the loss became .* at step"):
+        train_model(data, ModelConfig(**TINY_MODEL), cfg)
+    kept = read_checkpoint(out / "last.pt")["model_state"]
+    assert all(torch.equal(kept[k], v) for k, v in good["model_state"].items())

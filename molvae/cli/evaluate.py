@@ -41,7 +41,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                                  cache_dir=".molvae_cache", progress=bars)
     finally:
         bars.close()
-    out = write_text(json.dumps(m, indent=2), args.out or "evaluation.json")
+    # JSON has no NaN: a metric that could not be computed is null
+    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in m.items()}
+    out = write_text(json.dumps(clean, indent=2, allow_nan=False), args.out or "evaluation.json")
     plot = metrics.plot_distributions(gen_rows, ref_rows, out.with_suffix(".png"))
     print(pd.Series(m).to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"-> {out}, {plot}", file=sys.stderr)
