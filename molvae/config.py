@@ -101,6 +101,7 @@ class TrainConfig(_Section):
     amp: bool | None = None  # bf16 autocast of forward and loss; None: on for CUDA, off on CPU
     threads: int | None = Field(None, ge=1)
     out_dir: Path = Path("runs/train")
+    overwrite: bool = False  # replace a trained model already in out_dir (else refused)
 
 
 class GenerateConfig(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import math
 import time
 from collections.abc import Sequence
@@ -291,6 +292,24 @@ def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg:
     return val, improved
 
 
+def check_out_dir(cfg: TrainConfig, resume: str | Path | None = None) -> None:
+    """Before any work: ``cfg.out_dir`` must be writable and must not hold a trained model
+    (unless resuming it, or ``cfg.overwrite``)."""
+    out = Path(cfg.out_dir)
+    taken = [p.name for p in (out / "best.pt", out / "last.pt") if p.exists()]
+    if taken and resume is None and not cfg.overwrite:
+        raise TrainingError(f"{out} already holds a trained model ({', '.join(taken)}); choose "
+                            "another --out, continue it with --resume, or replace it with "
+                            "--overwrite (train.overwrite = true)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_probe{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"{out}: cannot write checkpoints there ({exc.strerror or exc})") from None
+
+
 def fit(
     train_ds: EncodedDataset,
     val_ds: EncodedDataset,
@@ -374,6 +393,7 @@ def train_model(
     data_progress=None,
 ) -> TrainResult:
     """Prepare ``data_cfg.path`` (cached), split train/validation, and ``fit``."""
+    check_out_dir(cfg, resume)
     ds = prepare(data_cfg, compute_properties=model_cfg.property_names, progress=data_progress)
     train_ds, val_ds = split(ds, data_cfg.val_fraction, data_cfg.split_seed)
     info = {"data_path": str(data_cfg.path), "data_key": ds.key, **{

@@ -243,8 +243,29 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tin
     torch.save(good, out / "last.pt")
     data = DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "cache")
     cfg = TrainConfig(epochs=1, batch_size=128, lr=1e30, out_dir=out, threads=1, recon_eval_size=0,
-                      prior_codes=0, init_from=result.checkpoint)
+                      prior_codes=0, init_from=result.checkpoint, overwrite=True)
     with pytest.raises(TrainingError, match="the loss became .* at step"):
         train_model(data, ModelConfig(**TINY_MODEL), cfg)
     kept = read_checkpoint(out / "last.pt")["model_state"]
     assert all(torch.equal(kept[k], v) for k, v in good["model_state"].items())
+
+
+def test_a_trained_model_is_not_overwritten_unless_asked(tiny_trained, tmp_path, capsys):
+    from molvae.cli import main
+    from molvae.errors import TrainingError
+    from molvae.train import check_out_dir
+
+    _, result = tiny_trained
+    out = result.checkpoint.parent
+    before = result.checkpoint.stat().st_mtime_ns
+    with pytest.raises(TrainingError, match="already holds a trained model .*--overwrite"):
+        check_out_dir(TrainConfig(out_dir=out))
+    check_out_dir(TrainConfig(out_dir=out), resume=result.checkpoint)  # continuing it is fine
+    check_out_dir(TrainConfig(out_dir=out, overwrite=True))
+    assert main(["train", "--out", str(out), "--set", "data.limit=300"]) == 1  # before any work
+    assert "already holds a trained model" in capsys.readouterr().err
+    assert result.checkpoint.stat().st_mtime_ns == before
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TrainingError, match="cannot write checkpoints there"):
+        check_out_dir(TrainConfig(out_dir=blocker / "run"))  # a file as the parent

@@ -23,6 +23,8 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     train_parser.add_argument("--init-from", help="fine-tune: start from this checkpoint's weights "
                               "with a fresh optimizer, schedule and config (same vocabulary and "
                               "model shape; train.init_from)")
+    train_parser.add_argument("--overwrite", action="store_true", default=None,
+                              help="replace a model already trained in --out (train.overwrite)")
     train_parser.set_defaults(func=cmd_train)
 
     export_parser = sub.add_parser("export", help="a small inference file from a training "
@@ -101,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         "train.epochs": args.epochs,
         "train.out_dir": args.out,
         "train.init_from": args.init_from,
+        "train.overwrite": args.overwrite,
     })
     result = train_model(cfg.data, cfg.model, cfg.train, callbacks=[ProgressCallback()],
                          resume=args.resume, data_progress=CountBar("clean+encode"))
