@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
