@@ -317,3 +317,17 @@ def test_flags_and_overrides_reach_the_config_the_same_way(sample_config, tmp_pa
     assert sample_config("-c", tmp_path / "c.toml", "--set", "generate.num_samples=8"
                          ).num_samples == 8
     assert sample_config("--set", "generate.num_samples=8", "-n", 9).num_samples == 9
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "-n", "2", "-o", ""], "must end in .csv or .parquet"),
+    (["sample", "-n", "2", "--model", ""], "--model is empty"),
+    (["interpolate", "CCO", "CCN", "--image", "strip.xlsx"], "must end in .png"),
+    (["sample", "-n", "2", "-o", "{tmp}/afile/out.csv"], "a parent of it is a file"),
+    (["sample", "-n", "2", "--temperature", "inf"], "generate.temperature"),
+    (["neighbors", "CCO", "--radii", "nan"], "generate.neighbor_radii"),
+])
+def test_bad_outputs_and_values_are_refused_before_any_work(tmp_path, run_main, argv, message):
+    (tmp_path / "afile").write_text("")
+    rc, out, err = run_main(*[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err

@@ -269,3 +269,12 @@ def test_a_trained_model_is_not_overwritten_unless_asked(tiny_trained, tmp_path,
     blocker.write_text("")
     with pytest.raises(TrainingError, match="cannot write checkpoints there"):
         check_out_dir(TrainConfig(out_dir=blocker / "run"))  # a file as the parent
+
+
+def test_resume_from_an_inference_export_says_so(tiny_trained, tmp_path):
+    _, result = tiny_trained
+    small = export_model(result.checkpoint, tmp_path / "small.pt")
+    data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "cache")
+    cfg = TrainConfig(epochs=4, out_dir=tmp_path / "r", threads=1)
+    with pytest.raises(CheckpointError, match="cannot resume from an inference export .*--init-from"):
+        train_model(data, ModelConfig(**TINY_MODEL), cfg, resume=small)

@@ -167,7 +167,9 @@ def load_model(path: str | None):
     from molvae.checkpoint import load_model
     from molvae.config import SHIPPED_MODEL
 
-    return load_model(path or SHIPPED_MODEL)
+    if path is not None and not path.strip():
+        raise UsageError("--model is empty; leave it out to use the shipped model")
+    return load_model(SHIPPED_MODEL if path is None else path)
 
 
 def check_input(path: str | Path) -> Path:
@@ -190,8 +192,17 @@ def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".parquet
         return
     if not out.endswith(suffixes):
         raise UsageError(f"output {out!r} must end in {' or '.join(suffixes)}")
-    if Path(out).is_dir():
+    path = Path(out)
+    if path.is_dir():
         raise UsageError(f"output {out!r} is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"output {out!r}: a parent of it is a file, not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"output {out!r}: cannot create its folder ({exc.strerror})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"output {out!r}: not writable")
 
 
 def write_table(df, out: str | None, default: str) -> str:

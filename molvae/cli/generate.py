@@ -138,6 +138,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     from molvae.generate import interpolate
 
     check_output(args.out)
+    check_output(args.image, (".png",))
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
     lm = load_model(args.model)
     df = interpolate(lm, args.molecules, cfg.generate.interpolation_steps, args.method,
