@@ -375,7 +375,9 @@ def run_flow(name: str, cfg: RunConfig) -> dict:
         from prefect_dask import DaskTaskRunner
 
         kwargs = ({"address": cfg.dask_address} if cfg.dask_address else
+                  # a local cluster serves its scheduler and dashboard on this machine only
                   {"cluster_kwargs": {"n_workers": 2, "threads_per_worker": 1,
-                                      "processes": True}})
+                                      "processes": True, "host": "127.0.0.1",
+                                      "dashboard_address": "127.0.0.1:8787"}})
         fl = fl.with_options(task_runner=DaskTaskRunner(**kwargs))
     return fl(cfg)

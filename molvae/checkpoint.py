@@ -20,10 +20,12 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,11 +89,39 @@ def resolve_device(name: str) -> torch.device:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic write: temp file + rename, so a kill never leaves a half checkpoint."""
+    """Atomic write: a fresh temp file in the same folder (never an existing name or link),
+    then rename, so a kill never leaves a half checkpoint; temp files of writers that were
+    killed (SIGKILL leaves them) are removed on the next write."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{os.getpid()}",
+                               dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_stale_temps(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.*.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_checkpoint(path: str | Path) -> dict:

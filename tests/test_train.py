@@ -278,3 +278,20 @@ def test_resume_from_an_inference_export_says_so(tiny_trained, tmp_path):
     cfg = TrainConfig(epochs=4, out_dir=tmp_path / "r", threads=1)
     with pytest.raises(CheckpointError, match="cannot resume from an inference export .*--init-from"):
         train_model(data, ModelConfig(**TINY_MODEL), cfg, resume=small)
+
+
+def test_checkpoint_writes_are_atomic_and_clean_up_after_killed_writers(tmp_path):
+    from molvae.checkpoint import save_checkpoint
+
+    dest = tmp_path / "last.pt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # a pid now free
+    stale = tmp_path / f".last.pt.abc123.tmp{dead}"
+    stale.write_bytes(b"")  # what SIGKILL mid-write leaves
+    other = tmp_path / "victim.txt"
+    other.write_text("keep me")
+    (tmp_path / f"last.pt.tmp{os.getpid()}").symlink_to(other)  # the old fixed temp name
+    save_checkpoint(dest, {"x": torch.ones(2)})
+    assert torch.load(dest, weights_only=True)["x"].sum() == 2
+    assert not stale.exists() and other.read_text() == "keep me"
+    assert [p.name for p in tmp_path.glob(".last.pt.*")] == []
