@@ -13,7 +13,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["START_METHOD", "default_workers", "resolve_workers", "pool", "map_chunks"]
+__all__ = ["START_METHOD", "default_workers", "resolve_workers", "pool", "map_chunks",
+           "torch_threads"]
 
 # 'fork' where available: workers start in milliseconds instead of re-importing RDKit, and
 # take a pool initializer's arguments as they are, unpickled (prior sampling hands its
@@ -49,6 +50,23 @@ def pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()
         p.close()
     finally:
         p.join()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count set to ``n`` inside the block and restored after it.
+
+    Work made of many tiny tensor ops (decoding a few dozen latent points per step) runs
+    fastest on one thread, and with several it slows ~100x when another process is busy on
+    the same cores: each op's worker threads wait for a core at every barrier."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _quiet(job: tuple[Callable, tuple]) -> Any:

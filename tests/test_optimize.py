@@ -105,3 +105,14 @@ def test_oracle_counts_distinct_molecules_once():
     assert rows[0]["admissible"] and not rows[2]["admissible"]  # 12 heavy atoms > 5
     assert not rows[3]["valid"] and not rows[4]["evaluated"]  # budget spent
     assert np.isinf(rows[4]["score"])
+
+
+def test_optimize_leaves_torch_threads_and_rng_as_they_were(tiny):
+    import torch
+
+    torch.set_num_threads(2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    optimize(tiny, OptimizeConfig(method="random", objective="qed", oracle_budget=20))
+    assert torch.get_num_threads() == 2 and torch.equal(torch.rand(3), expected)

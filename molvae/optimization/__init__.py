@@ -19,6 +19,7 @@ from .. import chem
 from ..checkpoint import LoadedModel
 from ..config import DesirabilityTerm, OptimizeConfig
 from ..errors import OptimizationError
+from ..parallel import torch_threads
 from .methods import METHODS, OptimizationResult
 from .objective import Objective, Oracle
 from .surrogate import fit_surrogate
@@ -42,7 +43,8 @@ def optimize(lm: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[Desira
             raise OptimizationError(f"seed {s!r} is not a valid molecule")
     oracle = Oracle(objective, cfg.oracle_budget)
     t0 = time.perf_counter()
-    with torch.random.fork_rng():  # seeded for this run; the caller's RNG state is kept
+    # seeded for this run (the caller's RNG state is kept), small decodes on one thread
+    with torch.random.fork_rng(), torch_threads(1):
         torch.manual_seed(cfg.seed)
         rec = METHODS[cfg.method](lm, cfg, oracle, progress, surrogate_smiles)
     result = rec.result(t0)
