@@ -110,7 +110,8 @@ class GenerateConfig(_Section):
     temperature: float = Field(1.0, gt=0)
     greedy: bool = False
     top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling; None = off
-    ring_grammar: bool = False  # never close a ring of a size the training data lacks
+    # never close a ring of a size the training data lacks; None: when the model stores them
+    ring_grammar: bool | None = None
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)

@@ -84,7 +84,12 @@ def _decode_batch(lm: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConf
     return lm.model.decoder.generate(
         z.to(device), cfg.max_length, cfg.temperature, cfg.greedy if greedy is None else greedy,
         gen, lm.vocab.structural_ids(), top_p=cfg.top_p,
-        constraint=ring_constraint(lm) if cfg.ring_grammar else None).cpu().numpy()
+        constraint=ring_constraint(lm) if uses_ring_grammar(lm, cfg) else None).cpu().numpy()
+
+
+def uses_ring_grammar(lm: LoadedModel, cfg: GenerateConfig) -> bool:
+    """``cfg.ring_grammar``, where None means: when the model stores its ring sizes."""
+    return bool(lm.ring_sizes) if cfg.ring_grammar is None else cfg.ring_grammar
 
 
 @torch.no_grad()
@@ -155,7 +160,7 @@ def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int |
     next batch. Columns: smiles, selfies, valid, source, seed, step.
     """
     cfg = settings(cfg, **overrides)
-    if cfg.ring_grammar:
+    if uses_ring_grammar(lm, cfg):
         ring_constraint(lm)  # fails here, with its one line, if the model cannot
     n, device = cfg.num_samples, device_of(lm)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

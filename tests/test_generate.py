@@ -198,14 +198,17 @@ def test_shards_with_their_own_seeds_share_no_code(tiny):
 def test_ring_grammar_and_top_p_reach_the_decoder(tiny):
     assert tiny.ring_sizes and set(tiny.ring_sizes) <= set(range(3, 8)) and 6 in tiny.ring_sizes
     kw = {"num_samples": 300, "seed": 5, "workers": 1}
-    plain = generate.sample(tiny, **kw).smiles.tolist()
+    plain = generate.sample(tiny, ring_grammar=False, **kw).smiles.tolist()
     ruled = generate.sample(tiny, ring_grammar=True, **kw).smiles.tolist()
+    assert generate.sample(tiny, **kw).smiles.tolist() == ruled  # on when the model has sizes
+    assert generate.sample(dataclasses.replace(tiny, ring_sizes=None), **kw).smiles.tolist() == plain
     assert ruled != plain and ruled == generate.sample(tiny, ring_grammar=True, **kw).smiles.tolist()
     mols = [chem.to_mol(s) for s in ruled if s]  # kept alive: RingInfo belongs to its Mol
     largest = [max((len(r) for r in m.GetRingInfo().AtomRings()), default=0) for m in mols]
     assert max(largest) <= max(tiny.ring_sizes)
-    nucleus = generate.sample(tiny, top_p=0.5, **kw).smiles.tolist()
-    assert nucleus != plain and nucleus == generate.sample(tiny, top_p=0.5, **kw).smiles.tolist()
+    nucleus = generate.sample(tiny, top_p=0.5, ring_grammar=False, **kw).smiles.tolist()
+    assert nucleus != plain
+    assert nucleus == generate.sample(tiny, top_p=0.5, ring_grammar=False, **kw).smiles.tolist()
     with pytest.raises(ConfigError, match="top_p"):
         generate.sample(tiny, top_p=0, **kw)
     with pytest.raises(GenerationError, match="stores no training ring sizes"):

@@ -40,7 +40,8 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                         "smallest set holding this much probability (generate.top_p; 0 < p <= 1)")
     parser.add_argument("--ring-grammar", action=argparse.BooleanOptionalAction, default=None,
                         help="never close a ring of a size the training data lacks "
-                             "(generate.ring_grammar)")
+                             "(generate.ring_grammar; default: on when the model stores its "
+                             "training ring sizes)")
     parser.add_argument("--unique", action="store_true", default=None,
                         help="keep going until N unique valid (generate.unique)")
     parser.add_argument("--batch-size", type=int, help="generate.batch_size (default 1000)")
