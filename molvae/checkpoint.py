@@ -25,7 +25,7 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,8 +94,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
     killed (SIGKILL leaves them) are removed on the next write."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{os.getpid()}",
-                               dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{os.getpid()}"
+    # O_EXCL: a new file, never an existing name or a planted link; mode 0o666 & umask, as
+    # any file the user writes (mkstemp would make it private)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)

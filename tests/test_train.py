@@ -295,3 +295,14 @@ def test_checkpoint_writes_are_atomic_and_clean_up_after_killed_writers(tmp_path
     assert torch.load(dest, weights_only=True)["x"].sum() == 2
     assert not stale.exists() and other.read_text() == "keep me"
     assert [p.name for p in tmp_path.glob(".last.pt.*")] == []
+
+
+def test_checkpoints_are_readable_like_any_file_the_user_writes(tmp_path):
+    from molvae.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.pt", {"x": torch.ones(1)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
