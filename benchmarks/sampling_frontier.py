@@ -41,19 +41,32 @@ POINTS = {
     "p0.8_grammar": {"top_p": 0.8, "ring_grammar": True},
     "p0.9_w1.2_grammar": {"top_p": 0.9, "ring_grammar": True, "prior_width": 1.2},
     "p0.8_w1.2_grammar": {"top_p": 0.8, "ring_grammar": True, "prior_width": 1.2},
+    "p0.95_grammar": {"top_p": 0.95, "ring_grammar": True},
+    "p0.9_w1.1_grammar": {"top_p": 0.9, "ring_grammar": True, "prior_width": 1.1},
+    "p0.8_w1.15_grammar": {"top_p": 0.8, "ring_grammar": True, "prior_width": 1.15},
+    "p0.8_w1.3_grammar": {"top_p": 0.8, "ring_grammar": True, "prior_width": 1.3},
+    "greedy_w1.25_grammar": {"greedy": True, "ring_grammar": True, "prior_width": 1.25},
+    "T0.9_grammar": {"temperature": 0.9, "ring_grammar": True},
+    "T0.9_w1.1_grammar": {"temperature": 0.9, "ring_grammar": True, "prior_width": 1.1},
     "greedy_grammar": {"greedy": True, "ring_grammar": True},
     "greedy_w1.2_grammar": {"greedy": True, "ring_grammar": True, "prior_width": 1.2},
     "greedy_w1.3_grammar": {"greedy": True, "ring_grammar": True, "prior_width": 1.3},
 }
 
 
+DEFAULT = "greedy_w1.25_grammar"  # the shipped default (generate.greedy, width 1.25, grammar)
+
+
 def plot(results: dict, path: str) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.4))
+    fig = Figure(figsize=(7.2, 4.8))
     ax = fig.subplots()
     for name, r in results.items():
         colour = "tab:blue" if "grammar" in name else "tab:gray"
+        if name == DEFAULT:
+            ax.scatter(r["novelty"], r["fcd"], color="tab:red", marker="*", s=160, zorder=3,
+                       label="default now")
         ax.scatter(r["novelty"], r["fcd"], color=colour, s=22)
         ax.annotate(name, (r["novelty"], r["fcd"]), fontsize=7, xytext=(3, 2),
                     textcoords="offset points")
@@ -61,7 +74,9 @@ def plot(results: dict, path: str) -> None:
     ax.text(0.851, ax.get_ylim()[1], "novelty 0.85", color="tab:red", fontsize=7, va="top")
     ax.set_xlabel("novelty (share of valid samples not in MOSES train)")
     ax.set_ylabel("FCD vs MOSES test 10k (lower is better)")
-    ax.set_title("Decode-time choices: blue = with the ring grammar", fontsize=9)
+    ax.set_title("Decode-time choices, 10,000 samples each (blue: ring grammar; grey: without; "
+                 "p = top-p, T = temperature, w = prior width)", fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -12,8 +12,10 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     train_hashes_file  {"name", "sha256", "count"}: the same in a .npy file beside it
     history          list of per-epoch validation metrics
     info             {str: int | float | str}: data and run facts
-    prior            optional {"mu", "logvar": (M, Z) float16, "width": float}
+    prior            optional {"mu", "logvar": (M, Z) float16, "width": float}; or 8-bit:
+                     "mu", "logvar" (M, Z) uint8 with "mu_grid", "logvar_grid" (2, Z): offset, step
     ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
+    sampling         optional {"greedy": bool}: how this model samples by default
   training checkpoints add: optimizer_state, scheduler_state, epoch, step, best_val,
   bad_epochs, rng (what ``resume`` needs; ``export_model`` drops them).
 """
@@ -61,6 +63,7 @@ class LoadedModel:
     path: Path | None = None
     prior: dict | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules, "width"
     ring_sizes: list[int] | None = None  # ring sizes of the training data (the ring grammar)
+    sampling: dict = field(default_factory=dict)  # the model's own sampling defaults: "greedy"
 
     def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
         """True where a canonical SMILES is not in the training set (needs train_hashes)."""
@@ -175,7 +178,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         path=Path(path),
         prior=_read_prior(state.get("prior"), mcfg.latent_size, path),
         ring_sizes=_read_ring_sizes(state.get("ring_sizes"), path),
+        sampling=_read_sampling(state.get("sampling"), path),
     )
+
+
+def _read_sampling(sampling, path) -> dict:
+    if sampling is None:
+        return {}
+    if not isinstance(sampling, dict) or set(sampling) - {"greedy"} or not all(
+            isinstance(v, bool) for v in sampling.values()):
+        raise CheckpointError(f"{path}: incompatible checkpoint (malformed sampling defaults)")
+    return dict(sampling)
 
 
 def _read_ring_sizes(sizes, path) -> list[int] | None:
@@ -199,17 +212,42 @@ def _read_prior(prior, latent_size: int, path) -> dict | None:
     if not ok or isinstance(width, bool) or not isinstance(width, (int, float)) \
             or not 0 < width < math.inf:
         raise CheckpointError(f"{path}: incompatible checkpoint (malformed posterior prior)")
-    return {"mu": prior["mu"].float(), "logvar": prior["logvar"].float(), "width": float(width)}
+    codes = {}
+    for k in ("mu", "logvar"):
+        x = prior[k]
+        if x.dtype == torch.uint8:  # 8-bit codes: per-dimension offset and step
+            grid = prior.get(f"{k}_grid")
+            if not isinstance(grid, torch.Tensor) or grid.shape != (2, latent_size):
+                raise CheckpointError(f"{path}: incompatible checkpoint (malformed posterior prior)")
+            codes[k] = grid[0].float() + x.float() * grid[1].float()
+        else:
+            codes[k] = x.float()
+    return {**codes, "width": float(width)}
+
+
+def _quantize(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(M, Z) -> uint8 codes and a (2, Z) grid (offset, step) per dimension: 256 levels
+    between each dimension's min and max (error <= step / 2)."""
+    x = x.float()
+    lo, hi = x.min(0).values, x.max(0).values
+    step = ((hi - lo) / 255).clamp(min=1e-8)
+    q = torch.round((x - lo) / step).clamp(0, 255).to(torch.uint8)
+    return {"codes": q, "grid": torch.stack([lo, step])}
 
 
 def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
-                 hashes_apart: bool = False, max_codes: int | None = None) -> Path:
+                 hashes_apart: bool = False, max_codes: int | None = None,
+                 codes_8bit: bool = False, width: float | None = None,
+                 greedy: bool | None = None) -> Path:
     """Strip optimizer and RNG state from a training checkpoint (a small inference file).
 
     ``half``: weights stored in float16 (loaded back into float32). ``hashes_apart``: the
     training-set hashes go to ``train_hashes_<digest>.npy`` beside ``dest`` (written once,
     shared by every model trained on the same data) and the checkpoint names that file.
-    ``max_codes``: keep a seeded random subset of the stored prior codes.
+    ``max_codes``: keep a seeded random subset of the stored prior codes. ``codes_8bit``:
+    store them as 8-bit per-dimension grids (a quarter of float32, half of float16).
+    ``width``: the prior width sampling uses by default; ``greedy``: whether this model
+    samples with greedy tokens by default (``generate.greedy`` unset).
     """
     state = read_checkpoint(src)
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
@@ -224,6 +262,17 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
         pick = torch.randperm(len(prior["mu"]), generator=torch.Generator().manual_seed(0))
         pick = pick[:max_codes].sort().values
         keep["prior"] = {**prior, "mu": prior["mu"][pick], "logvar": prior["logvar"][pick]}
+    if keep.get("prior") is not None and (codes_8bit or width is not None):
+        prior = _read_prior(keep["prior"], int(keep["prior"]["mu"].shape[1]), src)
+        keep["prior"] = {"width": float(width) if width is not None else prior["width"]}
+        for k in ("mu", "logvar"):
+            if codes_8bit:
+                packed = _quantize(prior[k])
+                keep["prior"][k], keep["prior"][f"{k}_grid"] = packed["codes"], packed["grid"]
+            else:
+                keep["prior"][k] = prior[k].half()
+    if greedy is not None:
+        keep["sampling"] = {**keep.get("sampling", {}), "greedy": bool(greedy)}
     save_checkpoint(dest, keep)
     return dest
 
@@ -241,6 +290,13 @@ def write_hashes(hashes: np.ndarray, folder: Path) -> dict:
             np.save(fh, hashes, allow_pickle=False)
         os.replace(tmp, path)
     return {"name": path.name, "sha256": digest, "count": int(len(hashes))}
+
+
+def companion_files(path: str | Path) -> list[Path]:
+    """Files a checkpoint names beside itself (its training-set hashes): copy them with it."""
+    ref = read_checkpoint(path).get("train_hashes_file")
+    file = Path(path).parent / str(ref.get("name", "")) if isinstance(ref, dict) else None
+    return [file] if file is not None and file.is_file() else []
 
 
 def _read_hashes(state: dict, path: Path) -> np.ndarray | None:

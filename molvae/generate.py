@@ -82,9 +82,14 @@ def _decode_batch(lm: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConf
     device = device_of(lm)
     gen = torch.Generator(device=device).manual_seed(seed)
     return lm.model.decoder.generate(
-        z.to(device), cfg.max_length, cfg.temperature, cfg.greedy if greedy is None else greedy,
+        z.to(device), cfg.max_length, cfg.temperature, uses_greedy(lm, cfg) if greedy is None else greedy,
         gen, lm.vocab.structural_ids(), top_p=cfg.top_p,
         constraint=ring_constraint(lm) if uses_ring_grammar(lm, cfg) else None).cpu().numpy()
+
+
+def uses_greedy(lm: LoadedModel, cfg: GenerateConfig) -> bool:
+    """``cfg.greedy``, where None means: the model's stored choice (else drawn tokens)."""
+    return bool(lm.sampling.get("greedy", False)) if cfg.greedy is None else cfg.greedy
 
 
 def uses_ring_grammar(lm: LoadedModel, cfg: GenerateConfig) -> bool:

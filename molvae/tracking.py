@@ -182,6 +182,8 @@ class MlflowTracker:
         Returns the registered version (None when not registering)."""
         import mlflow
 
+        from molvae.checkpoint import companion_files
+
         with tempfile.TemporaryDirectory() as tmp:
             code = Path(tmp) / "molvae_pyfunc.py"
             code.write_text(PYFUNC_CODE)
@@ -193,7 +195,10 @@ class MlflowTracker:
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(code),
-                    artifacts={"checkpoint": str(checkpoint)},
+                    # the hashes file lands beside the checkpoint, where load_model looks
+                    artifacts={"checkpoint": str(checkpoint),
+                               **{f"companion_{i}": str(f)
+                                  for i, f in enumerate(companion_files(checkpoint))}},
                     pip_requirements=["molvae", "torch", "rdkit", "selfies", "pandas"],
                     signature=signature,
                     registered_model_name=registered_model or None,

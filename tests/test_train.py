@@ -222,6 +222,15 @@ def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_
     x = torch.randn(3, TINY_MODEL["latent_size"])
     full = lm.model.decoder.initial_hidden(x)
     assert torch.allclose(small.model.decoder.initial_hidden(x), full, atol=1e-2)  # fp16-rounded
+    # 8-bit codes on a per-dimension grid: within half a step of the float values
+    assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "q.pt"),
+                 "--codes-8bit", "--width", "1.25"]) == 0
+    q = load_model(tmp_path / "models" / "q.pt")
+    assert torch.load(tmp_path / "models" / "q.pt", weights_only=True)["prior"]["mu"].dtype == torch.uint8
+    assert q.prior["width"] == 1.25
+    for k in ("mu", "logvar"):
+        step = (lm.prior[k].max(0).values - lm.prior[k].min(0).values) / 255
+        assert ((q.prior[k] - lm.prior[k]).abs() <= step / 2 + 1e-4).all()
     # a second model trained on the same data shares the hash file instead of adding one
     assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "b.pt"),
                  "--hashes-apart"]) == 0

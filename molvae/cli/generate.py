@@ -35,7 +35,9 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     add_model_option(parser)
     parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
     parser.add_argument("--temperature", type=float, help="> 0 (generate.temperature; default 1)")
-    parser.add_argument("--greedy", action="store_true", default=None, help="generate.greedy")
+    parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
+                        help="greedy tokens, or --no-greedy to draw them (generate.greedy; "
+                             "default: the model's stored choice)")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: draw each token from the "
                         "smallest set holding this much probability (generate.top_p; 0 < p <= 1)")
     parser.add_argument("--ring-grammar", action=argparse.BooleanOptionalAction, default=None,

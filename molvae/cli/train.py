@@ -38,6 +38,13 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
                                     "(train_hashes_<digest>.npy), shared by later models")
     export_parser.add_argument("--max-codes", type=int,
                                help="keep at most this many stored prior codes")
+    export_parser.add_argument("--codes-8bit", action="store_true",
+                               help="store the prior codes in 8 bits per value (per-dimension grid)")
+    export_parser.add_argument("--width", type=float,
+                               help="the prior width sampling uses by default (> 0)")
+    export_parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
+                               help="whether the model samples greedy tokens by default "
+                                    "(when generate.greedy is not set)")
     export_parser.set_defaults(func=cmd_export)
 
 
@@ -52,8 +59,11 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.dest}: the model file must end in .pt")
     if args.max_codes is not None and args.max_codes < 1:
         raise UsageError(f"--max-codes must be >= 1, got {args.max_codes}")
+    if args.width is not None and not 0 < args.width < float("inf"):
+        raise UsageError(f"--width must be a positive number, got {args.width}")
     dest = export_model(check_input(args.src), args.dest, half=args.half,
-                        hashes_apart=args.hashes_apart, max_codes=args.max_codes)
+                        hashes_apart=args.hashes_apart, max_codes=args.max_codes,
+                        codes_8bit=args.codes_8bit, width=args.width, greedy=args.greedy)
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
 
 
