@@ -92,18 +92,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic write: a fresh temp file in the same folder (never an existing name or link),
-    then rename, so a kill never leaves a half checkpoint; temp files of writers that were
-    killed (SIGKILL leaves them) are removed on the next write."""
+    """Atomic write (see ``_atomic_write``), so a kill never leaves a half checkpoint."""
+    _atomic_write(Path(path), lambda fh: torch.save(state, fh))
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a fresh temp file in ``path``'s folder, then rename it to ``path``.
+    The temp name is new (O_EXCL, never an existing name or a planted link) and gets the
+    user's usual mode (0o666 & umask); temp files of writers that were killed (SIGKILL
+    leaves them) are removed on the next write."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp{os.getpid()}"
-    # O_EXCL: a new file, never an existing name or a planted link; mode 0o666 & umask, as
-    # any file the user writes (mkstemp would make it private)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -284,11 +288,7 @@ def write_hashes(hashes: np.ndarray, folder: Path) -> dict:
     digest = hashlib.sha256(hashes.tobytes()).hexdigest()
     path = Path(folder) / f"train_hashes_{digest[:16]}.npy"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            np.save(fh, hashes, allow_pickle=False)
-        os.replace(tmp, path)
+        _atomic_write(path, lambda fh: np.save(fh, hashes, allow_pickle=False))
     return {"name": path.name, "sha256": digest, "count": int(len(hashes))}
 
 

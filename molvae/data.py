@@ -329,7 +329,7 @@ def _read_token_file(path: Path, cfg: DataConfig, vocab: Vocab | None,
     """A dataset exported by ``export_tokens``: used as it is (no cleaning, no RDKit)."""
     try:
         ds = load_cache(path)
-    except DataError:
+    except DataError:  # ours, but of another cache version: its message says so
         raise
     except Exception as exc:  # not an npz, or not ours
         raise DataError(f"{path}: not a molvae token file ({type(exc).__name__})") from None
