@@ -15,10 +15,15 @@ from .config import ScoreConfig
 def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = None,
              workers: int | None = None, progress: Callable[[int], None] | None = None
              ) -> pd.DataFrame:
-    """Add unique, novel (vs the model's training set), every property, every filter
-    (``pass_*``), ``pass_all`` and the desirability ``score``. Input order kept."""
+    """Add unique, novel (vs the model's training set), the configured properties (all by
+    default), every filter (``pass_*``), ``pass_all``, ``reasons`` (why each failed filter
+    failed) and the desirability ``score``. Input order kept."""
+    names = score_cfg.properties
+    if names is not None:
+        names = list(dict.fromkeys([*names, *(t.property for t in score_cfg.desirability)]))
     rows = chem.score_smiles(df["smiles"].tolist(), score_cfg.filters, score_cfg.windows,
-                             workers=workers or score_cfg.workers, progress=progress)
+                             property_names=names, workers=workers or score_cfg.workers,
+                             progress=progress, reasons=True)
     scored = pd.DataFrame(rows).drop(columns=["smiles", "valid"])
     out = pd.concat([df.reset_index(drop=True), scored], axis=1)
     valid = out["valid"].to_numpy(bool)
@@ -38,6 +43,13 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = 
         out["pass_novelty"] = out["novel"]
     if "uniqueness" in score_cfg.filters:
         out["pass_uniqueness"] = out["unique"]
+    context = {"novelty": "a training molecule", "uniqueness": "a duplicate",
+               "reference": f"similarity < {score_cfg.min_reference_similarity:g}"}
+    for name, why in context.items():
+        if f"pass_{name}" in out:
+            failed = valid & ~out[f"pass_{name}"].to_numpy(bool)
+            out.loc[failed, "reasons"] = [f"{r}; {name}: {why}" if r else f"{name}: {why}"
+                                          for r in out.loc[failed, "reasons"]]
     pass_cols = [c for c in out.columns if c.startswith("pass_") and c != "pass_all"]
     out["pass_all"] = valid & out[pass_cols].all(axis=1).to_numpy() if pass_cols else valid
     props = [p for p in chem.PROPERTIES if p in out.columns]

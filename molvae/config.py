@@ -144,6 +144,9 @@ class DesirabilityTerm(_Section):
 
 
 class ScoreConfig(_Section):
+    # the properties computed for every candidate; None: all (chem.PROPERTIES). The
+    # desirability's properties are always computed, the windows' are checked unlisted.
+    properties: list[str] | None = None
     filters: list[str] = ["lipinski", "veber", "pains", "brenk", "nih", "moses", "windows"]
     windows: dict[str, tuple[float, float]] = {"mw": (150.0, 600.0), "heavy_atoms": (10, 60)}
     desirability: list[DesirabilityTerm] = [

@@ -1,4 +1,6 @@
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -58,19 +60,73 @@ SMARTS_FAILURES = ["COC=CC=C(C)C=NOC(=CC=NN(C)C=O)N(C)C", "N#CC1=CC(=O)C=C1",
                    "CCCCc1ccc(OC(=N)N=CN=CCN2CCNC2)s1", "N=CC1COCCN1CC1(CCNC2=CC=CCC2)CC1"]
 
 
-def test_moses_screen_gives_the_unscreened_answer(test_smiles):
-    """The pattern-fingerprint screen only skips queries that cannot match: the filter
-    agrees with matching every SMARTS, on passing and on failing molecules."""
-    from rdkit import Chem
+# Catalog and QED-alert hits, explicit hydrogens (QED's H-removal path), a metal, charges.
+ODD = [RHODANINE, "C=CC(=O)OC", "O=Cc1ccccc1", "[H]OC(=O)c1ccccc1[H]", "C[Se]c1ccccc1",
+       "C[N+](C)(C)C", "CC(=O)[O-].[Na+]", "OO", "C1CCCCCCC1", "ClC(Cl)(Cl)C=O", "C" * 45]
 
-    patterns, names, _ = chem.filters._moses_smarts()
-    for s in SMARTS_FAILURES + test_smiles[:60] + [RHODANINE, ASPIRIN]:
+
+def test_panel_equals_the_straightforward_computation(test_smiles):
+    """Shared intermediates and screened catalogs change no value: every property and
+    filter of ``score_one`` equals RDKit's own functions run one by one (FilterCatalog,
+    QED.qed, every MOSES SMARTS) on test molecules, decoded-looking failures and odd ones.
+    ``benchmarks/scoring.py --check`` runs the same comparison on 20,000 molecules."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from panel_reference import FILTERS, reference_row
+
+    windows = {"mw": (150.0, 600.0), "heavy_atoms": (10, 60)}
+    for s in test_smiles[:120] + SMARTS_FAILURES + ODD:
+        want = reference_row(s, windows)
+        got = chem.score_one(s, [*FILTERS, "windows"], windows, reasons=True)
+        reasons, smiles = got.pop("reasons"), got.pop("smiles")
+        assert smiles == want.pop("smiles") and set(got) == set(want), s
+        assert got == pytest.approx(want, rel=1e-9, nan_ok=True), s
+        failed = [f for f in [*FILTERS, "windows"] if got.get(f"pass_{f}") is False]
+        assert [r.split(":")[0] for r in reasons.split("; ") if r] == (
+            failed if got["valid"] else ["not a molecule"]), s
+
+
+def test_alert_sets_screen_without_changing_answers(test_smiles):
+    """Each screened alert set names exactly the queries that match when every query is
+    tried, in the set's order."""
+    from rdkit import Chem
+    from rdkit.Chem import QED
+
+    from molvae.chem import alerts
+
+    sets = [(alerts.catalog_alerts(n), False) for n in alerts.CATALOGS]
+    sets += [(alerts.moses_rules(), True), (alerts.qed_alerts(), False)]
+    assert len(alerts.catalog_alerts("pains").names) == 480
+    assert not alerts.catalog_alerts("nih").unscreened  # all read out and screened
+    assert len(alerts.qed_alerts().names) == len(QED.StructuralAlerts)
+    for s in test_smiles[:40] + SMARTS_FAILURES + ODD:
         mol = chem.to_mol(s)
-        h = Chem.AddHs(mol)
-        matched = [n for p, n in zip(patterns, names, strict=True) if h.HasSubstructMatch(p)]
-        assert chem.passes_moses(mol) == (not matched)
-        assert chem.moses_alerts(mol) == matched  # every broken rule, by name, in file order
-    assert not any(chem.passes_moses(chem.to_mol(s)) for s in SMARTS_FAILURES)
+        for aset, with_h in sets:
+            m = Chem.AddHs(mol) if with_h else mol
+            every = [n for n, q in zip(aset.names, aset.queries, strict=True)
+                     if m.HasSubstructMatch(q)] + [n for n, e in aset.unscreened
+                                                   if e.HasFilterMatch(m)]
+            assert aset.matches(m) == every, (s, every)
+            assert aset.matches(m, first_only=True) == every[:1]
+
+
+def test_reasons_name_the_alert_and_the_value():
+    row = chem.score_one(RHODANINE, [*chem.FILTERS, "windows"], {"mw": (250, 600)},
+                         reasons=True)
+    assert "pains: ene_rhod_A(235)" in row["reasons"]
+    assert "moses: PAINS:ene_rhod_A(235)" in row["reasons"]
+    assert "windows: mw 221 < 250" in row["reasons"]
+    big = chem.score_one("C" * 40 + "c1ccccc1", ["lipinski", "veber"], reasons=True)
+    assert big["reasons"] == "lipinski: MW 639 > 500, logP 17.07 > 5; veber: rotatable bonds 39 > 10"
+    assert chem.score_one(ASPIRIN, reasons=True)["reasons"] == "brenk: phenol_ester"
+    assert chem.score_one(ASPIRIN, ["pains", "nih", "moses"], reasons=True)["reasons"] == ""
+    assert chem.score_one("garbage", reasons=True)["reasons"] == "not a molecule"
+    assert "reasons" not in chem.score_one(ASPIRIN)
+
+
+def test_only_the_named_properties_are_computed():
+    row = chem.score_one(ASPIRIN, ["lipinski"], {"heavy_atoms": (10, 60)}, ["qed"])
+    assert set(row) == {"smiles", "valid", "qed", "pass_lipinski"}
+    assert row["qed"] == pytest.approx(0.5501, abs=1e-4)
 
 
 def test_moses_alerts_name_the_rule():

@@ -9,6 +9,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from ..errors import ScoringError
+from .alerts import qed_alerts
 
 
 @functools.cache
@@ -68,18 +69,58 @@ def _plogp_from(logp: float, sa: float, ring_penalty: int) -> float:
 
 
 def formal_charge(mol: Chem.Mol) -> int:
-    return int(sum(a.GetFormalCharge() for a in mol.GetAtoms()))
+    return int(Chem.GetFormalCharge(mol))
+
+
+def rotatable_bonds(mol: Chem.Mol) -> int:
+    """Rotatable bonds, RDKit's strict definition (the one QED uses)."""
+    return int(rdMolDescriptors.CalcNumRotatableBonds(mol, _STRICT))
+
+
+_STRICT = rdMolDescriptors.NumRotatableBondsOptions.Strict
+
+
+def qed_properties(mol: Chem.Mol, bits=None, known: dict[str, float] | None = None
+                   ) -> QED.QEDproperties:
+    """``rdkit.Chem.QED.properties`` with the same values, faster: the 116 structural
+    alerts are screened by pattern fingerprint (``bits``: the molecule's, when the caller
+    has them), and MW, logP, HBD, TPSA and rotatable bonds come from ``known`` (values the
+    caller computed on the same molecule) when given."""
+    if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # QED works on the H-less graph
+        mol, bits, known = Chem.RemoveHs(mol), None, None
+    known = known or {}
+
+    def get(name, fn):
+        v = known.get(name)
+        return fn(mol) if v is None else v
+
+    return QED.QEDproperties(
+        MW=get("mw", Descriptors.MolWt),
+        ALOGP=get("logp", Crippen.MolLogP),
+        HBA=sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors
+                if mol.HasSubstructMatch(p)),
+        HBD=get("hbd", rdMolDescriptors.CalcNumHBD),
+        PSA=get("tpsa", rdMolDescriptors.CalcTPSA),
+        ROTB=get("rotatable_bonds", rotatable_bonds),
+        AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
+        ALERTS=qed_alerts().count(mol, bits),
+    )
+
+
+def qed(mol: Chem.Mol) -> float:
+    """Quantitative estimate of drug-likeness (Bickerton et al. 2012), RDKit's mean weights."""
+    return float(QED.qed(mol, qedProperties=qed_properties(mol)))
 
 
 PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
     "mw": Descriptors.MolWt,
     "logp": Crippen.MolLogP,
-    "qed": QED.qed,
+    "qed": qed,
     "sa": sa_score,
     "tpsa": rdMolDescriptors.CalcTPSA,
-    "hbd": Lipinski.NumHDonors,
+    "hbd": rdMolDescriptors.CalcNumHBD,
     "hba": Lipinski.NumHAcceptors,
-    "rotatable_bonds": rdMolDescriptors.CalcNumRotatableBonds,
+    "rotatable_bonds": rotatable_bonds,
     "rings": rdMolDescriptors.CalcNumRings,
     "aromatic_rings": rdMolDescriptors.CalcNumAromaticRings,
     "heavy_atoms": lambda m: m.GetNumHeavyAtoms(),

@@ -5,7 +5,6 @@ Batch functions never raise on one bad molecule: they mark it (``valid = False``
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -13,9 +12,10 @@ from rdkit import Chem
 from rdkit.Chem import QED
 
 from ..parallel import map_chunks
-from .filters import FILTERS, _lipinski, check_filters
+from .alerts import CATALOGS, catalog_alerts, pattern_bits
+from .filters import FILTERS, check_filters, moses_alerts
 from .mol import to_mol
-from .properties import PROPERTIES, _plogp_from, check_property, long_ring_penalty
+from .properties import PROPERTIES, _plogp_from, check_property, long_ring_penalty, qed_properties
 
 
 def score_one(
@@ -23,62 +23,126 @@ def score_one(
     filters: Sequence[str] = tuple(FILTERS),
     windows: dict[str, tuple[float, float]] | None = None,
     property_names: Sequence[str] | None = None,
+    reasons: bool = False,
 ) -> dict:
-    """One row: canonical SMILES, validity, every property and every per-molecule filter.
+    """One row: canonical SMILES, validity, the named properties (all by default) and the
+    named per-molecule filters (``pass_<name>``); with ``reasons``, a ``reasons`` column
+    naming why each failed filter failed (``brenk: Michael_acceptor_1; windows: mw 612 >
+    600``; empty when all pass).
 
+    The molecule is parsed once and what several parts need is computed once: its
+    pattern fingerprint (screening PAINS, Brenk, NIH and QED's alerts), its explicit-H form
+    (MOSES rules), MW/logP/HBD/TPSA/rotatable bonds (QED, Lipinski, Veber, windows), SA
+    (pLogP). Values equal the single functions' (``PROPERTIES``, ``FILTERS``).
     Never raises on a bad molecule: it returns ``valid = False`` with empty fields.
     """
-    names = list(property_names or PROPERTIES)
+    names = list(PROPERTIES if property_names is None else property_names)
     per_mol = [f for f in filters if f in FILTERS]
+    use_windows = windows is not None and "windows" in filters
     row: dict = {"smiles": "", "valid": False}
     mol = to_mol(smiles)
     if mol is None:
-        row.update({n: float("nan") for n in names})
+        row.update({n: math.nan for n in names})
         row.update({f"pass_{f}": False for f in per_mol})
-        if windows is not None and "windows" in filters:
+        if use_windows:
             row["pass_windows"] = False
+        if reasons:
+            row["reasons"] = "not a molecule"
         return row
     row["smiles"] = Chem.MolToSmiles(mol)
     row["valid"] = True
-    shared: dict[str, float] = {}
-    if "qed" in names:  # QED computes MW and logP on its way: computed once, reused
-        with contextlib.suppress(Exception):
-            qp = QED.properties(mol)
-            shared = {"qed": QED.qed(mol, qedProperties=qp), "mw": qp.MW, "logp": qp.ALOGP}
+    panel = _Panel(mol)
     for n in names:
-        try:
-            if n in shared:
-                row[n] = float(shared[n])
-            elif n == "plogp" and "logp" in row and "sa" in row:  # reuse: SA is the slow part
-                row[n] = _plogp_from(row["logp"], row["sa"], long_ring_penalty(mol))
-            else:
-                row[n] = float(PROPERTIES[n](mol))
-        except Exception:  # one odd molecule must not stop a batch
-            row[n] = float("nan")
-    lipinski_inputs = [row.get(k, math.nan) for k in ("mw", "logp", "hbd", "hba")]
+        row[n] = panel.prop(n)
+    why: list[str] = []
     for f in per_mol:
         try:
-            if f == "lipinski" and all(map(math.isfinite, lipinski_inputs)):
-                row["pass_lipinski"] = _lipinski(*lipinski_inputs)
-            else:
-                row[f"pass_{f}"] = bool(FILTERS[f](mol))
-        except Exception:
-            row[f"pass_{f}"] = False
-    if windows is not None and "windows" in filters:
-        ok = True
+            fired = panel.alerts(f, first_only=not reasons)
+        except Exception:  # one odd molecule must not stop a batch
+            fired = ["error"]
+        row[f"pass_{f}"] = not fired
+        if fired:
+            why.append(f"{f}: {', '.join(fired)}")
+    if use_windows:
+        out = []
         for prop, (lo, hi) in windows.items():
-            v = row.get(prop)
-            if v is None:
-                v = float(PROPERTIES[prop](mol))
-            ok = ok and (lo <= v <= hi)
-        row["pass_windows"] = bool(ok)
+            v = panel.prop(prop)
+            if not lo <= v <= hi:
+                out.append(f"{prop} {_num(v)} {'<' if v < lo else '>'} {_num(lo if v < lo else hi)}"
+                           if math.isfinite(v) else f"{prop} unknown")
+        row["pass_windows"] = not out
+        if out:
+            why.append(f"windows: {', '.join(out)}")
+    if reasons:
+        row["reasons"] = "; ".join(why)
     return row
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.2f}"
+
+
+class _Panel:
+    """One molecule's properties and filter alerts, each intermediate computed once."""
+
+    def __init__(self, mol: Chem.Mol):
+        self.mol = mol
+        self.values: dict[str, float] = {}
+        self._bits = self._h = None
+
+    @property
+    def bits(self):
+        if self._bits is None:
+            self._bits = pattern_bits(self.mol)
+        return self._bits
+
+    def prop(self, name: str) -> float:
+        if name not in self.values:
+            try:
+                self.values[name] = float(self._compute(name))
+            except Exception:  # one odd molecule must not stop a batch
+                self.values[name] = math.nan
+        return self.values[name]
+
+    def _compute(self, name: str) -> float:
+        mol = self.mol
+        if name == "qed":
+            known = {k: self.prop(k) for k in ("mw", "logp", "hbd", "tpsa", "rotatable_bonds")}
+            return QED.qed(mol, qedProperties=qed_properties(mol, self.bits, known))
+        if name == "plogp":
+            return _plogp_from(self.prop("logp"), self.prop("sa"), long_ring_penalty(mol))
+        return PROPERTIES[name](mol)
+
+    def alerts(self, name: str, first_only: bool) -> list[str]:
+        """Why filter ``name`` fails (alert names, rule values); empty when it passes."""
+        if name in CATALOGS:
+            return catalog_alerts(name).matches(self.mol, self.bits, first_only)
+        if name == "moses":
+            if self._h is None:
+                h_mol = Chem.AddHs(self.mol)
+                self._h = h_mol, pattern_bits(h_mol)
+            return moses_alerts(self.mol, first_only, h_mol=self._h[0], h_bits=self._h[1])
+        rules = _RULES.get(name)
+        if rules is None:
+            return [] if FILTERS[name](self.mol) else ["failed"]
+        broken = [f"{label} {_num(v)} > {limit:g}" for label, prop, limit in rules
+                  if (v := self.prop(prop)) > limit or not math.isfinite(v)]
+        if name == "lipinski" and len(broken) <= 1:  # one violation is allowed
+            return []
+        return broken
+
+
+# Threshold filters as (label, property, upper limit); the same rules as FILTERS' functions.
+_RULES = {
+    "lipinski": [("MW", "mw", 500), ("logP", "logp", 5), ("HBD", "hbd", 5), ("HBA", "hba", 10)],
+    "veber": [("rotatable bonds", "rotatable_bonds", 10), ("TPSA", "tpsa", 140)],
+}
 
 
 def _score_chunk(chunk: list[str | None], filters: tuple[str, ...],
                  windows: dict[str, tuple[float, float]] | None,
-                 names: Sequence[str] | None) -> list[dict]:
-    return [score_one(s, filters, windows, names) for s in chunk]
+                 names: Sequence[str] | None, reasons: bool) -> list[dict]:
+    return [score_one(s, filters, windows, names, reasons) for s in chunk]
 
 
 def score_smiles(
@@ -89,12 +153,13 @@ def score_smiles(
     workers: int | None = None,
     chunk_size: int = 250,
     progress: Callable[[int], None] | None = None,
+    reasons: bool = False,
 ) -> list[dict]:
-    """Score many molecules in parallel (SMILES in, rows out, input order kept)."""
+    """``score_one`` over many molecules in parallel (SMILES in, rows out, input order kept)."""
     check_filters(filters)
     for name in property_names or ():
         check_property(name)
     for name in windows or {}:
         check_property(name)
     return map_chunks(_score_chunk, list(smiles), tuple(filters), windows, property_names,
-                      chunk_size=chunk_size, workers=workers, progress=progress)
+                      reasons, chunk_size=chunk_size, workers=workers, progress=progress)
