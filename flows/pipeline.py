@@ -25,6 +25,7 @@ from molvae.parallel import default_workers
 from molvae.train import train_model
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
 
 @functools.lru_cache(maxsize=4)
@@ -90,6 +91,14 @@ def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int)
 
 
 @task(cache_policy=NO_CACHE)
+def nearest_known(df: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+    """Each valid row's nearest molecule in ``score.known_molecules`` (the training data)."""
+    index = candidates.known_index(str(cfg.score.known_molecules), cfg.score.known_smiles_column,
+                                   str(cfg.data.cache_dir))
+    return candidates.add_nearest(df, index, workers=cfg.score.workers)
+
+
+@task(cache_policy=NO_CACHE)
 def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool = False) -> dict:
     opt_cfg = cfg.optimize.model_copy(update={"method": method})
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
@@ -126,11 +135,10 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
     for name, df in tables.items():
         if df is not None and len(df):
             report.write_table(df, out_dir / f"{name}.csv")
-    cands = tables.get("candidates")
-    if cands is not None and len(cands):
-        ranked = candidates.rank(cands)
-        report.write_table(ranked.head(100), out_dir / "top_candidates.csv")
-        report.top_grid(ranked, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
+    ranked, top = tables.get("candidates"), tables.get("top_candidates")
+    if top is not None and len(top):
+        report.top_grid(top, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
+    if ranked is not None and len(ranked):
         report.html_report(ranked, out_dir / "report.html", summary=summary)
     opt = tables.get("optimization_candidates")
     if opt is not None and len(opt):
@@ -243,17 +251,28 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     cands = candidates.mark_unique(pd.concat([s.result() for s in scored]).sort_index(kind="stable"))
     t2 = time.perf_counter()
     metric_future = evaluate_samples.submit(model_path, cands, cfg, out_dir)
-    tables = {"candidates": cands}
-    if len(interp):
-        tables["interpolation"] = score_shard(model_path, interp, cfg, 1)
-    if len(near):
-        tables["neighbors"] = score_shard(model_path, near, cfg, 1)
+    walked = {"interpolation": interp, "neighbors": near}
+    walked = {k: score_shard(model_path, df, cfg, 1) for k, df in walked.items() if len(df)}
+    t3 = time.perf_counter()
+    if cfg.score.known_molecules:
+        cands = nearest_known(cands, cfg)
+        walked = {k: nearest_known(df, cfg) for k, df in walked.items()}
+    t4 = time.perf_counter()
+    ranked = candidates.rank(cands)
+    top = candidates.top_set(ranked, TOP_SET, cfg.score.top_max_similarity,
+                             cfg.score.top_include_known)
+    tables = {"candidates": candidates.with_ranks(cands, ranked, top), "top_candidates": top,
+              **walked}
     m = metric_future.result()
     m.update({f"pass_rate_{c[5:]}": float(cands.loc[cands.valid, c].mean())
               for c in cands.columns if c.startswith("pass_")})
-    m["scored_candidates"] = len(cands)
+    m.update(scored_candidates=len(cands), ranked_candidates=len(ranked),
+             known_in_ranking=int((~ranked["novel"]).sum()),
+             top_known_skipped=top.attrs["known_skipped"],
+             top_similar_skipped=top.attrs["similar_skipped"])
     m.update(seconds_sample=t1 - t0, seconds_score=t2 - t1,
-             seconds_evaluate=time.perf_counter() - t2)
+             seconds_walks=t3 - t2, seconds_nearest=t4 - t3,
+             seconds_evaluate=time.perf_counter() - t4)
     return tables, m
 
 
@@ -281,11 +300,12 @@ def _publish(tables: dict, summary: dict, name: str) -> None:
                                         else f"- **{k}**: {v}" for k, v in summary.items()]
     create_markdown_artifact("\n".join(lines), key=f"molvae-{name}-summary",
                              description="molvae run summary")
-    for key in ("candidates", "optimization_candidates"):
+    for key in ("top_candidates", "optimization_candidates"):
         df = tables.get(key)
         if df is not None and len(df):
-            top = (candidates.rank(df) if key == "candidates" else df).head(20)
-            cols = [c for c in ("smiles", "score", "qed", "sa", "logp", "plogp") if c in top]
+            top = df.head(20)
+            cols = [c for c in ("rank", "smiles", "score", "novel", "nearest_similarity", "qed",
+                                "sa", "logp", "plogp", "reasons") if c in top]
             create_table_artifact(top[cols].round(4).to_dict("records"),
                                   key=f"molvae-{name}-top-{key.replace('_', '-')}",
                                   description=f"top {key}")

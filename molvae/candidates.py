@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from rdkit import DataStructs
 
 from . import chem
 from .checkpoint import LoadedModel
 from .config import ScoreConfig
+from .similarity import FingerprintIndex
 
 
 def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = None,
@@ -53,9 +56,36 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = 
     pass_cols = [c for c in out.columns if c.startswith("pass_") and c != "pass_all"]
     out["pass_all"] = valid & out[pass_cols].all(axis=1).to_numpy() if pass_cols else valid
     props = [p for p in chem.PROPERTIES if p in out.columns]
-    out["score"] = [chem.composite_score(dict(zip(props, r, strict=True)), score_cfg.desirability)
-                    if v else 0.0 for r, v in zip(out[props].to_numpy(), valid, strict=True)]
+    values = [dict(zip(props, r, strict=True)) for r in out[props].to_numpy()]
+    terms = score_cfg.desirability
+    out["score"] = [chem.composite_score(v, terms) if ok else 0.0
+                    for v, ok in zip(values, valid, strict=True)]
+    out["score_margin"] = [chem.score_margin(v, terms) if ok else -np.inf
+                           for v, ok in zip(values, valid, strict=True)]
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def known_index(path: str, smiles_column: str = "SMILES", cache_dir: str | None = None
+                ) -> FingerprintIndex:
+    """The fingerprint index of a molecule file (built once per process, its fingerprints
+    cached on disk in ``cache_dir``)."""
+    return FingerprintIndex.from_file(path, smiles_column, cache_dir)
+
+
+def add_nearest(df: pd.DataFrame, index: FingerprintIndex, workers: int | None = None
+                ) -> pd.DataFrame:
+    """``nearest_known`` (the most similar molecule of ``index``, e.g. the training data)
+    and ``nearest_similarity`` (its Morgan Tanimoto, 1.0 = the same fingerprint) for each
+    valid row; empty / NaN for the others."""
+    df = df.reset_index(drop=True)
+    valid = df["valid"].to_numpy(bool)
+    rows, sims = index.nearest(df.loc[valid, "smiles"].tolist(), workers=workers)
+    known = np.full(len(df), "", dtype=object)
+    known[np.flatnonzero(valid)] = [index.smiles[r] if r >= 0 else "" for r in rows]
+    sim = np.full(len(df), np.nan)
+    sim[valid] = sims
+    return df.assign(nearest_known=known, nearest_similarity=sim)
 
 
 def mark_unique(df: pd.DataFrame) -> pd.DataFrame:
@@ -72,8 +102,6 @@ def mark_unique(df: pd.DataFrame) -> pd.DataFrame:
 
 def max_similarity(smiles: Sequence[str], reference: Sequence[str]) -> list[float]:
     """Highest Tanimoto similarity of each molecule to any reference molecule."""
-    from rdkit import DataStructs
-
     ref_fps = [chem.fingerprint(m) for m in map(chem.to_mol, reference) if m is not None]
     out = []
     for s in smiles:
@@ -86,9 +114,50 @@ def max_similarity(smiles: Sequence[str], reference: Sequence[str]) -> list[floa
 
 
 def rank(df: pd.DataFrame, by: str = "score", require_pass: bool = False) -> pd.DataFrame:
-    """Valid unique molecules sorted by ``by`` (descending), optionally only those passing
-    every filter."""
+    """Valid unique molecules sorted by ``by`` (descending; for ``score``, ties broken by
+    ``score_margin``), optionally only those passing every filter, with ``rank`` = 1, 2, ...
+    The rows keep their index in ``df``."""
     keep = df["valid"] & df["unique"]
     if require_pass and "pass_all" in df:
         keep &= df["pass_all"]
-    return df[keep].sort_values(by, ascending=False, kind="stable").reset_index(drop=True)
+    keys = [by, "score_margin"] if by == "score" and "score_margin" in df else [by]
+    out = df[keep].sort_values(keys, ascending=False, kind="stable")
+    return out.assign(rank=np.arange(1, len(out) + 1))
+
+
+def top_set(ranked: pd.DataFrame, n: int, max_similarity: float = 0.55,
+            include_known: bool = False) -> pd.DataFrame:
+    """The best ``n`` of a ``rank``ed table taken one per chemotype: going down the
+    ranking, a molecule joins unless it is more than ``max_similarity`` (Morgan Tanimoto)
+    similar to one already in, or (unless ``include_known``) it is a training molecule.
+    ``attrs``: how many above the last member were passed over as known and as too
+    similar."""
+    novel = ranked["novel"].to_numpy(bool) if "novel" in ranked else np.ones(len(ranked), bool)
+    chosen: list[int] = []
+    fps: list = []
+    known = similar = 0
+    for pos, smiles in enumerate(ranked["smiles"]):
+        if len(chosen) >= n:
+            break
+        if not (include_known or novel[pos]):
+            known += 1
+            continue
+        fp = chem.fingerprint(chem.to_mol(smiles))
+        if fps and max(DataStructs.BulkTanimotoSimilarity(fp, fps)) > max_similarity:
+            similar += 1
+            continue
+        chosen.append(pos)
+        fps.append(fp)
+    out = ranked.iloc[chosen]
+    out.attrs.update(known_skipped=known, similar_skipped=similar, max_similarity=max_similarity)
+    return out
+
+
+def with_ranks(df: pd.DataFrame, ranked: pd.DataFrame, top: pd.DataFrame | None = None
+               ) -> pd.DataFrame:
+    """``df`` with the ``rank`` of its ranked rows (empty for the others: invalid,
+    duplicate) and ``top`` (in the top set), ranked rows first in rank order."""
+    out = df.assign(rank=pd.Series(ranked["rank"], dtype="Int64").reindex(df.index))
+    if top is not None:
+        out["top"] = out.index.isin(top.index)
+    return out.sort_values("rank", kind="stable", na_position="last")

@@ -156,6 +156,13 @@ class ScoreConfig(_Section):
     ]
     reference_smiles: list[str] = []  # similarity-to-reference filter (max Tanimoto)
     min_reference_similarity: float = Field(0.0, ge=0, le=1)
+    # each candidate's nearest molecule (Morgan Tanimoto) in this file: the model's training
+    # data by default (the shipped 100k sample); "" = not looked up
+    known_molecules: Path | None = SHIPPED_TRAIN
+    known_smiles_column: str = "SMILES"
+    # the top set: at most this similar to a better-ranked member (one per chemotype) ...
+    top_max_similarity: float = Field(0.55, gt=0, le=1)
+    top_include_known: bool = False  # ... and without training molecules (counted apart)
     workers: int | None = Field(None, ge=1)
 
 

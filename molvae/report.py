@@ -21,8 +21,9 @@ from .errors import OutputError
 
 logger = logging.getLogger(__name__)
 
-REPORT_COLUMNS = ["smiles", "score", "qed", "sa", "logp", "plogp", "mw", "tpsa", "heavy_atoms",
-                  "similarity", "source", "method", "pass_all", "novel"]
+REPORT_COLUMNS = ["rank", "smiles", "score", "novel", "nearest_similarity", "nearest_known",
+                  "pass_all", "reasons", "top", "qed", "sa", "logp", "plogp", "mw", "tpsa",
+                  "heavy_atoms", "similarity", "source", "method"]
 
 
 @contextlib.contextmanager
@@ -75,9 +76,23 @@ def grid_image(smiles: Sequence[str], legends: Sequence[str], path: str | Path,
 
 
 def top_grid(df: pd.DataFrame, path: str | Path, k: int = 24, by: str = "score") -> Path | None:
-    top = df[df["valid"]].drop_duplicates("smiles").sort_values(by, ascending=False).head(k)
-    legends = [f"#{i + 1} {by} {v:.3f}" + (f" QED {q:.2f}" if "qed" in top else "")
-               for i, (v, q) in enumerate(zip(top[by], top.get("qed", top[by]), strict=True))]
+    """The first ``k`` of a ranked table (one with ``rank``) as given, else the best ``k``
+    by ``by``; each legend: rank, score, and the nearest known molecule's similarity (NN)
+    or "known" for a training molecule."""
+    if "rank" in df:
+        top = df[df["rank"].notna()].head(k)
+        ranks = top["rank"].astype(int).tolist()
+    else:
+        top = df[df["valid"]].drop_duplicates("smiles").sort_values(by, ascending=False).head(k)
+        ranks = list(range(1, len(top) + 1))
+    legends = []
+    for i, (_, r) in zip(ranks, top.iterrows(), strict=True):
+        text = f"#{i} {by} {r[by]:.3f}"
+        if "novel" in r and not r["novel"]:
+            text += " known"
+        elif "nearest_similarity" in r and np.isfinite(r["nearest_similarity"]):
+            text += f" NN {r['nearest_similarity']:.2f}"
+        legends.append(text)
     return grid_image(top["smiles"].tolist(), legends, path)
 
 

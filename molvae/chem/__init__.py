@@ -11,10 +11,12 @@ from .filters import (
     check_filters,
     composite_score,
     desirability,
+    desirability_margin,
     moses_alerts,
     passes_lipinski,
     passes_moses,
     passes_veber,
+    score_margin,
 )
 from .mol import (
     bulk_tanimoto,
@@ -41,8 +43,8 @@ from .score import score_one, score_smiles
 __all__ = [
     "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES",
     "bulk_tanimoto", "canonical_smiles", "check_filters", "check_property", "composite_score",
-    "desirability", "fingerprint", "fingerprints", "formal_charge", "long_ring_penalty", "moses_alerts",
-    "np_likeness", "passes_lipinski", "passes_moses", "passes_veber", "penalized_logp",
-    "properties", "sa_score", "scaffold", "score_one", "score_smiles", "standardize_mol",
-    "tanimoto", "to_mol",
+    "desirability", "desirability_margin", "fingerprint", "fingerprints", "formal_charge",
+    "long_ring_penalty", "moses_alerts", "np_likeness", "passes_lipinski", "passes_moses",
+    "passes_veber", "penalized_logp", "properties", "sa_score", "scaffold", "score_margin",
+    "score_one", "score_smiles", "standardize_mol", "tanimoto", "to_mol",
 ]

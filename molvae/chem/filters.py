@@ -107,6 +107,29 @@ def desirability(value: float, kind: str, low: float, high: float) -> float:
     return float(max(1.0 - dist / width, 0.0))
 
 
+def desirability_margin(value: float, kind: str, low: float, high: float) -> float:
+    """Where ``value`` sits on the desirability's ramp, unclipped: maximize/minimize 0 at
+    the worst end, 1 at the best, beyond 1 past it; window 1 at the centre, 0 at the edges.
+    Breaks ties among molecules whose desirability saturates at 1."""
+    if value is None or not math.isfinite(value):
+        return -math.inf
+    width = high - low
+    if kind == "maximize":
+        return (value - low) / width
+    if kind == "minimize":
+        return (high - value) / width
+    return 1.0 - abs(value - (low + high) / 2) / (width / 2)
+
+
+def score_margin(props: dict[str, float], terms: Sequence) -> float:
+    """Weighted mean of the terms' ``desirability_margin``: the tie-break of ``score``."""
+    if not terms:
+        return 0.0
+    total_w = sum(t.weight for t in terms)
+    return float(sum(t.weight * desirability_margin(props.get(t.property, math.nan), t.kind,
+                                                     t.low, t.high) for t in terms) / total_w)
+
+
 def composite_score(props: dict[str, float], terms: Sequence) -> float:
     """Weighted geometric mean of desirabilities (0 if any term is 0)."""
     if not terms:

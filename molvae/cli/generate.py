@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .common import (
     add_config_options,
@@ -75,25 +76,39 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.prior": args.prior,
         "generate.prior_width": args.prior_width,
     }, defaults=SAMPLE_DEFAULTS)
+    t0 = time.perf_counter()
     lm = load_model(args.model)
     resolve_prior(lm, cfg.generate.prior)  # fail before the progress bar appears
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(lm, cfg.generate, progress=bar.update)
     bar.close()
-    df = annotate(df, cfg.score, lm)
+    times = {"sample": time.perf_counter() - t0}
+    df = annotate(df, cfg, lm, times)
     path = write_table(df, args.out, "samples.csv")
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
           f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
           f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())
+          + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
 
 
-def annotate(df, score_cfg, lm):
-    """Properties, filters and scores, with a progress bar."""
-    from molvae.candidates import annotate
+def annotate(df, cfg, lm, times: dict | None = None):
+    """Properties, filters, scores and (``score.known_molecules``) each molecule's nearest
+    known molecule, with progress bars; each stage's seconds into ``times``."""
+    from molvae import candidates
 
+    times = {} if times is None else times
+    t = time.perf_counter()
     bar = progress_bar(len(df), "score")
-    out = annotate(df, score_cfg, lm, progress=bar.update)
+    out = candidates.annotate(df, cfg.score, lm, progress=bar.update)
     bar.close()
+    times["score"] = time.perf_counter() - t
+    if cfg.score.known_molecules:
+        t = time.perf_counter()
+        index = candidates.known_index(str(cfg.score.known_molecules),
+                                       cfg.score.known_smiles_column, str(cfg.data.cache_dir))
+        out = candidates.add_nearest(out, index, workers=cfg.score.workers)
+        times["nearest"] = time.perf_counter() - t
     return out
 
 
@@ -146,7 +161,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     lm = load_model(args.model)
     df = interpolate(lm, args.molecules, cfg.generate.interpolation_steps, args.method,
                      cfg.generate.max_length)
-    df = annotate(df, cfg.score, lm)
+    df = annotate(df, cfg, lm)
     path = write_table(df, args.out, "interpolation.csv")
     if args.image:
         from molvae.report import interpolation_strips
@@ -182,7 +197,7 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     g = cfg.generate
     lm = load_model(args.model)
     df = neighbors(lm, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed, g.max_length)
-    df = annotate(df, cfg.score, lm)
+    df = annotate(df, cfg, lm)
     path = write_table(df, args.out, "neighbors.csv")
     for r, group in df.groupby("radius"):
         print(f"radius {r}: {group.valid.sum()} valid, {group.smiles[group.valid].nunique()} "
