@@ -24,6 +24,8 @@ from molvae.optimization import optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
 
+from . import review
+
 IO_RETRIES = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
@@ -154,17 +156,35 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
 
 
 @task(**IO_RETRIES)
-def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict,
-                  model_path: str, data_digest: str, register: bool) -> str | None:
+def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, model_path: str,
+                  data_digest: str, register: bool, name: str = "pipeline",
+                  top: pd.DataFrame | None = None) -> str | None:
+    from molvae.tracking import code_version
+
     tr = _tracker(cfg, run_id)
+    lm = _model(model_path)
+    model_sha = file_digest(model_path)
+    tr.log_params(review.model_params(lm))
+    tr.set_tags({"model_sha256": model_sha, "model_file": Path(model_path).name})
     tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tr.log_run_dir(out_dir)
+    review.log_review(tr, out_dir)
+    tr.describe(review.describe(name, summary, Path(model_path).name, top))
     sample = pd.read_csv(cfg.data.path, nrows=1000) if Path(cfg.data.path).is_file() else None
     if sample is not None:
         tr.log_dataset(sample, str(cfg.data.path), Path(cfg.data.path).name, data_digest)
     version = None
     if register and cfg.tracking.registered_model:
-        version = tr.log_model(model_path, cfg.tracking.registered_model)
+        info = lm.info or {}
+        version = tr.log_model(
+            model_path, cfg.tracking.registered_model,
+            description=(f"molvae SELFIES VAE ({Path(model_path).name}, sha256 "
+                         f"{model_sha[:12]}): GRU encoder, autoregressive GRU decoder, "
+                         f"latent {lm.model_config.latent_size}; trained on "
+                         f"{info.get('train_molecules', 'unknown')} molecules. pyfunc modes: "
+                         "sample, reconstruct, encode."),
+            tags={"model_file": Path(model_path).name, "code_version": code_version(),
+                  "latent_size": lm.model_config.latent_size})
     return version
 
 
@@ -189,7 +209,7 @@ def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path
         try:
             tr = MlflowTracker(cfg.tracking, run_name=run_name,
                                tags={"data_digest": digest, "flow": name, "out_dir": str(out_dir)})
-            tr.log_params(flatten(cfg))
+            tr.log_params(review.used_params(cfg, name))
             run_id = tr.run_id
         except Exception as exc:  # an MLflow outage must not lose the run's results
             get_run_logger().warning(
@@ -226,7 +246,7 @@ def train_flow(cfg: RunConfig) -> dict:
         write_outputs(out_dir, {"samples": samples}, cfg, summary)
         if run_id:
             summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
-                                                          model_path, digest, True)
+                                                          model_path, digest, True, "train")
     return {**summary, "run_id": run_id, "out_dir": str(out_dir)}
 
 
@@ -334,8 +354,9 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
         log.info("wrote %s", out_dir)
         _publish(tables, summary, name)
         if run_id:
-            summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
-                                                          model_path, digest, True)
+            summary["registered_version"] = log_to_mlflow(
+                cfg, run_id, out_dir, summary, model_path, digest, True, name,
+                tables.get("top_candidates"))
     return {**summary, "run_id": run_id, "out_dir": str(out_dir),
             "tracking_uri": _uri(cfg) if run_id else None}
 
@@ -381,9 +402,14 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig) -> str:
     summary = json.loads(summary_file.read_text())
     tr = MlflowTracker(cfg.tracking, run_name=out_dir.name, tags={"out_dir": str(out_dir),
                                                                   "relogged": "true"})
-    tr.log_params(flatten(cfg))
+    name = out_dir.name.split("-")[0]
+    tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg))
     tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tr.log_run_dir(out_dir)
+    review.log_review(tr, out_dir)
+    top = out_dir / "top_candidates.csv"
+    tr.describe(review.describe(name, summary, Path(str(summary.get("model", "?"))).name,
+                                pd.read_csv(top) if top.is_file() else None))
     tr.finish()
     return tr.run_id
 

@@ -148,7 +148,7 @@ def top_set(ranked: pd.DataFrame, n: int, max_similarity: float = 0.55,
             continue
         chosen.append(pos)
         fps.append(fp)
-    out = ranked.iloc[chosen]
+    out = key_columns_first(ranked.iloc[chosen])
     out.attrs.update(known_skipped=known, similar_skipped=similar, max_similarity=max_similarity)
     return out
 
@@ -160,4 +160,14 @@ def with_ranks(df: pd.DataFrame, ranked: pd.DataFrame, top: pd.DataFrame | None 
     out = df.assign(rank=pd.Series(ranked["rank"], dtype="Int64").reindex(df.index))
     if top is not None:
         out["top"] = out.index.isin(top.index)
-    return out.sort_values("rank", kind="stable", na_position="last")
+    return key_columns_first(out.sort_values("rank", kind="stable", na_position="last"))
+
+
+# what a reviewer reads first, in this order
+KEY_COLUMNS = ("rank", "smiles", "score", "novel", "nearest_known", "nearest_similarity",
+               "pass_all", "reasons", "top")
+
+
+def key_columns_first(df: pd.DataFrame) -> pd.DataFrame:
+    first = [c for c in KEY_COLUMNS if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]

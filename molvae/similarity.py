@@ -13,7 +13,6 @@ RDKit's ``BulkTanimotoSimilarity`` one query at a time takes ~a minute.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import chem
+from .data import file_digest
 from .errors import DataError
 from .parallel import map_chunks, resolve_workers, torch_threads
 
@@ -100,7 +100,7 @@ class FingerprintIndex:
         bits = None
         cache = None
         if cache_dir is not None:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            digest = file_digest(path)[:16]
             cache = Path(cache_dir) / f"fingerprints_{digest}_{smiles_column}.npy"
             if cache.exists():
                 bits = np.load(cache)

@@ -21,6 +21,7 @@ from .config import TrackingConfig
 logger = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+TABLE_ROWS = 10_000  # rows of a table logged to MLflow (the CSV artifact has all)
 
 # Models-from-code: MLflow stores this source and runs it on load, so loading the model
 # unpickles nothing. It is an artifact, not a molvae module.
@@ -138,8 +139,38 @@ class MlflowTracker:
         if path is not None and Path(path).exists():
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def log_table(self, df: pd.DataFrame, name: str, max_rows: int = 5000) -> None:
-        """MLflow table (JSON, shown in the UI's artifact view and evaluation tab)."""
+    def log_series(self, name: str, steps, values) -> None:
+        """One metric as a stepped series (a line chart in the UI), e.g. the best score
+        against the oracle calls."""
+        import math
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(name, float(v), ts, int(s)) for s, v in zip(steps, values, strict=True)
+                 if math.isfinite(float(v))]
+        for i in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 500])
+
+    def log_image(self, path: str | Path, key: str, step: int = 0) -> None:
+        """A PNG as a keyed image: the run page shows it and the compare view sets it
+        beside the same key of other runs."""
+        from PIL import Image
+
+        if path is not None and Path(path).is_file():
+            with Image.open(path) as img:
+                self.client.log_image(self.run_id, img.convert("RGB"), key=key, step=step)
+
+    def describe(self, text: str) -> None:
+        """The run's description (MLflow's note on the run page), Markdown."""
+        self.client.set_tag(self.run_id, "mlflow.note.content", text)
+
+    def log_table(self, df: pd.DataFrame, name: str, max_rows: int = TABLE_ROWS) -> None:
+        """MLflow table (JSON, shown in the UI's artifact view and evaluation tab); the
+        first ``max_rows`` rows, the cut stated in a tag."""
+        if len(df) > max_rows:
+            self.set_tags({f"table.{name}": f"first {max_rows:,} of {len(df):,} rows"})
         clean = df.head(max_rows).copy()
         for c in clean.columns:
             if clean[c].dtype == object:
@@ -176,20 +207,56 @@ class MlflowTracker:
 
     # ------------------------------------------------------------------ model
 
-    def log_model(self, checkpoint: str | Path, registered_model: str | None = None) -> str | None:
-        """Log the checkpoint as a pyfunc model (models-from-code) and register it.
+    def registered_version(self, registered_model: str, sha256: str) -> str | None:
+        """The version of ``registered_model`` holding these weights (tag ``model_sha256``),
+        or None."""
+        found = self.client.search_model_versions(
+            f"name='{registered_model}' and tags.model_sha256='{sha256}'")
+        return str(min(int(v.version) for v in found)) if found else None
 
-        Returns the registered version (None when not registering)."""
+    def log_model(self, checkpoint: str | Path, registered_model: str | None = None,
+                  description: str = "", tags: dict[str, str] | None = None,
+                  alias: str = "latest-run") -> str | None:
+        """Register the checkpoint as a pyfunc model (models-from-code) unless a version
+        with the same weights (sha256) is registered already: then that version is reused.
+        Either way the version gets ``tags``, ``description`` and ``alias``, and the run a
+        ``registered_model`` tag. Returns the version (None when not registering)."""
+        from .data import file_digest
+
+        sha = file_digest(checkpoint)
+        version = self.registered_version(registered_model, sha) if registered_model else None
+        if version is None:
+            version = self._log_pyfunc(checkpoint, registered_model)
+            reused = False
+        else:
+            reused = True
+            logger.info("model %s version %s has these weights (sha256 %s): reused",
+                        registered_model, version, sha[:12])
+        if version is None:
+            return None
+        for k, v in {**(tags or {}), "model_sha256": sha}.items():
+            self.client.set_model_version_tag(registered_model, version, k, str(v))
+        if description:
+            self.client.update_model_version(registered_model, version, description)
+        self.client.set_registered_model_alias(registered_model, alias, version)
+        self.set_tags({"registered_model": f"{registered_model}/{version}",
+                       "registered_model_reused": str(reused).lower()})
+        return version
+
+    def _log_pyfunc(self, checkpoint: str | Path, registered_model: str | None) -> str | None:
         import mlflow
 
-        from molvae.checkpoint import companion_files
+        from .checkpoint import companion_files
 
         with tempfile.TemporaryDirectory() as tmp:
             code = Path(tmp) / "molvae_pyfunc.py"
             code.write_text(PYFUNC_CODE)
             example = pd.DataFrame({"smiles": ["CC(=O)Oc1ccccc1C(=O)O"]})
+            output = pd.DataFrame({"smiles": ["CCOC(=O)c1ccccc1"], "selfies": ["[C][C][O]"],
+                                   "valid": [True], "source": ["prior"], "seed": [0],
+                                   "step": [0]})
             signature = mlflow.models.infer_signature(
-                example, None,
+                example, output,
                 params={"mode": "sample", "n": 10, "seed": 0, "temperature": 1.0})
             with mlflow.start_run(run_id=self.run_id):
                 info = mlflow.pyfunc.log_model(
@@ -204,8 +271,6 @@ class MlflowTracker:
                     registered_model_name=registered_model or None,
                 )
         version = getattr(info, "registered_model_version", None)
-        if version is not None:
-            self.set_tags({"registered_model": f"{registered_model}/{version}"})
         return None if version is None else str(version)
 
     # ------------------------------------------------------------------ folders

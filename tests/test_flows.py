@@ -52,6 +52,8 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
+    from molvae.data import file_digest
+    from molvae.tracking import MlflowTracker
 
     cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, cache)
     res = run_flow("pipeline", cfg)
@@ -82,8 +84,32 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     assert len(table) == 120 and "qed" in table.columns
     html = (out / "report.html").read_text()
     assert "<svg" in html and "sortBy" in html
-    versions = client.search_model_versions("name='molvae'")
-    assert any(v.run_id == res["run_id"] for v in versions)
+    # only the params the run used, and the model's own record
+    assert "train.epochs" not in run.data.params and "data.path" not in run.data.params
+    assert run.data.params["model.latent_size"] == "8"
+    assert run.data.params["model_train.epochs"] == "3"
+    assert run.data.tags["model_sha256"] == file_digest(cfg.model_path)
+    note = run.data.tags["mlflow.note.content"]
+    assert "top set" in note and "nearest_similarity" in note and "FCD" in note
+    # keyed images (compare view) and the optimization curves as stepped metrics
+    keyed = [a.path for a in client.list_artifacts(res["run_id"], "images")
+             if "+step+" in a.path]
+    assert any(p.startswith("images/top_candidates+step+0") for p in keyed), keyed
+    curve = client.get_metric_history(res["run_id"], "opt_best_score_by_calls")
+    assert len(curve) > 1 and [c.step for c in curve] == sorted(c.step for c in curve)
+    assert client.get_metric_history(res["run_id"], "baseline_best_score_by_calls")
+    # the table in rank order, what a reviewer reads first in front
+    assert list(table.columns[:4]) == ["rank", "smiles", "score", "novel"]
+    top = pd.read_csv(out / "top_candidates.csv")
+    assert top["rank"].is_monotonic_increasing and top.novel.all()
+    assert {"nearest_known", "nearest_similarity", "reasons"} <= set(top.columns)
+    # a model version per weights: the same file again reuses the version and says so
+    version = client.get_model_version("molvae", res["registered_version"])
+    assert version.tags["model_sha256"] == file_digest(cfg.model_path)
+    assert client.get_model_version_by_alias("molvae", "latest-run").version == version.version
+    again = MlflowTracker(cfg.tracking, run_name="again")
+    assert again.log_model(cfg.model_path, "molvae") == res["registered_version"]
+    assert client.get_run(again.run_id).data.tags["registered_model_reused"] == "true"
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(f"models:/molvae/{res['registered_version']}")
     got = model.predict(pd.DataFrame({"smiles": ["CCO"]}), params={"mode": "sample", "n": 4})

@@ -1,0 +1,101 @@
+"""What a reviewer reads on an MLflow run page: the params the run used, the model's own
+training record, a description in words, keyed images, stepped curves, the ranked tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from molvae.config import RunConfig, flatten
+
+# config sections each flow reads (the others keep their defaults and are not logged)
+SECTIONS = {
+    "train": ("data", "model", "train", "generate", "tracking"),
+    "generate": ("generate", "score", "tracking"),
+    "optimize": ("optimize", "score", "tracking"),
+    "pipeline": ("generate", "score", "optimize", "tracking"),
+}
+RUN_KEYS = {"train": ("out_dir",), "generate": ("model_path", "out_dir", "runner", "shards"),
+            "optimize": ("model_path", "out_dir"),
+            "pipeline": ("model_path", "out_dir", "runner", "shards")}
+# keyed images: (file in the run folder, key) shown on the run page and in compare views
+IMAGES = (("images/top_candidates.png", "top_candidates"),
+          ("images/top_optimized.png", "top_optimized"),
+          ("images/interpolation.png", "interpolation"),
+          ("plots/properties.png", "property_distributions"),
+          ("plots/trajectory.png", "optimization_trajectory"))
+# stepped metrics: (table, x column, y column, metric name)
+CURVES = (("trajectory", "oracle_calls", "best_score", "opt_best_score_by_calls"),
+          ("baseline_trajectory", "oracle_calls", "best_score", "baseline_best_score_by_calls"))
+
+
+def used_params(cfg: RunConfig, name: str) -> dict[str, str]:
+    """The config values flow ``name`` reads: its sections, plus data/model/train when it
+    trains (``retrain``)."""
+    sections = set(SECTIONS[name])
+    if cfg.retrain:
+        sections |= {"data", "model", "train"}
+    params = {k: v for k, v in flatten(cfg).items() if k.split(".")[0] in sections}
+    params.update({k: str(getattr(cfg, k)) for k in RUN_KEYS[name]})
+    if "model_path" in params and cfg.model_path is None and not cfg.retrain:
+        params["model_path"] = "shipped (data/model/molvae_moses.pt)"
+    return params
+
+
+def model_params(lm) -> dict[str, str]:
+    """The model's own record: its architecture and the training run that made it."""
+    out = {f"model.{k}": str(v) for k, v in lm.model_config.model_dump(mode="json").items()}
+    train = lm.train_config or {}
+    out.update({f"model_train.{k}": str(v)[:500] for k, v in train.items()
+                if not isinstance(v, dict)})
+    out.update({f"model_info.{k}": str(v)[:500] for k, v in (lm.info or {}).items()})
+    return out
+
+
+def describe(name: str, summary: dict, model_label: str, top: pd.DataFrame | None) -> str:
+    """The run's description in words (Markdown) for MLflow's note on the run page."""
+    lines = [f"**molvae {name}** with model `{model_label}`."]
+    n = summary.get("scored_candidates")
+    if n:
+        lines.append(
+            f"Sampled and scored {int(n):,} molecules: validity {summary.get('validity', 0):.1%}, "
+            f"novelty {summary.get('novelty', float('nan')):.1%} (not in the model's training "
+            f"set), MOSES filters passed by {summary.get('filters', float('nan')):.1%}; "
+            f"FCD {summary.get('fcd', float('nan')):.2f} against 10,000 MOSES test molecules "
+            "(lower = closer to real drug-like molecules; two random MOSES samples score ~0.25).")
+    if top is not None and len(top):
+        best = top.iloc[0]
+        lines.append(
+            f"The top set (`top_candidates`) holds {len(top)} candidates, one per chemotype "
+            f"(at most {top.attrs.get('max_similarity', 0.55):g} Tanimoto to a better one), "
+            f"best first: score {best['score']:.3f} = weighted desirability of QED, SA and "
+            f"logP (1 = every target met). {summary.get('top_known_skipped', 0)} training "
+            f"molecules and {summary.get('top_similar_skipped', 0)} near-duplicates ranked "
+            "above its last member were passed over. `nearest_similarity` is each "
+            "candidate's Tanimoto to its most similar training molecule (`nearest_known`); "
+            "`reasons` names every filter alert that fired.")
+    if "opt_best_score" in summary:
+        base = summary.get("baseline_best_score")
+        lines.append(
+            f"Optimization: best score {summary['opt_best_score']:.3f} in "
+            f"{int(summary.get('opt_oracle_calls', 0)):,} oracle calls"
+            + (f" (prior sampling at the same budget: {base:.3f})" if base is not None else "")
+            + "; the curves `opt_best_score_by_calls` and `baseline_best_score_by_calls` "
+              "are in the metrics charts.")
+    lines.append("Images (top candidates, property distributions, interpolation) are under "
+                 "the run's Images/Artifacts; `report.html` is the sortable workbench.")
+    return "\n\n".join(lines)
+
+
+def log_review(tr, out_dir: Path) -> None:
+    """Keyed images and stepped curves from a run folder."""
+    for rel, key in IMAGES:
+        tr.log_image(out_dir / rel, key)
+    for table, x, y, metric in CURVES:
+        path = out_dir / f"{table}.csv"
+        if path.is_file():
+            df = pd.read_csv(path)
+            if {x, y} <= set(df.columns):
+                tr.log_series(metric, df[x].tolist(), df[y].tolist())
