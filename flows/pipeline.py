@@ -15,6 +15,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from prefect.runtime import flow_run as prefect_flow_run
 
 from molvae import candidates, generate, metrics, report
 from molvae.checkpoint import load_model
@@ -211,11 +212,32 @@ def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path
                                tags={"data_digest": digest, "flow": name, "out_dir": str(out_dir)})
             tr.log_params(review.used_params(cfg, name))
             run_id = tr.run_id
+            tr.set_tags({"prefect_flow_run_id": str(prefect_flow_run.id or "")})
         except Exception as exc:  # an MLflow outage must not lose the run's results
             get_run_logger().warning(
                 "MLflow unavailable (%s); results go to %s only. Log them later with: "
                 "molvae log %s", str(exc).splitlines()[0][:200], out_dir, out_dir)
+    _link_flow_run(run_name, run_id, out_dir)
     return run_id, out_dir
+
+
+def _link_flow_run(run_name: str, mlflow_run_id: str | None, out_dir: Path) -> None:
+    """Name the Prefect flow run after the MLflow run (and the run folder) and tag it with
+    the MLflow run id, so each UI leads to the other."""
+    from prefect.client.orchestration import get_client
+
+    if prefect_flow_run.id is None:
+        return
+    tags = [*prefect_flow_run.tags, f"run:{run_name}"]
+    if mlflow_run_id:
+        tags.append(f"mlflow_run_id:{mlflow_run_id}")
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(prefect_flow_run.id, name=run_name, tags=tags)
+    except Exception as exc:  # a cosmetic link must never fail a run
+        get_run_logger().warning("could not rename the Prefect flow run: %s", exc)
+    get_run_logger().info("flow run %s = MLflow run %s, results in %s", run_name,
+                          mlflow_run_id or "(not logged)", out_dir)
 
 
 @contextlib.contextmanager
@@ -316,10 +338,14 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
 
 
 def _publish(tables: dict, summary: dict, name: str) -> None:
-    lines = [f"# molvae {name}", ""] + [f"- **{k}**: {v:.4g}" if isinstance(v, float)
-                                        else f"- **{k}**: {v}" for k, v in summary.items()]
-    create_markdown_artifact("\n".join(lines), key=f"molvae-{name}-summary",
-                             description="molvae run summary")
+    """Prefect artifacts: the run's description and headline figures, the top tables."""
+    text = review.describe(name, summary, Path(str(summary.get("model", "?"))).name,
+                           tables.get("top_candidates"))
+    rows = [f"| {label} | {review.fmt(summary[k])} |" for k, label in review.HEADLINE
+            if k in summary]
+    table = "\n".join(["| figure | value |", "|---|---|", *rows])
+    create_markdown_artifact(f"# molvae {name}\n\n{text}\n\n{table}",
+                             key=f"molvae-{name}-summary", description="molvae run summary")
     for key in ("top_candidates", "optimization_candidates"):
         df = tables.get(key)
         if df is not None and len(df):

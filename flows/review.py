@@ -31,6 +31,29 @@ CURVES = (("trajectory", "oracle_calls", "best_score", "opt_best_score_by_calls"
           ("baseline_trajectory", "oracle_calls", "best_score", "baseline_best_score_by_calls"))
 
 
+# the figures a summary shows, in words
+HEADLINE = (("scored_candidates", "molecules generated and scored"),
+            ("validity", "valid"), ("uniqueness@10k", "unique (of 10k)"),
+            ("novelty", "novel (not in the training set)"),
+            ("filters", "pass the MOSES filters"), ("fcd", "FCD vs MOSES test (lower is better)"),
+            ("intdiv1", "internal diversity"), ("ranked_candidates", "ranked (valid, unique)"),
+            ("top_known_skipped", "training molecules kept out of the top set"),
+            ("opt_best_score", "optimization: best score"),
+            ("baseline_best_score", "prior sampling at the same budget: best score"),
+            ("opt_oracle_calls", "optimization: oracle calls"),
+            ("seconds_sample", "seconds sampling"), ("seconds_score", "seconds scoring"),
+            ("seconds_nearest", "seconds finding nearest known molecules"))
+
+
+def fmt(value) -> str:
+    """A figure as a person reads it: counts as integers, shares as percentages."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer() and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.3f}"
+
+
 def used_params(cfg: RunConfig, name: str) -> dict[str, str]:
     """The config values flow ``name`` reads: its sections, plus data/model/train when it
     trains (``retrain``)."""

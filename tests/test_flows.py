@@ -103,6 +103,16 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     top = pd.read_csv(out / "top_candidates.csv")
     assert top["rank"].is_monotonic_increasing and top.novel.all()
     assert {"nearest_known", "nearest_similarity", "reasons"} <= set(top.columns)
+    # the Prefect flow run carries the MLflow run's name and id, and its log says so
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as prefect:
+        flow_run = prefect.read_flow_run(run.data.tags["prefect_flow_run_id"])
+        logs = prefect.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+    assert flow_run.name == out.name == run.info.run_name
+    assert f"mlflow_run_id:{res['run_id']}" in flow_run.tags
+    assert any(res["run_id"] in log.message for log in logs)
     # a model version per weights: the same file again reuses the version and says so
     version = client.get_model_version("molvae", res["registered_version"])
     assert version.tags["model_sha256"] == file_digest(cfg.model_path)

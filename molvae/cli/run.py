@@ -39,7 +39,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         "runner": "dask" if args.address else args.runner,
         "dask_address": args.address,
     })
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if args.verbose else "WARNING")
+    # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
+    # log; the console shows warnings only, unless --verbose. A value the user set wins.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
+                          "INFO" if args.verbose else "WARNING")
     from flows.pipeline import run_flow
 
     t0 = time.perf_counter()
