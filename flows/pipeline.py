@@ -142,7 +142,8 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
     if top is not None and len(top):
         report.top_grid(top, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
     if ranked is not None and len(ranked):
-        report.html_report(ranked, out_dir / "report.html", summary=summary)
+        readable = {label: summary[k] for k, label in review.HEADLINE if k in summary}
+        report.html_report(ranked, out_dir / "report.html", summary=readable)
     opt = tables.get("optimization_candidates")
     if opt is not None and len(opt):
         report.top_grid(opt.assign(valid=True), out_dir / "images" / "top_optimized.png",

@@ -10,6 +10,7 @@ import html
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,49 +129,108 @@ def trajectory_plot(traj: pd.DataFrame, path: str | Path, baseline: pd.DataFrame
     return Path(path)
 
 
+_BOND_STYLE = re.compile(r"style='fill:none;fill-rule:evenodd;stroke:(#[0-9A-Fa-f]{6});"
+                         r"stroke-width:([\d.]+)px;stroke-linecap:butt;stroke-linejoin:miter;"
+                         r"stroke-opacity:1'")
+
+
 def _svg(smiles: str, size: int = 160) -> str:
+    """Inline SVG of a molecule ('' when not drawable), made compact: atom labels as text,
+    each bond's repeated style written as two attributes, no classes (a third of the size)."""
     from rdkit.Chem.Draw import rdMolDraw2D
 
-    mol = chem.to_mol(smiles)
+    mol = chem.to_mol(smiles) if smiles else None
     if mol is None:
         return ""
-    d = rdMolDraw2D.MolDraw2DSVG(size, size)
+    d = rdMolDraw2D.MolDraw2DSVG(size, size, -1, -1, True)  # no FreeType: labels as <text>
     d.DrawMolecule(mol)
     d.FinishDrawing()
     svg = d.GetDrawingText()
-    return svg[svg.find("<svg"):]
+    svg = _BOND_STYLE.sub(r"fill='none' stroke='\1' stroke-width='\2'", svg[svg.find("<svg"):])
+    return re.sub(r" class='[^']*'", "", svg)
+
+
+COLUMN_HELP = {
+    "rank": "position by score (ties broken by score_margin); empty: invalid or a duplicate",
+    "score": "weighted desirability of the configured properties (QED, SA, logP by "
+             "default), 0..1; 1 = every target met",
+    "novel": "not in the model's training set (exact match of canonical SMILES)",
+    "nearest_similarity": "Morgan (ECFP4) Tanimoto to the most similar molecule of the "
+                          "training data, 0..1; 1 = same fingerprint",
+    "nearest_known": "that most similar training molecule (drawn in the 'nearest known' column)",
+    "pass_all": "passes every configured filter",
+    "reasons": "why each failed filter failed: the alerts that fired (PAINS, Brenk, NIH, "
+               "MOSES rule names) or the value outside its limit",
+    "top": "in the top set: the best candidate of its chemotype, training molecules excluded",
+    "qed": "quantitative estimate of drug-likeness (Bickerton 2012), 0..1, higher is better",
+    "sa": "synthetic accessibility (Ertl 2009), 1 easy .. 10 hard",
+    "logp": "Crippen logP (octanol/water)",
+    "plogp": "penalized logP (JT-VAE): logP - SA - long rings, standardized",
+    "mw": "molecular weight, g/mol",
+    "tpsa": "topological polar surface area, Å²",
+    "heavy_atoms": "atoms other than hydrogen",
+    "similarity": "Tanimoto to the seed molecule (neighbours) or start (interpolation)",
+    "source": "how the molecule was made (prior sample, interpolation, neighbour, optimizer)",
+}
 
 
 def html_report(df: pd.DataFrame, path: str | Path, title: str = "molvae candidates",
                 summary: dict | None = None, max_rows: int = 500) -> Path:
-    """Self-contained HTML: inline SVG structures, every column sortable by a click."""
-    cols = [c for c in REPORT_COLUMNS if c in df.columns]
+    """Self-contained HTML workbench (no network): the first ``max_rows`` rows of a ranked
+    table with each molecule and its nearest known molecule drawn, a readable summary, a
+    column legend, a search box, per-column filters (text, ``>0.5``, ``0.3..0.8``, ``true``),
+    toggles for failing molecules, training molecules and the top set, sortable columns."""
+    cols = [c for c in REPORT_COLUMNS if c in df.columns and c != "nearest_known"]
     cols += [c for c in df.columns if c.startswith("pass_") and c not in cols]
     rows = df.head(max_rows)
-    head = "".join(f"<th onclick='sortBy({i + 1})'>{html.escape(c)}</th>"
-                   for i, c in enumerate(cols))
+    near = "nearest_known" in df.columns
+    head = "".join(f"<th onclick='sortBy({i + 1 + near})' title='{html.escape(COLUMN_HELP.get(c, c))}'>"
+                   f"{html.escape(c)}</th>" for i, c in enumerate(cols))
+    filters = "".join(f"<th><input class='cf' data-col='{i + 1 + near}' placeholder='filter'></th>"
+                      for i in range(len(cols)))
     body = []
     for _, r in rows.iterrows():
+        flags = " ".join(f"data-{k}='{int(bool(r[k]))}'" for k in ("pass_all", "novel", "top")
+                         if k in r and pd.notna(r[k]))
         cells = [f"<td>{_svg(r['smiles'])}</td>"]
+        if near:
+            known = r["nearest_known"] if isinstance(r["nearest_known"], str) else ""
+            cells.append(f"<td class='nn' data-v='{html.escape(known)}'>{_svg(known, 110)}"
+                         f"<div>{html.escape(known)}</div></td>")
         for c in cols:
-            v = r[c]
-            if isinstance(v, float | np.floating):
-                shown, key = ("" if not np.isfinite(v) else f"{v:.3f}"), (v if np.isfinite(v) else "")
-            else:
-                shown, key = str(v), str(v)
-            cells.append(f"<td data-v='{html.escape(str(key))}'>{html.escape(shown)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+            shown, key = _cell(r[c])
+            cells.append(f"<td data-v='{html.escape(key)}'>{html.escape(shown)}</td>")
+        body.append(f"<tr {flags}>" + "".join(cells) + "</tr>")
     summ = ""
     if summary:
-        items = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(_fmt(v))}</li>"
+        items = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
                         for k, v in summary.items())
-        summ = f"<ul>{items}</ul>"
+        summ = f"<table class='summary'>{items}</table>"
+    legend = "".join(f"<li><b>{html.escape(c)}</b>: {html.escape(COLUMN_HELP[c])}</li>"
+                     for c in ["nearest_known", *cols] if c in COLUMN_HELP and c in df.columns)
+    legend += ("<li><b>pass_&lt;filter&gt;</b>: passes that filter (lipinski, veber, pains, "
+               "brenk, nih, moses, windows: the configured property windows)</li>")
+    nn_head = "<th>nearest known</th>" if near else ""
+    nn_filter = "<th></th>" if near else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-size:12px}}th{{cursor:pointer;background:#eee;
-position:sticky;top:0}}td svg{{display:block}}</style></head><body>
-<h2>{html.escape(title)}</h2>{summ}<p>{len(rows)} of {len(df)} molecules; click a column to sort.</p>
-<table id="t"><thead><tr><th>structure</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:12px;vertical-align:top}}
+#t thead th{{cursor:pointer;background:#eee;position:sticky;top:0}}td svg{{display:block}}
+.summary th{{text-align:left;background:#f6f6f6}}.cf{{width:6em}}.nn div{{font-size:10px;
+max-width:110px;word-break:break-all;color:#555}}.bar{{margin:.6em 0}}.bar label{{margin-right:1em}}
+</style></head><body>
+<h2>{html.escape(title)}</h2>{summ}
+<details><summary>What the columns mean</summary><ul>{legend}</ul></details>
+<div class="bar"><input id="q" placeholder="search SMILES, reasons, any text" size="40">
+<label><input type="checkbox" id="failing"> show molecules failing a filter</label>
+<label><input type="checkbox" id="known"> show training molecules</label>
+<label><input type="checkbox" id="toponly"> top set only</label>
+<span id="count"></span></div>
+<p>The first {len(rows):,} of {len(df):,} molecules, best first (all of them: the run's
+candidates.csv). Click a column name to sort; filter a column with text, <code>&gt;0.5</code>,
+<code>&lt;3</code>, <code>0.3..0.8</code> or <code>true</code>.</p>
+<table id="t"><thead><tr><th>structure</th>{nn_head}{head}</tr>
+<tr class="filters"><th></th>{nn_filter}{filters}</tr></thead><tbody>{''.join(body)}</tbody></table>
 <script>
 let dir = {{}};
 function sortBy(i) {{
@@ -185,13 +245,57 @@ function sortBy(i) {{
   }});
   rows.forEach(r => tb.appendChild(r));
 }}
+function test(rule, v) {{
+  rule = rule.trim().toLowerCase();
+  if (!rule) return true;
+  const n = parseFloat(v), m = rule.match(/^(-?[\\d.]+)\\s*\\.\\.\\s*(-?[\\d.]+)$/);
+  if (m) return n >= parseFloat(m[1]) && n <= parseFloat(m[2]);
+  if (/^[<>]=?\\s*-?[\\d.]+$/.test(rule)) {{
+    const x = parseFloat(rule.replace(/^[<>]=?/, ''));
+    return rule[0] === '>' ? (rule[1] === '=' ? n >= x : n > x) : (rule[1] === '=' ? n <= x : n < x);
+  }}
+  return String(v).toLowerCase().includes(rule);
+}}
+function apply() {{
+  const q = document.getElementById('q').value.toLowerCase();
+  const failing = document.getElementById('failing').checked;
+  const known = document.getElementById('known').checked;
+  const toponly = document.getElementById('toponly').checked;
+  const cf = Array.from(document.querySelectorAll('.cf')).filter(e => e.value.trim());
+  let shown = 0;
+  for (const r of document.querySelector('#t tbody').rows) {{
+    let ok = (failing || r.dataset.pass_all !== '0') && (known || r.dataset.novel !== '0')
+      && (!toponly || r.dataset.top === '1');
+    if (ok && q) ok = r.textContent.toLowerCase().includes(q);
+    for (const e of cf) {{ if (ok) ok = test(e.value, r.cells[+e.dataset.col].dataset.v); }}
+    r.style.display = ok ? '' : 'none';
+    shown += ok;
+  }}
+  document.getElementById('count').textContent = shown + ' shown';
+}}
+document.querySelectorAll('#q, .cf').forEach(e => e.addEventListener('input', apply));
+document.querySelectorAll('.bar input[type=checkbox]').forEach(e => e.addEventListener('change', apply));
+document.querySelectorAll('.cf').forEach(e => e.addEventListener('click', ev => ev.stopPropagation()));
+apply();
 </script></body></html>"""
     return write_text(doc, path)
 
 
+def _cell(v) -> tuple[str, str]:
+    """(shown text, sort key): integers as integers, other numbers to 3 decimals."""
+    if v is None or (isinstance(v, float | np.floating) and not np.isfinite(v)) or v is pd.NA:
+        return "", ""
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v)).lower(), str(bool(v)).lower()
+    if isinstance(v, int | np.integer) or (isinstance(v, float | np.floating) and float(v).is_integer()):
+        return f"{int(v):,}", str(int(v))
+    if isinstance(v, float | np.floating):
+        return f"{v:.3f}", repr(float(v))
+    return str(v), str(v)
+
+
 def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
     if isinstance(v, dict | list):
         return json.dumps(v)
-    return str(v)
+    shown, _ = _cell(v)
+    return shown
