@@ -152,7 +152,13 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
                                tables.get("baseline_trajectory"), title=cfg.optimize.objective)
     interp = tables.get("interpolation")
     if interp is not None and len(interp):
-        report.interpolation_strips(interp, out_dir / "images" / "interpolation.png")
+        report.interpolation_strips(interp, out_dir / "images" / "interpolation.png",
+                                    cfg.generate.interpolate)
+    near = tables.get("neighbors")
+    if near is not None and len(near):
+        report.neighbor_grid(near, out_dir / "images" / "neighbors.png")
+    if ranked is not None and len(ranked):
+        report.property_scatter(ranked, out_dir / "plots" / "qed_vs_sa.png")
     report.write_text(json.dumps(summary, indent=2, default=str), out_dir / "summary.json")
     return out_dir
 

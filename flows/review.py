@@ -24,6 +24,8 @@ RUN_KEYS = {"train": ("out_dir",), "generate": ("model_path", "out_dir", "runner
 IMAGES = (("images/top_candidates.png", "top_candidates"),
           ("images/top_optimized.png", "top_optimized"),
           ("images/interpolation.png", "interpolation"),
+          ("images/neighbors.png", "neighbors"),
+          ("plots/qed_vs_sa.png", "qed_vs_sa"),
           ("plots/properties.png", "property_distributions"),
           ("plots/trajectory.png", "optimization_trajectory"))
 # stepped metrics: (table, x column, y column, metric name)

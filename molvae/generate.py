@@ -276,7 +276,8 @@ def interpolate(lm: LoadedModel, smiles: Sequence[str], steps: int = 10,
 def neighbors(lm: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25, 0.5),
               per_radius: int = 20, seed: int = 0, max_length: int = 100) -> pd.DataFrame:
     """Analogues of one molecule: decode z = mu + r * eps, eps ~ N(0, I), for each radius r
-    (in prior standard deviations), with Tanimoto similarity to the seed."""
+    (in prior standard deviations), with the molecule explored around (``center``) and
+    each analogue's Tanimoto similarity to it."""
     if per_radius < 1:
         raise GenerationError(f"molecules per radius must be >= 1, got {per_radius}")
     if not radii or any(r < 0 for r in radii):
@@ -290,5 +291,6 @@ def neighbors(lm: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25,
         frames.append(_frame(pairs, "neighbors", seed=seed, radius=float(r),
                              step=np.arange(per_radius)))
     df = pd.concat(frames, ignore_index=True)
+    df["center"] = chem.canonical_smiles(smiles) or smiles
     df["similarity"] = chem.bulk_tanimoto(smiles, df["smiles"].tolist())
     return df

@@ -327,10 +327,13 @@ def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | P
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         both = np.concatenate([a, b]) if len(a) + len(b) else np.array([0.0, 1.0])
         bins = np.linspace(np.percentile(both, 0.5), np.percentile(both, 99.5), 40)
-        ax.hist(b, bins=bins, density=True, alpha=0.5, label=labels[1], color="tab:gray")
-        ax.hist(a, bins=bins, density=True, alpha=0.6, label=labels[0], color="tab:blue")
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label=f"{labels[1]} (n={len(b):,})",
+                color="tab:gray")
+        ax.hist(a, bins=bins, density=True, alpha=0.6, label=f"{labels[0]} (n={len(a):,})",
+                color="tab:blue")
         ax.set_title(p)
-        ax.set_yticks([])
+        ax.set_xlabel(chem.PROPERTY_LABELS.get(p, p))
+        ax.set_ylabel("density (area = 1)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)

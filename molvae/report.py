@@ -62,15 +62,18 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
 
 def grid_image(smiles: Sequence[str], legends: Sequence[str], path: str | Path,
                per_row: int = 6, size: int = 240) -> Path | None:
-    """PNG grid of structures with a legend under each (None when nothing is drawable)."""
+    """PNG grid of structures with a legend under each, a blank cell for what is not a
+    molecule (None when nothing is drawable)."""
+    from rdkit import Chem
     from rdkit.Chem import Draw
 
-    pairs = [(chem.to_mol(s), lg) for s, lg in zip(smiles, legends, strict=True)]
-    pairs = [(m, lg) for m, lg in pairs if m is not None]
-    if not pairs:
+    mols = [chem.to_mol(s) for s in smiles]
+    if all(m is None for m in mols):
         return None
-    img = Draw.MolsToGridImage([m for m, _ in pairs], molsPerRow=per_row,
-                               subImgSize=(size, size), legends=[lg for _, lg in pairs])
+    # a blank cell where there is no molecule, so rows stay aligned
+    img = Draw.MolsToGridImage([Chem.Mol() if m is None else m for m in mols],
+                               molsPerRow=per_row, subImgSize=(size, size),
+                               legends=list(legends))
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return Path(path)
@@ -97,14 +100,76 @@ def top_grid(df: pd.DataFrame, path: str | Path, k: int = 24, by: str = "score")
     return grid_image(top["smiles"].tolist(), legends, path)
 
 
-def interpolation_strips(df: pd.DataFrame, path: str | Path) -> Path | None:
-    """One row per interpolation segment, start to end, each point labelled with t."""
+def interpolation_strips(df: pd.DataFrame, path: str | Path,
+                         ends: Sequence[str] | None = None) -> Path | None:
+    """One row per interpolation segment, start to end, each point labelled with t; the
+    end points say whether they decode back to the molecule asked for (``ends``: the input
+    molecules, in order) or what similarity they reach."""
     if df.empty:
         return None
     steps = int(df["step"].max()) + 1
-    legends = [f"seg {s} t={t:.2f}" for s, t in zip(df["segment"], df["t"], strict=True)]
-    smiles = [s if s else "C" for s in df["smiles"]]  # keep the grid aligned
-    return grid_image(smiles, legends, path, per_row=steps, size=200)
+    legends = []
+    for seg, step, t, smi in zip(df["segment"], df["step"], df["t"], df["smiles"], strict=True):
+        text = f"t={t:.2f}"
+        if ends is not None and step in (0, steps - 1):
+            want = chem.canonical_smiles(ends[int(seg) + (step == steps - 1)])
+            side = "start" if step == 0 else "end"
+            text = (f"{side}: reconstructed" if smi == want else
+                    f"{side}: sim {chem.tanimoto(smi, want) or 0:.2f} to input")
+        legends.append(text)
+    return grid_image(df["smiles"].fillna("").tolist(), legends, path, per_row=steps, size=200)
+
+
+def neighbor_grid(df: pd.DataFrame, path: str | Path, per_row: int = 8) -> Path | None:
+    """Per seed and radius one row of distinct analogues, most similar first, each
+    labelled with its radius and Tanimoto similarity to the seed."""
+    valid = df[df["valid"]] if "valid" in df else df
+    if valid.empty:
+        return None
+    smiles: list[str] = []
+    legends: list[str] = []
+    keys = ["center", "radius"] if "center" in valid else ["radius"]
+    for _, group in valid.groupby(keys, sort=True):
+        row = group.drop_duplicates("smiles").sort_values("similarity", ascending=False)
+        row = row.head(per_row)
+        smiles += row["smiles"].tolist() + [""] * (per_row - len(row))  # keep rows aligned
+        legends += [f"r={r:g} sim {s:.2f}" for r, s in zip(row["radius"], row["similarity"],
+                                                           strict=True)]
+        legends += [""] * (per_row - len(row))
+    return grid_image(smiles, legends, path, per_row=per_row, size=180)
+
+
+def property_scatter(df: pd.DataFrame, path: str | Path, x: str = "sa", y: str = "qed"
+                     ) -> Path | None:
+    """Candidates in the QED/SA plane: passing every filter vs not, training molecules
+    marked, the top set ringed."""
+    from matplotlib.figure import Figure
+
+    d = df[df["valid"]] if "valid" in df else df
+    if d.empty or x not in d or y not in d:
+        return None
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.subplots()
+    ok = d["pass_all"].to_numpy(bool) if "pass_all" in d else np.ones(len(d), bool)
+    known = ~d["novel"].to_numpy(bool) if "novel" in d else np.zeros(len(d), bool)
+    for mask, label, color in ((~ok, "fails a filter", "tab:gray"),
+                               (ok, "passes every filter", "tab:blue")):
+        m = mask & ~known
+        ax.scatter(d[x][m], d[y][m], s=6, alpha=0.5, color=color, label=f"{label} ({m.sum():,})")
+    if known.any():
+        ax.scatter(d[x][known], d[y][known], s=14, marker="x", color="tab:red",
+                   label=f"training molecule ({known.sum():,})")
+    if "top" in d and d["top"].any():
+        t = d[d["top"].astype(bool)]
+        ax.scatter(t[x], t[y], s=40, facecolors="none", edgecolors="black",
+                   label=f"top set ({len(t)})")
+    ax.set_xlabel(chem.PROPERTY_LABELS.get(x, x))
+    ax.set_ylabel(chem.PROPERTY_LABELS.get(y, y))
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return Path(path)
 
 
 def trajectory_plot(traj: pd.DataFrame, path: str | Path, baseline: pd.DataFrame | None = None,

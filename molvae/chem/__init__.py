@@ -30,6 +30,7 @@ from .mol import (
 )
 from .properties import (
     PROPERTIES,
+    PROPERTY_LABELS,
     check_property,
     formal_charge,
     long_ring_penalty,
@@ -41,7 +42,7 @@ from .properties import (
 from .score import score_one, score_smiles
 
 __all__ = [
-    "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES",
+    "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES", "PROPERTY_LABELS",
     "bulk_tanimoto", "canonical_smiles", "check_filters", "check_property", "composite_score",
     "desirability", "desirability_margin", "fingerprint", "fingerprints", "formal_charge",
     "long_ring_penalty", "moses_alerts", "np_likeness", "passes_lipinski", "passes_moses",

@@ -131,6 +131,15 @@ PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {
 }
 
 
+# axis labels with units, for plots
+PROPERTY_LABELS = {
+    "mw": "molecular weight (g/mol)", "logp": "Crippen logP", "tpsa": "TPSA (Å²)",
+    "qed": "QED (0..1, higher = more drug-like)", "sa": "SA score (1 easy .. 10 hard to make)",
+    "plogp": "penalized logP (JT-VAE, standardized)", "heavy_atoms": "heavy atoms",
+    "np_score": "natural-product likeness (Ertl 2008)",
+}
+
+
 def check_property(name: str) -> str:
     if name not in PROPERTIES:
         raise ScoringError(f"unknown property {name!r}; choose from {', '.join(PROPERTIES)}")

@@ -166,7 +166,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     if args.image:
         from molvae.report import interpolation_strips
 
-        interpolation_strips(df, args.image)
+        interpolation_strips(df, args.image, args.molecules)
     for _, r in df.iterrows():
         print(f"{int(r.segment)}\t{r.t:.2f}\t{r.smiles}")
     print(f"-> {path}", file=sys.stderr)
