@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 TABLE_ROWS = 10_000  # rows of a table logged to MLflow (the CSV artifact has all)
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 # Models-from-code: MLflow stores this source and runs it on load, so loading the model
 # unpickles nothing. It is an artifact, not a molvae module.
@@ -102,7 +103,12 @@ class MlflowTracker:
             self.experiment_id = self.client.get_run(run_id).info.experiment_id
             return
         exp = self.client.get_experiment_by_name(cfg.experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(cfg.experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            cfg.experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
+        if exp and EXPERIMENT_KIND not in exp.tags:
+            # MLflow 3 opens an untagged experiment in its GenAI view; runs are model training
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND,
+                                           "custom_model_development")
         all_tags = {"code_version": code_version(), **(tags or {})}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         self.run_id = run.info.run_id
@@ -295,3 +301,13 @@ TABLES = ("candidates", "top_candidates", "optimization_candidates", "interpolat
 def open_run_commands(uri: str) -> str:
     """The command that opens the MLflow UI on this store."""
     return f"mlflow ui --backend-store-uri {uri} --port 5000"
+
+
+def run_url(uri: str, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+    """The run's page in the MLflow UI (``ui``: where the UI serves; a tracking server's
+    own address when ``uri`` is one)."""
+    from mlflow.tracking import MlflowClient
+
+    base = uri.rstrip("/") if uri.startswith("http") else ui
+    experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}"

@@ -72,10 +72,13 @@ def print_summary(result: dict, seconds: float) -> None:
     _print_top(out / "top_candidates.csv")
     print(f"  report: {out / 'report.html'}")
     if result.get("tracking_uri"):
-        from molvae.tracking import open_run_commands
+        from molvae.tracking import open_run_commands, run_url
 
+        uri = result["tracking_uri"]
         print(f"  MLflow run {result['run_id']} (model version {result.get('registered_version')})")
-        print(f"  open MLflow UI:  {open_run_commands(result['tracking_uri'])}")
+        if not uri.startswith("http"):
+            print(f"  open MLflow UI:  {open_run_commands(uri)}")
+        print(f"  the run's page:  {run_url(uri, result['run_id'])}")
     print("  open Prefect UI: prefect server start   (then http://127.0.0.1:4200; "
           "set PREFECT_API_URL=http://127.0.0.1:4200/api before `molvae run` to keep runs)")
 
@@ -85,6 +88,8 @@ def _print_top(path: Path) -> None:
         return
     import pandas as pd
 
-    print("  best candidates (score, QED, SA, SMILES):")
+    print("  top set (rank, score, QED, SA, nearest known similarity, SMILES):")
     for _, r in pd.read_csv(path).head(5).iterrows():
-        print(f"    {r.score:.3f}  {r.qed:.3f}  {r.sa:.2f}  {r.smiles}")
+        near = r.get("nearest_similarity", float("nan"))
+        print(f"    #{int(r['rank']):<4d} {r.score:.3f}  {r.qed:.3f}  {r.sa:.2f}  {near:.2f}  "
+              f"{r.smiles}")
