@@ -142,8 +142,7 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
     if top is not None and len(top):
         report.top_grid(top, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
     if ranked is not None and len(ranked):
-        readable = {label: summary[k] for k, label in review.HEADLINE if k in summary}
-        report.html_report(ranked, out_dir / "report.html", summary=readable)
+        report.html_report(ranked, out_dir / "report.html", summary=review.readable(summary))
     opt = tables.get("optimization_candidates")
     if opt is not None and len(opt):
         report.top_grid(opt.assign(valid=True), out_dir / "images" / "top_optimized.png",
@@ -348,8 +347,7 @@ def _publish(tables: dict, summary: dict, name: str) -> None:
     """Prefect artifacts: the run's description and headline figures, the top tables."""
     text = review.describe(name, summary, Path(str(summary.get("model", "?"))).name,
                            tables.get("top_candidates"))
-    rows = [f"| {label} | {review.fmt(summary[k])} |" for k, label in review.HEADLINE
-            if k in summary]
+    rows = [f"| {label} | {value} |" for label, value in review.readable(summary).items()]
     table = "\n".join(["| figure | value |", "|---|---|", *rows])
     create_markdown_artifact(f"# molvae {name}\n\n{text}\n\n{table}",
                              key=f"molvae-{name}-summary", description="molvae run summary")

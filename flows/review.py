@@ -33,27 +33,39 @@ CURVES = (("trajectory", "oracle_calls", "best_score", "opt_best_score_by_calls"
           ("baseline_trajectory", "oracle_calls", "best_score", "baseline_best_score_by_calls"))
 
 
-# the figures a summary shows, in words
-HEADLINE = (("scored_candidates", "molecules generated and scored"),
-            ("validity", "valid"), ("uniqueness@10k", "unique (of 10k)"),
-            ("novelty", "novel (not in the training set)"),
-            ("filters", "pass the MOSES filters"), ("fcd", "FCD vs MOSES test (lower is better)"),
-            ("intdiv1", "internal diversity"), ("ranked_candidates", "ranked (valid, unique)"),
-            ("top_known_skipped", "training molecules kept out of the top set"),
-            ("opt_best_score", "optimization: best score"),
-            ("baseline_best_score", "prior sampling at the same budget: best score"),
-            ("opt_oracle_calls", "optimization: oracle calls"),
-            ("seconds_sample", "seconds sampling"), ("seconds_score", "seconds scoring"),
-            ("seconds_nearest", "seconds finding nearest known molecules"))
+# the figures a summary shows, in words, and how each reads: a count, a share (%), a value
+HEADLINE = (("scored_candidates", "molecules generated and scored", "count"),
+            ("validity", "valid", "share"), ("uniqueness@10k", "unique (of 10k)", "share"),
+            ("novelty", "novel (not in the training set)", "share"),
+            ("filters", "pass the MOSES filters", "share"),
+            ("fcd", "FCD vs MOSES test (lower is better)", "value"),
+            ("intdiv1", "internal diversity (0..1)", "value"),
+            ("ranked_candidates", "ranked (valid, unique)", "count"),
+            ("top_known_skipped", "training molecules kept out of the top set", "count"),
+            ("opt_best_score", "optimization: best score", "value"),
+            ("baseline_best_score", "prior sampling at the same budget: best score", "value"),
+            ("opt_oracle_calls", "optimization: oracle calls", "count"),
+            ("seconds_sample", "seconds sampling", "seconds"),
+            ("seconds_score", "seconds scoring", "seconds"),
+            ("seconds_nearest", "seconds finding nearest known molecules", "seconds"))
 
 
-def fmt(value) -> str:
+def fmt(value, kind: str = "value") -> str:
     """A figure as a person reads it: counts as integers, shares as percentages."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
-    if float(value).is_integer() and abs(value) >= 1:
+    if kind == "count":
         return f"{int(value):,}"
+    if kind == "share":
+        return f"{value:.1%}"
+    if kind == "seconds":
+        return f"{value:.0f} s"
     return f"{value:.3f}"
+
+
+def readable(summary: dict) -> dict[str, str]:
+    """The headline figures of a run summary, labelled and formatted."""
+    return {label: fmt(summary[k], kind) for k, label, kind in HEADLINE if k in summary}
 
 
 def used_params(cfg: RunConfig, name: str) -> dict[str, str]:

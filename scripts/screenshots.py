@@ -44,6 +44,25 @@ def save(driver: webdriver.Chrome, path: Path, colors: int = 128) -> None:
     print(f"{path}: {path.stat().st_size / 1024:.0f} KB")
 
 
+def click(driver: webdriver.Chrome, xpath: str) -> bool:
+    """Click the first element matching ``xpath``; False when there is none."""
+    found = driver.find_elements("xpath", xpath)
+    if found:
+        try:
+            found[0].click()
+            return True
+        except Exception:  # hidden or covered: the screenshot is taken anyway
+            return False
+    return False
+
+
+def tidy(driver: webdriver.Chrome) -> None:
+    """The run page without the assistant side panel."""
+    click(driver, "//*[contains(normalize-space(.), 'MLflow Assistant')]/following::button"
+                  "[contains(@aria-label, 'lose')][1]")
+    time.sleep(2)
+
+
 def wait_for_server(url: str, seconds: float = 90) -> None:
     end = time.time() + seconds
     while time.time() < end:
@@ -78,9 +97,22 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{PORT}"
         wait_for_server(base)
+        driver.get(base)
+        time.sleep(8)
+        click(driver, "//*[normalize-space(text())='Model training']")  # the UI's mode
+        time.sleep(2)
         driver.get(f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
         time.sleep(12)  # the React app renders the run page
+        tidy(driver)
         save(driver, args.out / "mlflow_run.png")
+        driver.get(f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+                   "/artifacts")
+        time.sleep(6)
+        tidy(driver)
+        for name in ("images", "top_candidates.png"):
+            click(driver, f"//*[normalize-space(text())='{name}']")
+            time.sleep(3)
+        save(driver, args.out / "mlflow_images.png")
         driver.get((args.run_dir / "report.html").resolve().as_uri())
         time.sleep(3)
         save(driver, args.out / "report.png")

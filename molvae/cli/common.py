@@ -43,6 +43,14 @@ def setup_logging(verbose: bool) -> None:
     )
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        # Prefect's INFO records go to its UI (molvae run), not to this console
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_console_filter)
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not record.name.startswith("prefect")
 
 
 def quiet_third_parties(verbose: bool) -> None:
