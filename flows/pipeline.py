@@ -364,6 +364,7 @@ def _publish(tables: dict, summary: dict, name: str) -> None:
 
 def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:
     log = get_run_logger()
+    candidates.check_score_config(cfg.score)  # before a run is started anywhere
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = _start_run(cfg, name, digest)
     with _finishing(cfg, run_id):

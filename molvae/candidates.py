@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from rdkit import DataStructs
 from . import chem
 from .checkpoint import LoadedModel
 from .config import ScoreConfig
+from .errors import DataError
 from .similarity import FingerprintIndex
 
 
@@ -63,6 +65,19 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = 
     out["score_margin"] = [chem.score_margin(v, terms) if ok else -np.inf
                            for v, ok in zip(values, valid, strict=True)]
     return out
+
+
+def check_score_config(score_cfg: ScoreConfig) -> None:
+    """Fail before any work on what annotating would fail on later: an unknown property
+    or filter, a known-molecules file that is not there."""
+    for name in [*(score_cfg.properties or []), *score_cfg.windows,
+                 *(t.property for t in score_cfg.desirability)]:
+        chem.check_property(name)
+    chem.check_filters(score_cfg.filters)
+    path = score_cfg.known_molecules
+    if path is not None and not Path(path).is_file():
+        raise DataError(f"score.known_molecules: no such file {path} (the molecules each "
+                        "candidate's nearest known molecule is looked up in; \"\" = none)")
 
 
 @functools.lru_cache(maxsize=2)

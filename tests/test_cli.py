@@ -65,7 +65,11 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     assert r.returncode == 0, r.stderr
     df = pd.read_parquet(tmp_path / "s.parquet")
     assert len(df) == 50 and {"smiles", "selfies", "valid", "unique", "novel", "source", "seed",
-                              "step", "qed", "plogp", "pass_pains", "score"} <= set(df.columns)
+                              "step", "qed", "plogp", "pass_pains", "score", "reasons",
+                              "nearest_known", "nearest_similarity"} <= set(df.columns)
+    assert "seconds: sample" in r.stderr and "nearest" in r.stderr  # stage times
+    ok = df[df.valid]
+    assert ok.nearest_similarity.between(0, 1).all() and (ok.nearest_known != "").all()
     pd.DataFrame({"SMILES": test_smiles[:20] + ["junk"]}).to_csv(tmp_path / "in.csv", index=False)
     rc, out, err = cli("reconstruct", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "r.csv")
     assert rc == 0 and "exact reconstruction" in out, err
@@ -77,6 +81,7 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
                        "--model", m, "--no-fcd", "-o", tmp_path / "ev.json")
     assert rc == 0, err
     assert (tmp_path / "ev.png").is_file() and "intdiv1" in out
+    assert "seconds: score" in err  # stage times
 
 
 @pytest.mark.parametrize("args, msg", [
@@ -87,6 +92,12 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["interpolate", ASPIRIN, "CC[Si](C)(C)C"], "outside the vocabulary: [Si]"),
     (["sample", "-n", "5", "--model", "/nonexistent/model.pt"], "model file not found"),
     (["evaluate", "/nonexistent.csv"], "no such file"),
+    (["sample", "-n", "5", "--set", "score.known_molecules=/nonexistent.csv"],
+     "score.known_molecules: no such file /nonexistent.csv"),
+    (["sample", "-n", "5", "--set", 'score.properties=["colour"]'], "unknown property 'colour'"),
+    (["run", "--set", "score.known_molecules=/nonexistent.csv"],
+     "score.known_molecules: no such file"),
+    (["sample", "-n", "5", "--set", "score.top_max_similarity=0"], "top_max_similarity"),
     (["optimize", "--objective", "colour"], "unknown property"),
     (["sample", "-n", "5", "-o", "out.xlsx"], "must end in .csv or .parquet"),
     (["run", "--set", "train.epochz=3"], "train.epochz: unknown key"),

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -100,20 +101,28 @@ class CountBar:
 
 
 class StageBars:
-    """``progress(stage, total) -> update``: one bar per stage, the previous one closed."""
+    """``progress(stage, total) -> update``: one bar per stage, the previous one closed;
+    ``seconds``: each stage's wall time, from its start to the next one's (or close)."""
 
     def __init__(self) -> None:
         self.bar = None
+        self.seconds: dict[str, float] = {}
+        self._stage: tuple[str, float] | None = None
 
     def __call__(self, stage: str, total: int) -> Callable[[int], object]:
         self.close()
         self.bar = progress_bar(total, stage)
+        self._stage = (stage, time.perf_counter())
         return self.bar.update
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self._stage is not None:
+            name, start = self._stage
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self._stage = None
 
 
 # --------------------------------------------------------------------------- options

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .common import StageBars, UsageError, add_model_option, check_input, load_model
@@ -31,6 +32,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from molvae.config import SHIPPED_TEST
     from molvae.report import write_text
 
+    t0 = time.perf_counter()
     generated = read_any_smiles(args.generated)
     reference = read_any_smiles(args.reference or str(SHIPPED_TEST))
     is_novel = novelty_test(args.train) if args.train else load_model(args.model).is_novel
@@ -47,6 +49,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     plot = metrics.plot_distributions(gen_rows, ref_rows, out.with_suffix(".png"))
     print(pd.Series(m).to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"-> {out}, {plot}", file=sys.stderr)
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in bars.seconds.items())
+          + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
 
 
 def novelty_test(train_file: str):

@@ -77,6 +77,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.prior_width": args.prior_width,
     }, defaults=SAMPLE_DEFAULTS)
     t0 = time.perf_counter()
+    _check_score(cfg)
     lm = load_model(args.model)
     resolve_prior(lm, cfg.generate.prior)  # fail before the progress bar appears
     bar = progress_bar(cfg.generate.num_samples, "sample")
@@ -90,6 +91,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
           f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())
           + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
+
+
+def _check_score(cfg) -> None:
+    from molvae.candidates import check_score_config
+
+    check_score_config(cfg.score)
 
 
 def annotate(df, cfg, lm, times: dict | None = None):
@@ -158,6 +165,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     check_output(args.out)
     check_output(args.image, (".png",))
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
+    _check_score(cfg)
     lm = load_model(args.model)
     df = interpolate(lm, args.molecules, cfg.generate.interpolation_steps, args.method,
                      cfg.generate.max_length)
@@ -195,6 +203,7 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
         "generate.seed": args.seed,
     })
     g = cfg.generate
+    _check_score(cfg)
     lm = load_model(args.model)
     df = neighbors(lm, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed, g.max_length)
     df = annotate(df, cfg, lm)

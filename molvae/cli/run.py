@@ -41,6 +41,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     })
     # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
     # log; the console shows warnings only, unless --verbose. A value the user set wins.
+    from molvae.candidates import check_score_config
+
+    check_score_config(cfg.score)  # one line now, not a failed flow run later
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
