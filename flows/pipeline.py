@@ -39,7 +39,23 @@ def _model(path: str):
 # --------------------------------------------------------------------------- tasks
 
 
-@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+def _sized(verb: str, table: str) -> str:
+    """A task run name with the size of its table argument: "score 5,000 molecules"."""
+    from prefect.runtime import task_run
+
+    df = task_run.parameters.get(table)
+    return f"{verb} {len(df):,} molecules" if df is not None else verb
+
+
+def _optimizer_name() -> str:
+    from prefect.runtime import task_run
+
+    p = task_run.parameters
+    return ("baseline: prior sampling" if p.get("baseline")
+            else f"optimize ({p.get('method', '?')})")
+
+
+@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True, task_run_name="prepare data")
 def prepare_data(data_cfg: dict, digest: str) -> dict:
     """Clean + encode (its own disk cache too); Prefect skips it when inputs are unchanged."""
     from molvae.config import DataConfig
@@ -49,14 +65,14 @@ def prepare_data(data_cfg: dict, digest: str) -> dict:
     return ds.report
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="train the model")
 def train(cfg: RunConfig, tracker_id: str | None) -> str:
     callbacks = [_tracker(cfg, tracker_id)] if tracker_id else []
     result = train_model(cfg.data, cfg.model, cfg.train, callbacks=callbacks)
     return str(result.best_checkpoint)
 
 
-@task(**IO_RETRIES)
+@task(**IO_RETRIES, task_run_name="load the model")
 def load(path: str) -> str:
     _model(path)  # fails here, with retries, if the file is missing or corrupt
     return path
@@ -68,7 +84,7 @@ def _sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int]
     return generate.sample(_model(model_path), cfg, workers=1, part=part, code_seed=gen["seed"])
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="sample {n} molecules (shard {part})")
 def sample_shard(model_path: str, n: int, seed: int, gen: dict,
                  part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
     """One shard, in this process, without worker processes: a flow's process runs other
@@ -78,7 +94,7 @@ def sample_shard(model_path: str, n: int, seed: int, gen: dict,
     return _sample(model_path, n, seed, gen, part)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="interpolate and explore neighbours")
 def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     lm, g = _model(model_path), cfg.generate
     interp = (generate.interpolate(lm, g.interpolate, g.interpolation_steps)
@@ -88,12 +104,12 @@ def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return interp, pd.concat(near, ignore_index=True) if near else pd.DataFrame()
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name=lambda: _sized("score", "df"))
 def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int) -> pd.DataFrame:
     return candidates.annotate(df, cfg.score, _model(model_path), workers=workers)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name=lambda: _sized("find nearest known molecules of", "df"))
 def nearest_known(df: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     """Each valid row's nearest molecule in ``score.known_molecules`` (the training data)."""
     index = candidates.known_index(str(cfg.score.known_molecules), cfg.score.known_smiles_column,
@@ -101,7 +117,7 @@ def nearest_known(df: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
     return candidates.add_nearest(df, index, workers=cfg.score.workers)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name=lambda: _optimizer_name())
 def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool = False) -> dict:
     opt_cfg = cfg.optimize.model_copy(update={"method": method})
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
@@ -113,7 +129,7 @@ def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool =
             "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts}
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="MOSES metrics and FCD")
 def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir: Path) -> dict:
     """MOSES-style metrics against the shipped test sample, reusing the scored rows."""
     ref = read_molecules(SHIPPED_TEST).smiles
@@ -131,7 +147,7 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
     return m
 
 
-@task(**IO_RETRIES)
+@task(**IO_RETRIES, task_run_name="write tables, images and report")
 def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig,
                   summary: dict) -> Path:
     """Every table, image, plot and the HTML report on disk (atomic writes)."""
@@ -162,7 +178,7 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
     return out_dir
 
 
-@task(**IO_RETRIES)
+@task(**IO_RETRIES, task_run_name="log to MLflow")
 def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, model_path: str,
                   data_digest: str, register: bool, name: str = "pipeline",
                   top: pd.DataFrame | None = None) -> str | None:

@@ -113,6 +113,14 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     assert flow_run.name == out.name == run.info.run_name
     assert f"mlflow_run_id:{res['run_id']}" in flow_run.tags
     assert any(res["run_id"] in log.message for log in logs)
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as prefect:
+        tasks = prefect.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run.id])))
+    names = {t.name for t in tasks}
+    assert {"MOSES metrics and FCD", "score 120 molecules", "optimize (cmaes)",
+            "baseline: prior sampling", "log to MLflow"} <= names, names
     # a model version per weights: the same file again reuses the version and says so
     version = client.get_model_version("molvae", res["registered_version"])
     assert version.tags["model_sha256"] == file_digest(cfg.model_path)
