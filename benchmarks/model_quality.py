@@ -75,17 +75,17 @@ def row_metrics(smiles: list[str], ref: list[str], is_novel, cache: str) -> dict
             "rings8": big}
 
 
-def decode(lm, z: torch.Tensor, cfg, greedy: bool, seed: int) -> list[str]:
-    return [smi for _, smi in decode_latent(lm, z, cfg, greedy=greedy, seed=seed)]
+def decode(loaded, z: torch.Tensor, cfg, greedy: bool, seed: int) -> list[str]:
+    return [smi for _, smi in decode_latent(loaded, z, cfg, greedy=greedy, seed=seed)]
 
 
-def make_rows(lm, cfg, wanted: list[str], heldout: list[str], seed: int, n: int) -> dict:
+def make_rows(loaded, cfg, wanted: list[str], heldout: list[str], seed: int, n: int) -> dict:
     """SMILES of each wanted row (the pipeline row is derived from the prior row later)."""
     out: dict[str, list[str]] = {}
     if "heldout" in wanted:
         out["heldout"] = heldout[:n]
     if {"recon", "token_noise", "latent_noise", "perfect_prior"} & set(wanted):
-        mu, logvar, errors = codes(lm, heldout[:n], strict=False)
+        mu, logvar, errors = codes(loaded, heldout[:n], strict=False)
         ok = torch.tensor([e is None for e in errors])
         mu, std = mu[ok], torch.exp(0.5 * logvar[ok])
         gen = torch.Generator().manual_seed(seed)
@@ -94,17 +94,17 @@ def make_rows(lm, cfg, wanted: list[str], heldout: list[str], seed: int, n: int)
                 "perfect_prior": (z, False)}
         for name, (points, greedy) in plan.items():
             if name in wanted:
-                out[name] = decode(lm, points, cfg, greedy, seed)
+                out[name] = decode(loaded, points, cfg, greedy, seed)
     if {"prior", "pipeline"} & set(wanted):
-        out["prior"] = sample(lm, cfg, num_samples=n, seed=seed)["smiles"].tolist()
+        out["prior"] = sample(loaded, cfg, num_samples=n, seed=seed)["smiles"].tolist()
     return out
 
 
-def novelty_test(train_path: str | None, lm):
+def novelty_test(train_path: str | None, loaded):
     if train_path and Path(train_path).is_file():
         train = set(pd.read_csv(train_path)["SMILES"])  # MOSES SMILES are RDKit-canonical
         return (lambda xs: np.array([x not in train for x in xs])), train_path
-    return lm.is_novel, "the model's training-set hashes"
+    return loaded.is_novel, "the model's training-set hashes"
 
 
 def print_table(results: dict) -> None:
@@ -132,18 +132,18 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown rows {unknown}")
     cfg = settings(load_config(None, args.set).generate)
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     ref = [chem.canonical_smiles(s) for s in read_molecules(SHIPPED_TEST).smiles]
     heldout = [s for s in read_molecules(HELDOUT).smiles if s]
-    is_novel, novelty_ref = novelty_test(args.train, lm)
+    is_novel, novelty_ref = novelty_test(args.train, loaded)
     t0 = time.perf_counter()
     with Steal() as steal:
-        smiles = make_rows(lm, cfg, wanted, heldout, args.seed, args.n)
+        smiles = make_rows(loaded, cfg, wanted, heldout, args.seed, args.n)
         results = {name: row_metrics(s, ref, is_novel, ".molvae_cache") for name, s in smiles.items()
                    if name in wanted}
         extra = {}
         if "prior" in smiles:
-            extra = prior_details(smiles["prior"], lm, heldout, args)
+            extra = prior_details(smiles["prior"], loaded, heldout, args)
             if "pipeline" in wanted:
                 kept = extra.pop("pipeline_smiles")
                 results["pipeline"] = {**row_metrics(kept, ref, is_novel, ".molvae_cache"),
@@ -160,7 +160,7 @@ def main() -> None:
                                                "rows": results, **extra}, indent=1))
 
 
-def prior_details(prior: list[str], lm, heldout: list[str], args) -> dict:
+def prior_details(prior: list[str], loaded, heldout: list[str], args) -> dict:
     from molvae.config import ScoreConfig
     from molvae.generate import reconstruct
 
@@ -172,9 +172,9 @@ def prior_details(prior: list[str], lm, heldout: list[str], args) -> dict:
     for s in valid:
         failures.update(chem.moses_alerts(chem.to_mol(s)))
     df = annotate(pd.DataFrame({"smiles": prior, "valid": [bool(s) for s in prior]}),
-                  ScoreConfig(), lm)
+                  ScoreConfig(), loaded)
     kept = df[df["pass_all"] & df["unique"]]["smiles"].tolist()
-    rec = reconstruct(lm, heldout[: args.recon])
+    rec = reconstruct(loaded, heldout[: args.recon])
     norm = lambda h, n: {k: round(v / n, 4) for k, v in sorted(h.items())}  # noqa: E731
     return {"exact_reconstruction": round(float(rec["exact_match"].mean()), 4),
             "ring_sizes_per_molecule_prior": norm(hist, len(valid)),

@@ -40,16 +40,16 @@ def _progress(label: str):
     return tick
 
 
-def run_unconstrained(lm, objective: str, budget: int, seed: int, **kw) -> dict:
+def run_unconstrained(loaded, objective: str, budget: int, seed: int, **kw) -> dict:
     cfg = OptimizeConfig(method="cmaes", objective=objective, oracle_budget=budget,
                          num_starts=kw.get("pop", 32), sigma=kw.get("sigma", 0.6), seed=seed,
                          prior_weight=kw.get("prior_weight", 0.0),
                          max_heavy_atoms=kw.get("max_heavy_atoms"))
     t = time.perf_counter()
-    res = optimize(lm, cfg, progress=_progress(objective))
+    res = optimize(loaded, cfg, progress=_progress(objective))
     opt_s = time.perf_counter() - t
     t = time.perf_counter()
-    base = optimize(lm, cfg.model_copy(update={"method": "random"}),
+    base = optimize(loaded, cfg.model_copy(update={"method": "random"}),
                     progress=_progress("baseline"), annotate=False)
     base_s = time.perf_counter() - t
     print(file=sys.stderr)
@@ -71,7 +71,7 @@ def lowest_plogp_seeds(n: int) -> tuple[list[str], str]:
     return [rows[i]["smiles"] for i in order[:n]], str(path)
 
 
-def run_constrained(lm, n_seeds: int, delta: float, per_seed: int, seed: int) -> dict:
+def run_constrained(loaded, n_seeds: int, delta: float, per_seed: int, seed: int) -> dict:
     t = time.perf_counter()
     seeds, source = lowest_plogp_seeds(n_seeds)
     pick_s = time.perf_counter() - t
@@ -79,11 +79,11 @@ def run_constrained(lm, n_seeds: int, delta: float, per_seed: int, seed: int) ->
                          similarity_threshold=delta, oracle_budget=per_seed * n_seeds,
                          num_starts=per_seed // 4, sigma=0.4, seed=seed)
     t = time.perf_counter()
-    res = optimize(lm, cfg, progress=_progress("constrained"))
+    res = optimize(loaded, cfg, progress=_progress("constrained"))
     opt_s = time.perf_counter() - t
     # Baseline at equal oracle calls: prior samples, each seed keeps its best similar one.
     t = time.perf_counter()
-    base = optimize(lm, OptimizeConfig(method="random", objective="plogp",
+    base = optimize(loaded, OptimizeConfig(method="random", objective="plogp",
                                        oracle_budget=per_seed * n_seeds, seed=seed),
                     progress=_progress("baseline"), annotate=False)
     print(file=sys.stderr)
@@ -124,15 +124,15 @@ def main() -> None:
     ap.add_argument("--per-seed", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     with Steal() as steal:
         if args.task == "qed":
-            r = run_unconstrained(lm, "qed", args.budget or 15_000, args.seed)
+            r = run_unconstrained(loaded, "qed", args.budget or 15_000, args.seed)
         elif args.task == "plogp":
-            r = run_unconstrained(lm, "plogp", args.budget or 15_000, args.seed,
+            r = run_unconstrained(loaded, "plogp", args.budget or 15_000, args.seed,
                                   max_heavy_atoms=38, sigma=1.0)
         else:
-            r = run_constrained(lm, args.seeds, 0.4, args.per_seed, args.seed)
+            r = run_constrained(loaded, args.seeds, 0.4, args.per_seed, args.seed)
             r["starts"].to_csv(Path(args.out).with_suffix(".starts.csv"), index=False)
     r["candidates"].to_csv(args.out, index=False)
     print(json.dumps({**r["summary"], "cpu_steal": steal.share}))

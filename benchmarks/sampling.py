@@ -36,19 +36,19 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also time the default settings")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     cfg = settings(load_config(None, args.set).generate, num_samples=args.n, prior=args.prior)
-    sample(lm, cfg, num_samples=500, seed=99)  # warm-up
+    sample(loaded, cfg, num_samples=500, seed=99)  # warm-up
     rates, valid, base = [], [], []
     with Steal() as steal:
         for r in range(args.repeats):
             t = time.perf_counter()
-            df = sample(lm, cfg, seed=r)
+            df = sample(loaded, cfg, seed=r)
             rates.append(args.n / (time.perf_counter() - t))
             valid.append(float(df.valid.mean()))
             if args.compare:
                 t = time.perf_counter()
-                sample(lm, num_samples=args.n, seed=r, prior=args.prior)
+                sample(loaded, num_samples=args.n, seed=r, prior=args.prior)
                 base.append(args.n / (time.perf_counter() - t))
     gflops = matmul_gflops()  # this machine's speed right now, to compare runs across machines
     out = {"n": args.n, "prior": args.prior, "molecules_per_s_median": round(median(rates)),

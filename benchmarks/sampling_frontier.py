@@ -95,16 +95,16 @@ def main() -> None:
     unknown = sorted(set(names) - set(POINTS))
     if unknown:
         ap.error(f"unknown points {unknown}; choose from {', '.join(POINTS)}")
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     ref = [chem.canonical_smiles(s) for s in read_molecules(SHIPPED_TEST).smiles]
-    is_novel, novelty_ref = novelty_test(args.train, lm)
+    is_novel, novelty_ref = novelty_test(args.train, loaded)
     results = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).is_file() else {}
     print(f"novelty against {novelty_ref}")
     for name in names:
         t0 = time.perf_counter()
         with Steal() as steal:
             cfg = settings(num_samples=args.n, seed=args.seed, **POINTS[name])
-            smiles = sample(lm, cfg)["smiles"].tolist()
+            smiles = sample(loaded, cfg)["smiles"].tolist()
             results[name] = {**POINTS[name], **row_metrics(smiles, ref, is_novel, ".molvae_cache")}
         r = results[name]
         print(f"{name:22s} FCD {r['fcd']:.3f}  novelty {r['novelty']:.4f}  filters "

@@ -96,10 +96,10 @@ def sample_shard(model_path: str, n: int, seed: int, gen: dict,
 
 @task(cache_policy=NO_CACHE, task_run_name="interpolate and explore neighbours")
 def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    lm, g = _model(model_path), cfg.generate
-    interp = (generate.interpolate(lm, g.interpolate, g.interpolation_steps)
+    loaded, g = _model(model_path), cfg.generate
+    interp = (generate.interpolate(loaded, g.interpolate, g.interpolation_steps)
               if len(g.interpolate) >= 2 else pd.DataFrame())
-    near = [generate.neighbors(lm, s, g.neighbor_radii, g.neighbors_per_radius, g.seed)
+    near = [generate.neighbors(loaded, s, g.neighbor_radii, g.neighbors_per_radius, g.seed)
             for s in g.neighbors]
     return interp, pd.concat(near, ignore_index=True) if near else pd.DataFrame()
 
@@ -185,9 +185,9 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
     from molvae.tracking import code_version
 
     tr = _tracker(cfg, run_id)
-    lm = _model(model_path)
+    loaded = _model(model_path)
     model_sha = file_digest(model_path)
-    tr.log_params(review.model_params(lm))
+    tr.log_params(review.model_params(loaded))
     tr.set_tags({"model_sha256": model_sha, "model_file": Path(model_path).name})
     tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tr.log_run_dir(out_dir)
@@ -198,16 +198,16 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
         tr.log_dataset(sample, str(cfg.data.path), Path(cfg.data.path).name, data_digest)
     version = None
     if register and cfg.tracking.registered_model:
-        info = lm.info or {}
+        info = loaded.info or {}
         version = tr.log_model(
             model_path, cfg.tracking.registered_model,
             description=(f"molvae SELFIES VAE ({Path(model_path).name}, sha256 "
                          f"{model_sha[:12]}): GRU encoder, autoregressive GRU decoder, "
-                         f"latent {lm.model_config.latent_size}; trained on "
+                         f"latent {loaded.model_config.latent_size}; trained on "
                          f"{info.get('train_molecules', 'unknown')} molecules. pyfunc modes: "
                          "sample, reconstruct, encode."),
             tags={"model_file": Path(model_path).name, "code_version": code_version(),
-                  "latent_size": lm.model_config.latent_size})
+                  "latent_size": loaded.model_config.latent_size})
     return version
 
 

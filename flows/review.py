@@ -81,13 +81,13 @@ def used_params(cfg: RunConfig, name: str) -> dict[str, str]:
     return params
 
 
-def model_params(lm) -> dict[str, str]:
+def model_params(loaded) -> dict[str, str]:
     """The model's own record: its architecture and the training run that made it."""
-    out = {f"model.{k}": str(v) for k, v in lm.model_config.model_dump(mode="json").items()}
-    train = lm.train_config or {}
+    out = {f"model.{k}": str(v) for k, v in loaded.model_config.model_dump(mode="json").items()}
+    train = loaded.train_config or {}
     out.update({f"model_train.{k}": str(v)[:500] for k, v in train.items()
                 if not isinstance(v, dict)})
-    out.update({f"model_info.{k}": str(v)[:500] for k, v in (lm.info or {}).items()})
+    out.update({f"model_info.{k}": str(v)[:500] for k, v in (loaded.info or {}).items()})
     return out
 
 

@@ -17,7 +17,7 @@ from .errors import DataError
 from .similarity import FingerprintIndex
 
 
-def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = None,
+def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | None = None,
              workers: int | None = None, progress: Callable[[int], None] | None = None
              ) -> pd.DataFrame:
     """Add unique, novel (vs the model's training set), the configured properties (all by
@@ -35,8 +35,8 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, lm: LoadedModel | None = 
     first = ~out["smiles"].duplicated()
     out["unique"] = valid & first.to_numpy()
     novel = np.zeros(len(out), dtype=bool)
-    if lm is not None and valid.any():
-        novel[valid] = lm.is_novel(out.loc[valid, "smiles"].tolist())
+    if loaded is not None and valid.any():
+        novel[valid] = loaded.is_novel(out.loc[valid, "smiles"].tolist())
     elif valid.any():
         novel[valid] = True
     out["novel"] = novel

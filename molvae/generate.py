@@ -66,46 +66,46 @@ def _ring_constraint(tokens: tuple[str, ...], sizes: tuple[int, ...]) -> RingSiz
     return RingSizeConstraint(list(tokens), sizes)
 
 
-def ring_constraint(lm: LoadedModel) -> RingSizeConstraint:
-    """The ring grammar of ``lm``: closures may only make ring sizes its training data has."""
-    if not lm.ring_sizes:
+def ring_constraint(loaded: LoadedModel) -> RingSizeConstraint:
+    """The ring grammar of ``loaded``: closures may only make ring sizes its training data has."""
+    if not loaded.ring_sizes:
         raise GenerationError(
-            f"{lm.path or 'this model'} stores no training ring sizes, which the ring grammar "
+            f"{loaded.path or 'this model'} stores no training ring sizes, which the ring grammar "
             "needs: add them with `molvae prior TRAIN_FILE --model MODEL` (it stores them with "
             "the codes), or sample with generate.ring_grammar = false")
-    return _ring_constraint(tuple(lm.vocab.tokens), tuple(lm.ring_sizes))
+    return _ring_constraint(tuple(loaded.vocab.tokens), tuple(loaded.ring_sizes))
 
 
-def _decode_batch(lm: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConfig,
+def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConfig,
                   greedy: bool | None = None) -> np.ndarray:
     """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg``."""
-    device = device_of(lm)
+    device = device_of(loaded)
     gen = torch.Generator(device=device).manual_seed(seed)
-    return lm.model.decoder.generate(
-        z.to(device), cfg.max_length, cfg.temperature, uses_greedy(lm, cfg) if greedy is None else greedy,
-        gen, lm.vocab.structural_ids(), top_p=cfg.top_p,
-        constraint=ring_constraint(lm) if uses_ring_grammar(lm, cfg) else None).cpu().numpy()
+    return loaded.model.decoder.generate(
+        z.to(device), cfg.max_length, cfg.temperature, uses_greedy(loaded, cfg) if greedy is None else greedy,
+        gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
+        constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None).cpu().numpy()
 
 
-def uses_greedy(lm: LoadedModel, cfg: GenerateConfig) -> bool:
+def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
     """``cfg.greedy``, where None means: the model's stored choice (else drawn tokens)."""
-    return bool(lm.sampling.get("greedy", False)) if cfg.greedy is None else cfg.greedy
+    return bool(loaded.sampling.get("greedy", False)) if cfg.greedy is None else cfg.greedy
 
 
-def uses_ring_grammar(lm: LoadedModel, cfg: GenerateConfig) -> bool:
+def uses_ring_grammar(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
     """``cfg.ring_grammar``, where None means: when the model stores its ring sizes."""
-    return bool(lm.ring_sizes) if cfg.ring_grammar is None else cfg.ring_grammar
+    return bool(loaded.ring_sizes) if cfg.ring_grammar is None else cfg.ring_grammar
 
 
 @torch.no_grad()
-def decode_latent(lm: LoadedModel, z: torch.Tensor, cfg: GenerateConfig | None = None,
+def decode_latent(loaded: LoadedModel, z: torch.Tensor, cfg: GenerateConfig | None = None,
                   greedy: bool = True, seed: int = 0) -> list[tuple[str, str]]:
     """Decode latent points (N, Z) to (SELFIES, canonical SMILES or ''); greedy by default."""
     cfg = cfg or GenerateConfig()
     out: list[tuple[str, str]] = []
     for i in range(0, len(z), cfg.batch_size):
-        ids = _decode_batch(lm, z[i : i + cfg.batch_size], seed + i, cfg, greedy)
-        out.extend(decode_ids(lm.vocab, ids))
+        ids = _decode_batch(loaded, z[i : i + cfg.batch_size], seed + i, cfg, greedy)
+        out.extend(decode_ids(loaded.vocab, ids))
     return out
 
 
@@ -115,18 +115,18 @@ def decode_latent(lm: LoadedModel, z: torch.Tensor, cfg: GenerateConfig | None =
 _WORKER_MODEL: LoadedModel | None = None
 
 
-def _start_worker(lm: LoadedModel) -> None:
+def _start_worker(loaded: LoadedModel) -> None:
     global _WORKER_MODEL
-    _WORKER_MODEL = lm
+    _WORKER_MODEL = loaded
     torch.set_num_threads(1)  # in the worker process: both cores busy, no oversubscription
 
 
 @torch.no_grad()
-def _sample_chunk(job: tuple, lm: LoadedModel | None = None) -> list[tuple[str, str]]:
+def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[str, str]]:
     """One batch of prior samples -> (SELFIES, canonical SMILES or '') pairs; in a worker
     process, with the model it was handed at fork and one torch thread."""
-    lm = lm or _WORKER_MODEL
-    return decode_ids(lm.vocab, _decode_batch(lm, *job))
+    loaded = loaded or _WORKER_MODEL
+    return decode_ids(loaded.vocab, _decode_batch(loaded, *job))
 
 
 class _Collector:
@@ -149,7 +149,7 @@ class _Collector:
 
 
 @torch.no_grad()
-def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int | None = None,
+def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int | None = None,
            progress: Callable[[int], None] | None = None, part: tuple[int, int] = (0, 1),
            code_seed: int | None = None, max_rounds: int = 50, **overrides) -> pd.DataFrame:
     """``cfg.num_samples`` molecules from the prior (same seed and settings, same molecules).
@@ -165,11 +165,11 @@ def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int |
     next batch. Columns: smiles, selfies, valid, source, seed, step.
     """
     cfg = settings(cfg, **overrides)
-    if uses_ring_grammar(lm, cfg):
-        ring_constraint(lm)  # fails here, with its one line, if the model cannot
-    n, device = cfg.num_samples, device_of(lm)
+    if uses_ring_grammar(loaded, cfg):
+        ring_constraint(loaded)  # fails here, with its one line, if the model cannot
+    n, device = cfg.num_samples, device_of(loaded)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    latent = LatentPrior(lm, cfg.prior, gen, part, code_seed, cfg.prior_width)
+    latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, cfg.prior_width)
     workers = parallel.resolve_workers(workers)
     out = _Collector(cfg.unique, progress)
     use_pool = workers > 1 and n > cfg.batch_size
@@ -179,7 +179,7 @@ def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int |
     in_workers = use_pool and device.type == "cpu" and parallel.START_METHOD == "fork"
     drawn = 0
     with contextlib.ExitStack() as stack:
-        init = (_start_worker, (lm,)) if in_workers else (None, ())
+        init = (_start_worker, (loaded,)) if in_workers else (None, ())
         pool = stack.enter_context(parallel.pool(workers, *init)) if use_pool else None
         pending: list[list] = []
         while len(out.pairs) < n and drawn < n * (max_rounds if cfg.unique else 1):
@@ -191,14 +191,14 @@ def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int |
             job = (latent(k).cpu(), batch_seed, cfg)
             drawn += k
             if pool is None:
-                out.take(_sample_chunk(job, lm))
+                out.take(_sample_chunk(job, loaded))
                 continue
             if in_workers:
                 pending.append([pool.apply_async(_sample_chunk, (job,))])
             else:
-                ids = _decode_batch(lm, *job)
+                ids = _decode_batch(loaded, *job)
                 half = (len(ids) + 1) // 2
-                pending.append([pool.apply_async(_decode_chunk, (lm.vocab.to_list(), rows))
+                pending.append([pool.apply_async(_decode_chunk, (loaded.vocab.to_list(), rows))
                                 for rows in (ids[:half], ids[half:]) if len(rows)])
             # Bounded look-ahead; with unique, counts lag by the batches in flight, and the
             # extra molecules are cut below, so the result does not depend on the lag.
@@ -218,7 +218,7 @@ def sample(lm: LoadedModel, cfg: GenerateConfig | None = None, *, workers: int |
 
 
 @torch.no_grad()
-def reconstruct(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
+def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
                 max_length: int = 100, progress: Callable[[int], None] | None = None
                 ) -> pd.DataFrame:
     """Greedy decode of each molecule's latent mean, in input order.
@@ -226,14 +226,14 @@ def reconstruct(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
     Columns: input, reconstructed (canonical, '' when the input cannot be encoded),
     exact_match (canonical SMILES equal), error.
     """
-    batch = encode_smiles(lm.vocab, smiles, strict=False)
+    batch = encode_smiles(loaded.vocab, smiles, strict=False)
     cfg = settings(max_length=max_length, batch_size=batch_size)
     recon: list[str] = []
     for start in range(0, len(batch.tokens), batch_size):
-        mu, _ = encode_batches(lm.model, batch.tokens[start : start + batch_size],
+        mu, _ = encode_batches(loaded.model, batch.tokens[start : start + batch_size],
                                batch.lengths[start : start + batch_size], batch_size,
-                               device_of(lm))
-        recon.extend(smi for _, smi in decode_latent(lm, mu, cfg))
+                               device_of(loaded))
+        recon.extend(smi for _, smi in decode_latent(loaded, mu, cfg))
         if progress:
             progress(len(mu))
     df = pd.DataFrame({"input": list(smiles), "reconstructed": recon})
@@ -248,7 +248,7 @@ def reconstruct(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
 # --------------------------------------------------------------------------- latent walks
 
 
-def interpolate(lm: LoadedModel, smiles: Sequence[str], steps: int = 10,
+def interpolate(loaded: LoadedModel, smiles: Sequence[str], steps: int = 10,
                 method: str = "linear", max_length: int = 100) -> pd.DataFrame:
     """Walk the latent path through 2+ molecules (``steps`` points per segment, ends
     included) and decode each point greedily. Columns add segment, step, t, and the
@@ -259,13 +259,13 @@ def interpolate(lm: LoadedModel, smiles: Sequence[str], steps: int = 10,
         raise GenerationError(f"steps must be >= 2, got {steps}")
     if method not in ("linear", "slerp"):
         raise GenerationError(f"unknown interpolation method {method!r} (linear, slerp)")
-    mu, _, _ = codes(lm, smiles)
+    mu, _, _ = codes(loaded, smiles)
     t = torch.linspace(0, 1, steps)
     frames = []
     for k in range(len(smiles) - 1):
         a, b = mu[k], mu[k + 1]
         z = (1 - t)[:, None] * a + t[:, None] * b if method == "linear" else slerp(a, b, t)
-        pairs = decode_latent(lm, z, settings(max_length=max_length))
+        pairs = decode_latent(loaded, z, settings(max_length=max_length))
         df = _frame(pairs, "interpolation", segment=k, step=np.arange(steps), t=t.numpy())
         df["sim_start"] = chem.bulk_tanimoto(smiles[k], df["smiles"].tolist())
         df["sim_end"] = chem.bulk_tanimoto(smiles[k + 1], df["smiles"].tolist())
@@ -273,7 +273,7 @@ def interpolate(lm: LoadedModel, smiles: Sequence[str], steps: int = 10,
     return pd.concat(frames, ignore_index=True)
 
 
-def neighbors(lm: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25, 0.5),
+def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25, 0.5),
               per_radius: int = 20, seed: int = 0, max_length: int = 100) -> pd.DataFrame:
     """Analogues of one molecule: decode z = mu + r * eps, eps ~ N(0, I), for each radius r
     (in prior standard deviations), with the molecule explored around (``center``) and
@@ -282,12 +282,12 @@ def neighbors(lm: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25,
         raise GenerationError(f"molecules per radius must be >= 1, got {per_radius}")
     if not radii or any(r < 0 for r in radii):
         raise GenerationError(f"radii must be a non-empty list of values >= 0, got {list(radii)}")
-    mu, _, _ = codes(lm, [smiles])
+    mu, _, _ = codes(loaded, [smiles])
     gen = torch.Generator().manual_seed(seed)
     frames = []
     for r in radii:
         eps = torch.randn(per_radius, mu.shape[1], generator=gen)
-        pairs = decode_latent(lm, mu + r * eps, settings(max_length=max_length))
+        pairs = decode_latent(loaded, mu + r * eps, settings(max_length=max_length))
         frames.append(_frame(pairs, "neighbors", seed=seed, radius=float(r),
                              step=np.arange(per_radius)))
     df = pd.concat(frames, ignore_index=True)

@@ -20,8 +20,8 @@ from .model import SelfiesVAE, kl_divergence, reconstruction_loss
 from .vocab import PAD_ID, encode_smiles
 
 
-def device_of(lm: LoadedModel) -> torch.device:
-    return next(lm.model.parameters()).device
+def device_of(loaded: LoadedModel) -> torch.device:
+    return next(loaded.model.parameters()).device
 
 
 @torch.no_grad()
@@ -40,11 +40,11 @@ def encode_batches(model: SelfiesVAE, tokens: np.ndarray, lengths: np.ndarray, b
 
 
 @torch.no_grad()
-def codes(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
+def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
           strict: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """mu and logvar (N, Z) of each molecule and its error; rows of failed molecules are NaN."""
-    batch = encode_smiles(lm.vocab, smiles, strict)
-    mu, lv = encode_batches(lm.model, batch.tokens, batch.lengths, batch_size, device_of(lm))
+    batch = encode_smiles(loaded.vocab, smiles, strict)
+    mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, device_of(loaded))
     bad = torch.from_numpy(~batch.ok)
     mu[bad] = float("nan")
     lv[bad] = float("nan")
@@ -52,17 +52,17 @@ def codes(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
 
 
 @torch.no_grad()
-def code_table(lm: LoadedModel, smiles: Sequence[str], batch_size: int = 1000) -> pd.DataFrame:
+def code_table(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000) -> pd.DataFrame:
     """Latent means and variances per molecule plus its ELBO (higher = more typical) and
     ``ood_score = -elbo`` for out-of-distribution screening. Bad molecules get an error."""
-    batch = encode_smiles(lm.vocab, smiles, strict=False)
-    dev = device_of(lm)
-    mu, lv = encode_batches(lm.model, batch.tokens, batch.lengths, batch_size, dev)
+    batch = encode_smiles(loaded.vocab, smiles, strict=False)
+    dev = device_of(loaded)
+    mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, dev)
     elbos = []
     for idx in sequential_batches(len(mu), batch_size):
         t = torch.from_numpy(batch.tokens[idx]).to(dev)
         m = mu[idx].to(dev)
-        recon = reconstruction_loss(lm.model.decoder(m, t), t)
+        recon = reconstruction_loss(loaded.model.decoder(m, t), t)
         elbos.append(-(recon + kl_divergence(m, lv[idx].to(dev)).sum(1)).cpu())
     elbo = torch.cat(elbos).numpy() if elbos else np.empty(0)
     mu, var = mu.numpy(), lv.exp().numpy()
@@ -101,15 +101,15 @@ def _check_width(width: float) -> None:
         raise GenerationError(f"prior width must be > 0, got {width}")
 
 
-def resolve_prior(lm: LoadedModel, prior: str) -> str:
+def resolve_prior(loaded: LoadedModel, prior: str) -> str:
     """"auto" -> "posterior" when the checkpoint stores posterior codes, else "normal"."""
     if prior not in PRIORS:
         raise GenerationError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-    if prior == "posterior" and lm.prior is None:
-        raise GenerationError(f"{lm.path or 'this model'} stores no posterior codes; add them "
+    if prior == "posterior" and loaded.prior is None:
+        raise GenerationError(f"{loaded.path or 'this model'} stores no posterior codes; add them "
                               "with `molvae prior TRAIN_FILE --model MODEL` or sample with prior 'normal'")
     if prior == "auto":
-        return "posterior" if lm.prior is not None else "normal"
+        return "posterior" if loaded.prior is not None else "normal"
     return prior
 
 
@@ -126,22 +126,22 @@ class LatentPrior:
     so shards sampled with different seeds still share no code.
     """
 
-    def __init__(self, lm: LoadedModel, prior: str, generator: torch.Generator,
+    def __init__(self, loaded: LoadedModel, prior: str, generator: torch.Generator,
                  part: tuple[int, int] = (0, 1), code_seed: int | None = None,
                  width: float | None = None):
         if width is not None:
             _check_width(width)
-        self.kind = resolve_prior(lm, prior)
+        self.kind = resolve_prior(loaded, prior)
         self.part = part
         self.code_gen = (generator if code_seed is None else
-                         torch.Generator(device=device_of(lm)).manual_seed(code_seed))
+                         torch.Generator(device=device_of(loaded)).manual_seed(code_seed))
         self.gen = generator
-        self.size = lm.model.latent_size
-        self.device = device_of(lm)
+        self.size = loaded.model.latent_size
+        self.device = device_of(loaded)
         if self.kind == "posterior":
-            self.mu = lm.prior["mu"].to(self.device)
-            width = lm.prior.get("width", 1.0) if width is None else width
-            self.std = (width * torch.exp(0.5 * lm.prior["logvar"])).to(self.device)
+            self.mu = loaded.prior["mu"].to(self.device)
+            width = loaded.prior.get("width", 1.0) if width is None else width
+            self.std = (width * torch.exp(0.5 * loaded.prior["logvar"])).to(self.device)
             self.order = torch.empty(0, dtype=torch.long, device=self.device)
 
     def __call__(self, k: int) -> torch.Tensor:
@@ -155,7 +155,7 @@ class LatentPrior:
         return self.mu[idx] + self.std[idx] * eps
 
 
-def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int = 0,
+def fit_prior(loaded: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int = 0,
               batch_size: int = 1000, width: float = 1.0) -> dict:
     """Posterior codes of a seeded random ``n`` of ``smiles`` (the model's training data),
     for ``prior="posterior"``, with the kernel ``width`` sampling uses by default (see
@@ -167,7 +167,7 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     rows, canon = [], []
     for start in range(0, len(order), max(n, 1000)):  # encode only what is needed
         pick = [smiles[i] for i in order[start : start + max(n, 1000)]]
-        batch = encode_smiles(lm.vocab, pick, strict=False)
+        batch = encode_smiles(loaded.vocab, pick, strict=False)
         for t, ln, c, e in zip(batch.tokens, batch.lengths, batch.canonical, batch.errors,
                                strict=True):
             if e is None:
@@ -181,8 +181,8 @@ def fit_prior(lm: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int 
     tokens = np.full((len(rows), max(ln for _, ln in rows)), PAD_ID, dtype=np.int64)
     for i, (t, ln) in enumerate(rows):
         tokens[i, :ln] = t
-    ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), lm.vocab)
-    return {**dataset_codes(lm.model, ds, n, batch_size, device_of(lm), seed), "width": float(width),
+    ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), loaded.vocab)
+    return {**dataset_codes(loaded.model, ds, n, batch_size, device_of(loaded), seed), "width": float(width),
             "ring_sizes": dataset_ring_sizes(ds)}
 
 

@@ -42,7 +42,7 @@ class MolvaeModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from molvae.checkpoint import load_model
 
-        self.lm = load_model(context.artifacts["checkpoint"])
+        self.loaded = load_model(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input, params=None):
         from molvae import generate, latent
@@ -50,14 +50,14 @@ class MolvaeModel(mlflow.pyfunc.PythonModel):
         params = dict(params or {})
         mode = params.get("mode", "sample")
         if mode == "sample":
-            return generate.sample(self.lm, num_samples=int(params.get("n", 10)),
+            return generate.sample(self.loaded, num_samples=int(params.get("n", 10)),
                                    seed=int(params.get("seed", 0)),
                                    temperature=float(params.get("temperature", 1.0)), workers=1)
         smiles = list(pd.DataFrame(model_input)["smiles"])
         if mode == "reconstruct":
-            return generate.reconstruct(self.lm, smiles)
+            return generate.reconstruct(self.loaded, smiles)
         if mode == "encode":
-            return latent.code_table(self.lm, smiles)
+            return latent.code_table(self.loaded, smiles)
         raise ValueError(f"unknown mode {mode!r}: sample, reconstruct or encode")
 
 

@@ -34,10 +34,20 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+def _known(tmp_path) -> Path:
+    """2,000 training molecules as the known set: the nearest-molecule search as in a real
+    run, without fingerprinting the 100k sample in every test process."""
+    path = tmp_path / "known.csv"
+    if not path.is_file():
+        pd.read_csv("data/moses_train_100k.csv.gz", nrows=2000).to_csv(path, index=False)
+    return path
+
+
 def _cfg(tmp_path, model, store, cache=None, **extra):
     from molvae.config import load_config
 
     overrides = [f'model_path="{model}"', f'out_dir="{tmp_path / "runs"}"',
+                 f'score.known_molecules="{_known(tmp_path)}"',
                  "generate.num_samples=120", "generate.batch_size=64", "shards=2",
                  "generate.interpolation_steps=4", "generate.neighbors_per_radius=3",
                  "optimize.oracle_budget=60", "optimize.num_starts=8",

@@ -35,8 +35,8 @@ def test_checkpoint_is_plain_data(tiny_trained):
 
 
 def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
-    lm, result = tiny_trained
-    n_train = lm.info["train_size"]
+    loaded, result = tiny_trained
+    n_train = loaded.info["train_size"]
     for path in (result.checkpoint, result.best_checkpoint):
         prior = torch.load(path, weights_only=True)["prior"]
         assert prior["mu"].shape == (n_train, TINY_MODEL["latent_size"])  # < 16384 molecules
@@ -56,13 +56,13 @@ def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
 
 
 def test_same_seed_same_molecules_across_save_and_load(tiny_trained, tmp_path):
-    lm, result = tiny_trained
-    before = sample(lm, num_samples=50, seed=3, workers=1)["smiles"].tolist()
+    loaded, result = tiny_trained
+    before = sample(loaded, num_samples=50, seed=3, workers=1)["smiles"].tolist()
     small = export_model(result.checkpoint, tmp_path / "small.pt")
     assert small.stat().st_size < result.checkpoint.stat().st_size
     after = sample(load_model(small), num_samples=50, seed=3, workers=1)["smiles"].tolist()
     assert before == after
-    assert sample(lm, num_samples=50, seed=4, workers=1)["smiles"].tolist() != before
+    assert sample(loaded, num_samples=50, seed=4, workers=1)["smiles"].tolist() != before
 
 
 def test_bad_checkpoints_get_one_line_errors(tiny_trained, tmp_path):
@@ -207,20 +207,20 @@ def test_freeze_encoder_trains_the_decoder_only(tiny_trained, tmp_path):
 def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_path):
     from molvae.cli import main
 
-    lm, result = tiny_trained
+    loaded, result = tiny_trained
     dest = tmp_path / "models" / "small.pt"
     assert main(["export", str(result.checkpoint), str(dest), "--half", "--hashes-apart",
                  "--max-codes", "20"]) == 0
     state = torch.load(dest, weights_only=True)
-    assert "train_hashes" not in state and state["train_hashes_file"]["count"] == len(lm.train_hashes)
+    assert "train_hashes" not in state and state["train_hashes_file"]["count"] == len(loaded.train_hashes)
     assert all(v.dtype == torch.float16 for v in state["model_state"].values() if v.is_floating_point())
     assert len(state["prior"]["mu"]) == 20
     hashes = list((tmp_path / "models").glob("train_hashes_*.npy"))
     assert len(hashes) == 1
     small = load_model(dest)
-    assert (small.train_hashes == lm.train_hashes).all()  # novelty as before
+    assert (small.train_hashes == loaded.train_hashes).all()  # novelty as before
     x = torch.randn(3, TINY_MODEL["latent_size"])
-    full = lm.model.decoder.initial_hidden(x)
+    full = loaded.model.decoder.initial_hidden(x)
     assert torch.allclose(small.model.decoder.initial_hidden(x), full, atol=1e-2)  # fp16-rounded
     # 8-bit codes on a per-dimension grid: within half a step of the float values
     assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "q.pt"),
@@ -229,8 +229,8 @@ def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_
     assert torch.load(tmp_path / "models" / "q.pt", weights_only=True)["prior"]["mu"].dtype == torch.uint8
     assert q.prior["width"] == 1.25
     for k in ("mu", "logvar"):
-        step = (lm.prior[k].max(0).values - lm.prior[k].min(0).values) / 255
-        assert ((q.prior[k] - lm.prior[k]).abs() <= step / 2 + 1e-4).all()
+        step = (loaded.prior[k].max(0).values - loaded.prior[k].min(0).values) / 255
+        assert ((q.prior[k] - loaded.prior[k]).abs() <= step / 2 + 1e-4).all()
     # a second model trained on the same data shares the hash file instead of adding one
     assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "b.pt"),
                  "--hashes-apart"]) == 0

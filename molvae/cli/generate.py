@@ -78,13 +78,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
     }, defaults=SAMPLE_DEFAULTS)
     t0 = time.perf_counter()
     _check_score(cfg)
-    lm = load_model(args.model)
-    resolve_prior(lm, cfg.generate.prior)  # fail before the progress bar appears
+    loaded = load_model(args.model)
+    resolve_prior(loaded, cfg.generate.prior)  # fail before the progress bar appears
     bar = progress_bar(cfg.generate.num_samples, "sample")
-    df = sample(lm, cfg.generate, progress=bar.update)
+    df = sample(loaded, cfg.generate, progress=bar.update)
     bar.close()
     times = {"sample": time.perf_counter() - t0}
-    df = annotate(df, cfg, lm, times)
+    df = annotate(df, cfg, loaded, times)
     path = write_table(df, args.out, "samples.csv")
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
           f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
@@ -99,7 +99,7 @@ def _check_score(cfg) -> None:
     check_score_config(cfg.score)
 
 
-def annotate(df, cfg, lm, times: dict | None = None):
+def annotate(df, cfg, loaded, times: dict | None = None):
     """Properties, filters, scores and (``score.known_molecules``) each molecule's nearest
     known molecule, with progress bars; each stage's seconds into ``times``."""
     from molvae import candidates
@@ -107,7 +107,7 @@ def annotate(df, cfg, lm, times: dict | None = None):
     times = {} if times is None else times
     t = time.perf_counter()
     bar = progress_bar(len(df), "score")
-    out = candidates.annotate(df, cfg.score, lm, progress=bar.update)
+    out = candidates.annotate(df, cfg.score, loaded, progress=bar.update)
     bar.close()
     times["score"] = time.perf_counter() - t
     if cfg.score.known_molecules:
@@ -138,10 +138,10 @@ def cmd_prior(args: argparse.Namespace) -> None:
     from molvae.latent import fit_prior
 
     check_output(args.out, (".pt",))
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     smiles = read_smiles(args.data, args.smiles_column)
-    prior = fit_prior(lm, smiles, args.n, args.seed, width=args.width)
-    path = store_prior(lm.path, prior, args.out)
+    prior = fit_prior(loaded, smiles, args.n, args.seed, width=args.width)
+    path = store_prior(loaded.path, prior, args.out)
     print(f"stored {len(prior['mu'])} posterior codes (width {args.width:g}) of {args.data} "
           f"in {path}; `molvae sample` now draws from them (--prior normal for N(0, I))")
 
@@ -166,10 +166,10 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     check_output(args.image, (".png",))
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
     _check_score(cfg)
-    lm = load_model(args.model)
-    df = interpolate(lm, args.molecules, cfg.generate.interpolation_steps, args.method,
+    loaded = load_model(args.model)
+    df = interpolate(loaded, args.molecules, cfg.generate.interpolation_steps, args.method,
                      cfg.generate.max_length)
-    df = annotate(df, cfg, lm)
+    df = annotate(df, cfg, loaded)
     path = write_table(df, args.out, "interpolation.csv")
     if args.image:
         from molvae.report import interpolation_strips
@@ -204,9 +204,9 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     })
     g = cfg.generate
     _check_score(cfg)
-    lm = load_model(args.model)
-    df = neighbors(lm, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed, g.max_length)
-    df = annotate(df, cfg, lm)
+    loaded = load_model(args.model)
+    df = neighbors(loaded, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed, g.max_length)
+    df = annotate(df, cfg, loaded)
     path = write_table(df, args.out, "neighbors.csv")
     for r, group in df.groupby("radius"):
         print(f"radius {r}: {group.valid.sum()} valid, {group.smiles[group.valid].nunique()} "
@@ -228,9 +228,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
     check_output(args.out)
     smiles = read_smiles(args.file, args.smiles_column)
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     bar = progress_bar(len(smiles), "reconstruct")
-    df = reconstruct(lm, smiles, progress=bar.update)
+    df = reconstruct(loaded, smiles, progress=bar.update)
     bar.close()
     path = write_table(df, args.out, "reconstructed.csv")
     bad = int((df.error != "").sum())

@@ -46,11 +46,11 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     check_output(args.out)
     opt = cfg.optimize
     Objective.from_config(opt, cfg.score.desirability)  # fail before any work
-    lm = load_model(args.model)
+    loaded = load_model(args.model)
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt.surrogate_size).smiles
              if opt.method == "gradient" else [])
     bar = progress_bar(opt.oracle_budget, f"optimize ({opt.method})", "call")
-    result = optimize(lm, opt, cfg.score.desirability, [s for s in known if s],
+    result = optimize(loaded, opt, cfg.score.desirability, [s for s in known if s],
                       progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     path = write_table(result.candidates, args.out, "optimized.csv")

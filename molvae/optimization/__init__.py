@@ -27,7 +27,7 @@ from .surrogate import fit_surrogate
 __all__ = ["METHODS", "Objective", "OptimizationResult", "Oracle", "fit_surrogate", "optimize"]
 
 
-def optimize(lm: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[DesirabilityTerm] = (),
+def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[DesirabilityTerm] = (),
              surrogate_smiles: Sequence[str] = (),
              progress: Callable[[int, int], None] | None = None,
              annotate: bool = True) -> OptimizationResult:
@@ -46,7 +46,7 @@ def optimize(lm: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[Desira
     # seeded for this run (the caller's RNG state is kept), small decodes on one thread
     with torch.random.fork_rng(), torch_threads(1):
         torch.manual_seed(cfg.seed)
-        rec = METHODS[cfg.method](lm, cfg, oracle, progress, surrogate_smiles)
+        rec = METHODS[cfg.method](loaded, cfg, oracle, progress, surrogate_smiles)
     result = rec.result(t0)
     if annotate and len(result.candidates):
         result.candidates = _with_all_properties(result.candidates)

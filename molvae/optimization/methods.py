@@ -1,4 +1,4 @@
-"""Search methods in the latent space, each ``fn(lm, cfg, oracle, progress,
+"""Search methods in the latent space, each ``fn(loaded, cfg, oracle, progress,
 surrogate_smiles) -> _Recorder``, registered in METHODS. RDKit on the decoded molecule is
 always the ground truth (the oracle); a surrogate only guides the gradient method."""
 
@@ -61,8 +61,8 @@ class _Recorder:
                                   self.oracle.calls, time.perf_counter() - t0, self.starts)
 
 
-def _decode(lm: LoadedModel, z: torch.Tensor) -> list[str]:
-    return [smi for _, smi in decode_latent(lm, z.float())]
+def _decode(loaded: LoadedModel, z: torch.Tensor) -> list[str]:
+    return [smi for _, smi in decode_latent(loaded, z.float())]
 
 
 def _tick(progress, oracle: Oracle) -> None:
@@ -70,12 +70,12 @@ def _tick(progress, oracle: Oracle) -> None:
         progress(min(oracle.calls, oracle.budget), oracle.budget)
 
 
-def _random(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+def _random(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     """Baseline: sample the prior (multinomial decoding) and keep the best."""
     rec = _Recorder("random", oracle)
     step = 0
     while not oracle.exhausted and step < 10_000:
-        batch = sample(lm, num_samples=min(1000, max(oracle.budget - oracle.calls, 1)),
+        batch = sample(loaded, num_samples=min(1000, max(oracle.budget - oracle.calls, 1)),
                        seed=cfg.seed + step, workers=1)
         rec.add(oracle(batch["smiles"].tolist()), step)
         _tick(progress, oracle)
@@ -83,7 +83,7 @@ def _random(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     return rec
 
 
-def _cmaes(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+def _cmaes(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     """CMA-ES (``cmaes`` package) on the true score, restarted from the best known points.
 
     Each run starts at the best of a prior batch (or a seed molecule's code) with step
@@ -92,15 +92,15 @@ def _cmaes(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     from cmaes import CMA
 
     rec = _Recorder("cmaes", oracle)
-    d = lm.model.latent_size
+    d = loaded.model.latent_size
     rng = np.random.default_rng(cfg.seed)
     if cfg.seeds:
-        mu, _, _ = codes(lm, cfg.seeds)
+        mu, _, _ = codes(loaded, cfg.seeds)
         pool = [m.numpy().astype(np.float64) for m in mu]
     else:
         z0 = torch.randn(min(cfg.num_starts * 4, max(oracle.budget // 5, 8)), d,
                          generator=torch.Generator().manual_seed(cfg.seed))
-        rows = oracle(_decode(lm, z0))
+        rows = oracle(_decode(loaded, z0))
         rec.add(rows, 0)
         order = np.argsort([-r["score"] for r in rows])
         pool = [z0[i].numpy().astype(np.float64) for i in order[:8]]
@@ -117,7 +117,7 @@ def _cmaes(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
         while (not oracle.exhausted and stall < 8 and not opt.should_stop()
                and step <= max_generations):
             zs = np.stack([opt.ask() for _ in range(opt.population_size)])
-            rows = oracle(_decode(lm, torch.from_numpy(zs)))
+            rows = oracle(_decode(loaded, torch.from_numpy(zs)))
             rec.add(rows, step, run)
             penalty = cfg.prior_weight * 0.5 * (zs**2).sum(1) / d
             scores = np.array([r["score"] if r["admissible"] else -1e3 for r in rows])
@@ -137,21 +137,21 @@ def _cmaes(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     return rec
 
 
-def _gradient(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+def _gradient(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     """Ascent on a surrogate from many starts; every distinct decoded molecule is scored."""
     rec = _Recorder("gradient", oracle)
-    d = lm.model.latent_size
+    d = loaded.model.latent_size
     if not surrogate_smiles:
         raise OptimizationError("the gradient method needs molecules to fit its surrogate")
     smiles = list(surrogate_smiles)[: cfg.surrogate_size]
     scorer = Oracle(oracle.objective, budget=len(smiles))  # labels of known data, not the budget
     labels = [r["score"] if r["valid"] else float("nan") for r in scorer(smiles)]
     labels = [v if math.isfinite(v) else float("nan") for v in labels]
-    net = fit_surrogate(lm, smiles, labels, seed=cfg.seed)
+    net = fit_surrogate(loaded, smiles, labels, seed=cfg.seed)
     for p in net.parameters():
         p.requires_grad_(False)
     if cfg.seeds:
-        mu, _, _ = codes(lm, cfg.seeds)
+        mu, _, _ = codes(loaded, cfg.seeds)
         z = mu.repeat_interleave(math.ceil(cfg.num_starts / len(cfg.seeds)), 0)[: cfg.num_starts]
         z = z + 0.05 * torch.randn_like(z)
     else:
@@ -160,7 +160,7 @@ def _gradient(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     opt = torch.optim.Adam([z], lr=cfg.step_size)
     starts = list(range(cfg.num_starts))
     for step in range(cfg.steps + 1):
-        rec.add(oracle(_decode(lm, z.detach())), step, starts)
+        rec.add(oracle(_decode(loaded, z.detach())), step, starts)
         _tick(progress, oracle)
         if oracle.exhausted or step == cfg.steps:
             break
@@ -171,7 +171,7 @@ def _gradient(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     return rec
 
 
-def _constrained(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     """Improve each seed while similarity >= delta: batched hill climbing in latent space.
 
     Each round decodes ``num_starts`` points around every seed's current centre at a
@@ -184,7 +184,7 @@ def _constrained(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     rec = _Recorder("constrained", oracle)
     base = oracle(seeds, seeds)
     base_score = np.array([r["score"] for r in base])
-    mu, _, _ = codes(lm, seeds)
+    mu, _, _ = codes(loaded, seeds)
     centre = mu.clone()
     best = base_score.copy()
     best_smiles = list(seeds)
@@ -195,7 +195,7 @@ def _constrained(lm, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
         radius = cfg.sigma * (0.5 ** ((step - 1) / max(rounds - 1, 1)))
         eps = torch.randn(len(seeds), cfg.num_starts, mu.shape[1], generator=gen)
         z = (centre[:, None, :] + radius * eps).reshape(-1, mu.shape[1])
-        smiles = _decode(lm, z)
+        smiles = _decode(loaded, z)
         seed_of = [s for s in seeds for _ in range(cfg.num_starts)]
         start_of = [i for i in range(len(seeds)) for _ in range(cfg.num_starts)]
         rows = oracle(smiles, seed_of)

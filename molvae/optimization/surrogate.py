@@ -11,10 +11,10 @@ from ..errors import OptimizationError
 from ..latent import codes
 
 
-def fit_surrogate(lm: LoadedModel, smiles: Sequence[str], values: Sequence[float],
+def fit_surrogate(loaded: LoadedModel, smiles: Sequence[str], values: Sequence[float],
                   epochs: int = 200, seed: int = 0) -> torch.nn.Module:
     """MLP z -> standardized value, fit on latent means of known molecules."""
-    mu, _, errors = codes(lm, smiles, strict=False)
+    mu, _, errors = codes(loaded, smiles, strict=False)
     y = torch.tensor(values, dtype=torch.float32)
     ok = torch.tensor([e is None for e in errors]) & torch.isfinite(y)
     x, y = mu[ok], y[ok]
