@@ -286,7 +286,8 @@ class MlflowTracker:
         CSV tables named in TABLES also become MLflow tables."""
         out_dir = Path(out_dir)
         for path in sorted(out_dir.rglob("*")):
-            if not path.is_file() or path.name.startswith("."):  # temp files of atomic writes
+            # temp files of atomic writes, and links (a link could point anywhere)
+            if path.is_symlink() or not path.is_file() or path.name.startswith("."):
                 continue
             rel = path.relative_to(out_dir).parent
             self.log_artifact(path, None if str(rel) == "." else str(rel))
@@ -296,6 +297,20 @@ class MlflowTracker:
 
 TABLES = ("candidates", "top_candidates", "optimization_candidates", "interpolation",
           "neighbors", "trajectory", "baseline_trajectory")
+
+
+def logged_runs(cfg: TrackingConfig, out_dir: str | Path) -> list[str]:
+    """Ids of the finished runs in ``cfg``'s store that logged the run folder ``out_dir``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(resolve_uri(cfg))
+    exp = client.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        return []
+    folder = str(out_dir).replace("'", "")
+    runs = client.search_runs([exp.experiment_id], f"tags.out_dir = '{folder}' and "
+                              "attributes.status = 'FINISHED'")
+    return [r.info.run_id for r in runs]
 
 
 def open_run_commands(uri: str) -> str:

@@ -185,9 +185,34 @@ def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_train
     assert res["run_id"] is None and (out / "optimization_candidates.csv").is_file()
     cfg.tracking.tracking_uri = store
     (out / "config.json").write_text(cfg.model_dump_json())
+    (out / "elsewhere.csv").symlink_to(tmp_path / "known.csv")  # never uploaded
     run_id = log_run_dir(out, cfg)
-    arts = {a.path for a in MlflowClient(store).list_artifacts(run_id)}
-    assert "optimization_candidates.csv" in arts
+    client = MlflowClient(store)
+    arts = {a.path for a in client.list_artifacts(run_id)}
+    assert "optimization_candidates.csv" in arts and "elsewhere.csv" not in arts
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "mlflow.note.content" in run.data.tags
+    assert run.inputs.dataset_inputs and run.data.tags["registered_model"].startswith("molvae/")
+    assert client.get_metric_history(run_id, "opt_best_score_by_calls")
+    # logging the same folder again is refused, unless forced; a bad record makes no run
+    from molvae.errors import OutputError
+
+    with pytest.raises(OutputError, match="already logged as MLflow run"):
+        log_run_dir(out, cfg)
+    assert log_run_dir(out, cfg, force=True) != run_id
+    before = len(client.search_runs([run.info.experiment_id]))
+    (out / "summary.json").write_text("{not json")
+    with pytest.raises(OutputError, match="unreadable run record"):
+        log_run_dir(out, cfg, force=True)
+    assert len(client.search_runs([run.info.experiment_id])) == before
+    # the CLI's --set tracking.* sends the folder to another store
+    from molvae.cli import main
+
+    (out / "summary.json").write_text("{}")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["log", str(out), "--set", f'tracking.tracking_uri="{other}"']) == 0
+    assert len(MlflowClient(other).search_runs(
+        [MlflowClient(other).get_experiment_by_name("molvae").experiment_id])) == 1
 
 
 def test_preprocessing_task_is_cached_across_runs(harness, tmp_path):

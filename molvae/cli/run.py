@@ -28,6 +28,8 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     log_parser = sub.add_parser("log", help="log a finished run folder to MLflow (after an outage)")
     add_config_options(log_parser)
     log_parser.add_argument("run_dir")
+    log_parser.add_argument("--force", action="store_true",
+                            help="log it again although this store has it already")
     log_parser.set_defaults(func=cmd_log)
 
 
@@ -59,9 +61,11 @@ def cmd_log(args: argparse.Namespace) -> None:
     if not (Path(args.run_dir) / "summary.json").is_file():
         raise UsageError(f"{args.run_dir}: not a molvae run folder (no summary.json)")
     cfg = load_run_config(args)
+    # -c / --set tracking.* choose the store; the folder's own config.json the rest
+    tracking = {k: getattr(cfg.tracking, k) for k in cfg.tracking.model_fields_set}
     from flows.pipeline import log_run_dir
 
-    run_id = log_run_dir(args.run_dir, cfg)
+    run_id = log_run_dir(args.run_dir, cfg, tracking, force=args.force)
     print(f"logged {args.run_dir} as MLflow run {run_id}")
 
 
