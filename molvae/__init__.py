@@ -20,6 +20,10 @@ __all__ = [
     "neighbors",
     "reconstruct",
     "annotate",
+    "add_nearest",
+    "known_index",
+    "rank",
+    "top_set",
     "evaluate",
     "optimize",
 ]
@@ -34,6 +38,10 @@ _HOME = {
     "neighbors": "generate",
     "reconstruct": "generate",
     "annotate": "candidates",
+    "add_nearest": "candidates",
+    "known_index": "candidates",
+    "rank": "candidates",
+    "top_set": "candidates",
     "evaluate": "metrics",
     "optimize": "optimization",
 }
