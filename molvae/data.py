@@ -24,7 +24,7 @@ import pandas as pd
 from .config import DataConfig
 from .errors import DataError
 from .parallel import map_chunks
-from .vocab import Vocab, encode_selfies, smiles_to_selfies
+from .vocab import Vocab, smiles_to_selfies, tokenize_selfies
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def prepare(
             progress(done, total)
 
     keep, can, sel, drops = clean(mols.smiles, cfg.standardize, cfg.max_tokens, cfg.workers, tick)
-    tokens, lengths, vocab_out, ok = encode_selfies(sel, vocab)
+    tokens, lengths, vocab_out, ok = tokenize_selfies(sel, vocab)
     drops["unknown_tokens"] += int((~ok).sum())
     keep_idx = np.asarray(keep, dtype=np.int64)[ok]
     smiles = [s for s, k in zip(can, ok, strict=True) if k]

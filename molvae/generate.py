@@ -22,7 +22,7 @@ from .config import GenerateConfig, validate
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
 from .latent import LatentPrior, codes, device_of, encode_batches, slerp
-from .vocab import Vocab, encode_smiles, selfies_to_smiles
+from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def _decode_chunk(tokens: list[str], rows: np.ndarray) -> list[tuple[str, str]]:
     vocab = Vocab(tokens)
     out = []
     for row in rows:
-        sel = vocab.decode(row)
+        sel = vocab.to_selfies(row)
         can = chem.canonical_smiles(selfies_to_smiles(sel)) if sel else None
         out.append((sel, can or ""))
     return out
@@ -226,7 +226,7 @@ def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 10
     Columns: input, reconstructed (canonical, '' when the input cannot be encoded),
     exact_match (canonical SMILES equal), error.
     """
-    batch = encode_smiles(loaded.vocab, smiles, strict=False)
+    batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     cfg = settings(max_length=max_length, batch_size=batch_size)
     recon: list[str] = []
     for start in range(0, len(batch.tokens), batch_size):

@@ -17,7 +17,7 @@ from .data import EncodedDataset, collate, sequential_batches
 from .errors import GenerationError
 from .grammar import allowed_ring_sizes
 from .model import SelfiesVAE, kl_divergence, reconstruction_loss
-from .vocab import PAD_ID, encode_smiles
+from .vocab import PAD_ID, tokenize_smiles
 
 
 def device_of(loaded: LoadedModel) -> torch.device:
@@ -43,7 +43,7 @@ def encode_batches(model: SelfiesVAE, tokens: np.ndarray, lengths: np.ndarray, b
 def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
           strict: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """mu and logvar (N, Z) of each molecule and its error; rows of failed molecules are NaN."""
-    batch = encode_smiles(loaded.vocab, smiles, strict)
+    batch = tokenize_smiles(loaded.vocab, smiles, strict)
     mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, device_of(loaded))
     bad = torch.from_numpy(~batch.ok)
     mu[bad] = float("nan")
@@ -55,7 +55,7 @@ def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
 def code_table(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000) -> pd.DataFrame:
     """Latent means and variances per molecule plus its ELBO (higher = more typical) and
     ``ood_score = -elbo`` for out-of-distribution screening. Bad molecules get an error."""
-    batch = encode_smiles(loaded.vocab, smiles, strict=False)
+    batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     dev = device_of(loaded)
     mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, dev)
     elbos = []
@@ -167,7 +167,7 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: 
     rows, canon = [], []
     for start in range(0, len(order), max(n, 1000)):  # encode only what is needed
         pick = [smiles[i] for i in order[start : start + max(n, 1000)]]
-        batch = encode_smiles(loaded.vocab, pick, strict=False)
+        batch = tokenize_smiles(loaded.vocab, pick, strict=False)
         for t, ln, c, e in zip(batch.tokens, batch.lengths, batch.canonical, batch.errors,
                                strict=True):
             if e is None:
@@ -189,7 +189,7 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: 
 def dataset_ring_sizes(ds: EncodedDataset, n: int = 20_000) -> list[int]:
     """The ring sizes the training molecules contain (the ring grammar's allowed set), from
     the SELFIES of up to ``n`` of them."""
-    return allowed_ring_sizes(ds.vocab.decode(row) for row in ds.tokens[:n])
+    return allowed_ring_sizes(ds.vocab.to_selfies(row) for row in ds.tokens[:n])
 
 
 # --------------------------------------------------------------------------- geometry

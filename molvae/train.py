@@ -120,7 +120,7 @@ def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, ba
         ids = model.decoder.generate(mu, max_length=max_len, greedy=True,
                                      banned_first=vocab.structural_ids()).cpu().numpy()
         for row, i in zip(ids, idx, strict=True):
-            smi = chem.canonical_smiles(selfies_to_smiles(vocab.decode(row)))
+            smi = chem.canonical_smiles(selfies_to_smiles(vocab.to_selfies(row)))
             hits += int(smi == ds.smiles[i])
     return hits / max(len(ds), 1)
 

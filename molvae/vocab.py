@@ -84,7 +84,7 @@ class Vocab:
         """Tokens of ``selfies`` that are not in the vocabulary (sorted, unique)."""
         return sorted({t for t in sf.split_selfies(selfies) if t not in self.index})
 
-    def encode(self, selfies: str, smiles: str = "") -> list[int]:
+    def to_ids(self, selfies: str, smiles: str = "") -> list[int]:
         """``[bos, tokens..., eos]`` ids; raises VocabError naming unknown tokens."""
         try:
             ids = [self.index[t] for t in sf.split_selfies(selfies)]
@@ -92,7 +92,7 @@ class Vocab:
             raise VocabError(smiles or selfies, self.unknown(selfies)) from None
         return [BOS_ID, *ids, EOS_ID]
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def to_selfies(self, ids: Iterable[int]) -> str:
         """SELFIES string from ids: stops at <eos>, skips <pad>/<bos>."""
         out = []
         for i in ids:
@@ -108,7 +108,7 @@ class Vocab:
 # --------------------------------------------------------------------------- batch encoders
 
 
-def encode_selfies(
+def tokenize_selfies(
     selfies: Sequence[str], vocab: Vocab | None = None
 ) -> tuple[np.ndarray, np.ndarray, Vocab, np.ndarray]:
     """Token ids (N, L) padded, lengths, the vocab (built if None), and a keep mask
@@ -172,7 +172,7 @@ class TokenBatch:
         return np.array([e is None for e in self.errors], dtype=bool)
 
 
-def encode_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True) -> TokenBatch:
+def tokenize_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True) -> TokenBatch:
     """User molecules -> model input with a fixed vocabulary (the model's).
 
     With ``strict``, an invalid SMILES or unknown tokens raise InvalidMoleculeError;
@@ -192,7 +192,7 @@ def encode_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True) -> T
             err = f"cannot encode {s!r} as SELFIES"
         else:
             try:
-                ids = vocab.encode(sel, s)
+                ids = vocab.to_ids(sel, s)
             except VocabError as exc:
                 err = str(exc)
         if err and strict:

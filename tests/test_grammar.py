@@ -332,7 +332,7 @@ def test_training_molecules_are_almost_never_blocked():
     vocab = Vocab.build(selfies_strings)
     con = RingSizeConstraint(vocab.tokens, allowed_ring_sizes(selfies_strings))
     assert con.allowed == frozenset(SMALL)
-    ids = [vocab.encode(s)[1:] for s in selfies_strings]
+    ids = [vocab.to_ids(s)[1:] for s in selfies_strings]
     state = con.start(len(ids))
     blocked = set()
     perimeter_splits = 0
@@ -462,8 +462,8 @@ def test_generate_never_emits_a_banned_token(kwargs):
     vocab = Vocab(TOKENS)
     ended = [row for row in ids.tolist() if EOS_ID in row]  # a cut string may end mid-index
     assert len(ended) > 100
-    largest = _largest_ring([vocab.decode(row) for row in ended])
+    largest = _largest_ring([vocab.to_selfies(row) for row in ended])
     assert max(largest) <= 7
     free = dec.generate(z, 80, generator=torch.Generator().manual_seed(6), **kwargs)
     ended = [row for row in free.tolist() if EOS_ID in row]
-    assert max(_largest_ring([vocab.decode(row) for row in ended])) >= 8
+    assert max(_largest_ring([vocab.to_selfies(row) for row in ended])) >= 8

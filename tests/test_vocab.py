@@ -12,9 +12,9 @@ from molvae.vocab import (
     PAD_ID,
     Vocab,
     VocabError,
-    encode_smiles,
     selfies_to_smiles,
     smiles_to_selfies,
+    tokenize_smiles,
 )
 from tests.conftest import SHIPPED_TEST
 
@@ -35,24 +35,24 @@ def test_round_trip_on_the_shipped_test_sample():
 def test_vocab_encode_decode_and_serialization():
     v = Vocab.build(["[C][O]", "[C][=C][Br]"])
     assert v.to_list()[:3] == ["<pad>", "<bos>", "<eos>"]
-    ids = v.encode("[C][=C][Br]")
+    ids = v.to_ids("[C][=C][Br]")
     assert ids[0] == BOS_ID and ids[-1] == EOS_ID and len(ids) == 5
-    assert v.decode(ids + [PAD_ID, PAD_ID]) == "[C][=C][Br]"
-    assert v.decode([BOS_ID, ids[1], EOS_ID, ids[2]]) == "[C]"  # stops at <eos>
+    assert v.to_selfies(ids + [PAD_ID, PAD_ID]) == "[C][=C][Br]"
+    assert v.to_selfies([BOS_ID, ids[1], EOS_ID, ids[2]]) == "[C]"  # stops at <eos>
     assert Vocab.from_list(v.to_list()) == v
 
 
 def test_unknown_tokens_are_named():
     v = Vocab.build(["[C][O]"])
     with pytest.raises(VocabError) as exc:
-        v.encode("[C][Cl]", "CCl")
+        v.to_ids("[C][Cl]", "CCl")
     assert "[Cl]" in str(exc.value) and "CCl" in str(exc.value) and exc.value.tokens == ["[Cl]"]
-    batch = encode_smiles(v, ["CO", "CCl", "not a molecule"], strict=False)
+    batch = tokenize_smiles(v, ["CO", "CCl", "not a molecule"], strict=False)
     assert batch.errors[0] is None and batch.ok.tolist() == [True, False, False]
     assert "[Cl]" in batch.errors[1] and "not a valid molecule" in batch.errors[2]
     assert batch.tokens[1].tolist() == [PAD_ID] * batch.tokens.shape[1]
     with pytest.raises(InvalidMoleculeError, match=r"outside the vocabulary: \[Cl\]"):
-        encode_smiles(v, ["CO", "CCl"])
+        tokenize_smiles(v, ["CO", "CCl"])
     assert v.unknown("[C][Cl][Si]") == ["[Cl]", "[Si]"]
 
 
@@ -91,4 +91,4 @@ def test_random_selfies_always_decode_and_round_trip(tokens):
 def test_vocab_round_trips_random_token_strings(tokens):
     s = "".join(tokens)
     v = Vocab.build([s])
-    assert v.decode(v.encode(s)) == s
+    assert v.to_selfies(v.to_ids(s)) == s
