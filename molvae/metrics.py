@@ -255,6 +255,7 @@ def evaluate(
     generated: Sequence[str | None],
     reference: Sequence[str],
     is_novel: Callable[[list[str]], np.ndarray] | None = None,
+    *,
     with_fcd: bool = True,
     with_fragments: bool = True,
     workers: int | None = None,
