@@ -19,7 +19,7 @@ from prefect.runtime import flow_run as prefect_flow_run
 
 from molvae import candidates, generate, metrics, report
 from molvae.checkpoint import load_model
-from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig, flatten
+from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
 from molvae.optimization import optimize
 from molvae.parallel import default_workers
@@ -435,63 +435,6 @@ def pipeline_flow(cfg: RunConfig) -> dict:
 
 FLOWS = {"pipeline": pipeline_flow, "generate": generate_flow, "optimize": optimize_flow,
          "train": train_flow}
-
-
-def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = None,
-                force: bool = False) -> str:
-    """Log a finished run folder (e.g. one written during an MLflow outage) as a new run:
-    its params, metrics, files (symlinks skipped), review (description, keyed images,
-    curves), its dataset and its model (registered once per weights). The folder's own
-    config.json is the run's config; ``tracking`` (e.g. from ``--set tracking.*``) overrides
-    where it goes. A folder already logged to that store is refused unless ``force``."""
-    from molvae.errors import OutputError
-    from molvae.tracking import MlflowTracker, logged_runs
-
-    out_dir = Path(out_dir)
-    summary_file = out_dir / "summary.json"
-    if not summary_file.is_file():
-        raise OutputError(f"{out_dir}: not a molvae run folder (no summary.json)")
-    try:  # everything read before a run is created: a bad folder leaves no orphan run
-        if (out_dir / "config.json").is_file():
-            cfg = RunConfig.model_validate_json((out_dir / "config.json").read_text())
-        summary = json.loads(summary_file.read_text())
-        if not isinstance(summary, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        raise OutputError(f"{out_dir}: unreadable run record ({str(exc).splitlines()[0]})") from None
-    if tracking:
-        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update=tracking)})
-    store = cfg.tracking.tracking_uri or "the default store"
-    try:
-        previous = logged_runs(cfg.tracking, out_dir)
-    except Exception as exc:  # unreachable or not an MLflow store: one line, no run made
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise OutputError(f"cannot reach MLflow at {store}: {reason}") from None
-    if previous and not force:
-        raise OutputError(f"{out_dir} is already logged as MLflow run {previous[0]} in "
-                          f"{store}; --force logs it again")
-    name = out_dir.name.split("-")[0]
-    tr = MlflowTracker(cfg.tracking, run_name=out_dir.name,
-                       tags={"out_dir": str(out_dir), "relogged": "true", "flow": name})
-    try:
-        tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg))
-        tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
-        tr.log_run_dir(out_dir)
-        review.log_review(tr, out_dir)
-        top = out_dir / "top_candidates.csv"
-        tr.describe(review.describe(name, summary, Path(str(summary.get("model", "?"))).name,
-                                    pd.read_csv(top) if top.is_file() else None))
-        data = Path(cfg.data.path)
-        if data.is_file():
-            tr.log_dataset(pd.read_csv(data, nrows=1000), str(data), data.name, file_digest(data))
-        model = Path(str(summary.get("model", "")))
-        if model.is_file() and cfg.tracking.registered_model:
-            tr.log_model(model, cfg.tracking.registered_model)
-    except BaseException:
-        tr.finish(failed=True)
-        raise
-    tr.finish()
-    return tr.run_id
 
 
 def run_flow(name: str, cfg: RunConfig) -> dict:

@@ -172,7 +172,8 @@ def test_generate_on_dask(harness, store, cache, tiny_trained, tmp_path):
 def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_trained, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from flows.pipeline import log_run_dir, run_flow
+    from flows.pipeline import run_flow
+    from flows.relog import log_run_dir
 
     cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, "http://127.0.0.1:9")
     cfg.tracking.tracking_uri = "http://127.0.0.1:9"  # nothing listens on the discard port

@@ -63,7 +63,7 @@ def cmd_log(args: argparse.Namespace) -> None:
     cfg = load_run_config(args)
     # -c / --set tracking.* choose the store; the folder's own config.json the rest
     tracking = {k: getattr(cfg.tracking, k) for k in cfg.tracking.model_fields_set}
-    from flows.pipeline import log_run_dir
+    from flows.relog import log_run_dir
 
     run_id = log_run_dir(args.run_dir, cfg, tracking, force=args.force)
     print(f"logged {args.run_dir} as MLflow run {run_id}")
