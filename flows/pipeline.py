@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.runtime import flow_run as prefect_flow_run
 
@@ -359,25 +358,6 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     return tables, m
 
 
-def _publish(tables: dict, summary: dict, name: str) -> None:
-    """Prefect artifacts: the run's description and headline figures, the top tables."""
-    text = review.describe(name, summary, Path(str(summary.get("model", "?"))).name,
-                           tables.get("top_candidates"))
-    rows = [f"| {label} | {value} |" for label, value in review.readable(summary).items()]
-    table = "\n".join(["| figure | value |", "|---|---|", *rows])
-    create_markdown_artifact(f"# molvae {name}\n\n{text}\n\n{table}",
-                             key=f"molvae-{name}-summary", description="molvae run summary")
-    for key in ("top_candidates", "optimization_candidates"):
-        df = tables.get(key)
-        if df is not None and len(df):
-            top = df.head(20)
-            cols = [c for c in ("rank", "smiles", "score", "novel", "nearest_similarity", "qed",
-                                "sa", "logp", "plogp", "reasons") if c in top]
-            create_table_artifact(top[cols].round(4).to_dict("records"),
-                                  key=f"molvae-{name}-top-{key.replace('_', '-')}",
-                                  description=f"top {key}")
-
-
 def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:
     log = get_run_logger()
     candidates.check_score_config(cfg.score)  # before a run is started anywhere
@@ -400,7 +380,7 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
             summary.update(m)
         write_outputs(out_dir, tables, cfg, summary)
         log.info("wrote %s", out_dir)
-        _publish(tables, summary, name)
+        review.publish(tables, summary, name)
         if run_id:
             summary["registered_version"] = log_to_mlflow(
                 cfg, run_id, out_dir, summary, model_path, digest, True, name,

@@ -136,3 +136,24 @@ def log_review(tr, out_dir: Path) -> None:
             df = pd.read_csv(path)
             if {x, y} <= set(df.columns):
                 tr.log_series(metric, df[x].tolist(), df[y].tolist())
+
+
+def publish(tables: dict, summary: dict, name: str) -> None:
+    """Prefect artifacts: the run's description and headline figures, the top tables."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    text = describe(name, summary, Path(str(summary.get("model", "?"))).name,
+                           tables.get("top_candidates"))
+    rows = [f"| {label} | {value} |" for label, value in readable(summary).items()]
+    table = "\n".join(["| figure | value |", "|---|---|", *rows])
+    create_markdown_artifact(f"# molvae {name}\n\n{text}\n\n{table}",
+                             key=f"molvae-{name}-summary", description="molvae run summary")
+    for key in ("top_candidates", "optimization_candidates"):
+        df = tables.get(key)
+        if df is not None and len(df):
+            top = df.head(20)
+            cols = [c for c in ("rank", "smiles", "score", "novel", "nearest_similarity", "qed",
+                                "sa", "logp", "plogp", "reasons") if c in top]
+            create_table_artifact(top[cols].round(4).to_dict("records"),
+                                  key=f"molvae-{name}-top-{key.replace('_', '-')}",
+                                  description=f"top {key}")

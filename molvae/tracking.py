@@ -131,9 +131,12 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(f"{prefix}{k}".replace("@", "_at_"), float(v), ts, step or 0)
-                 for k, v in metrics.items()
-                 if isinstance(v, int | float) and math.isfinite(float(v))]
+        self._log_batches([Metric(f"{prefix}{k}".replace("@", "_at_"), float(v), ts, step or 0)
+                           for k, v in metrics.items()
+                           if isinstance(v, int | float) and math.isfinite(float(v))])
+
+    def _log_batches(self, items: list) -> None:
+        """MLflow Metric entities, 500 per request (its batch limit is 1,000)."""
         for i in range(0, len(items), 500):
             self.client.log_batch(self.run_id, metrics=items[i : i + 500])
 
@@ -154,10 +157,8 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(name, float(v), ts, int(s)) for s, v in zip(steps, values, strict=True)
-                 if math.isfinite(float(v))]
-        for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i : i + 500])
+        self._log_batches([Metric(name, float(v), ts, int(s))
+                           for s, v in zip(steps, values, strict=True) if math.isfinite(float(v))])
 
     def log_image(self, path: str | Path, key: str, step: int = 0) -> None:
         """A PNG as a keyed image: the run page shows it and the compare view sets it

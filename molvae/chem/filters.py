@@ -44,14 +44,28 @@ def passes_moses(mol: Chem.Mol) -> bool:
     return not moses_alerts(mol, first_only=True)
 
 
+# Threshold filters as (label, property, upper limit): the rules FILTERS' functions and the
+# scoring panel's reasons both apply. Lipinski allows one broken rule, Veber none.
+THRESHOLD_RULES = {
+    "lipinski": (("MW", "mw", 500), ("logP", "logp", 5), ("HBD", "hbd", 5), ("HBA", "hba", 10)),
+    "veber": (("rotatable bonds", "rotatable_bonds", 10), ("TPSA", "tpsa", 140)),
+}
+RULES_ALLOWED_BROKEN = {"lipinski": 1, "veber": 0}
+
+
+def broken_rules(name: str, values: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(label, value, limit) of each rule of threshold filter ``name`` that ``values``
+    break (a missing or non-finite value counts as broken); empty when the filter passes."""
+    broken = [(label, v, limit) for label, prop, limit in THRESHOLD_RULES[name]
+              if not (v := values.get(prop, math.nan)) <= limit]
+    return broken if len(broken) > RULES_ALLOWED_BROKEN[name] else []
+
+
 def passes_lipinski(mol: Chem.Mol) -> bool:
     """Rule of five with at most one violation."""
-    return _lipinski(Descriptors.MolWt(mol), Crippen.MolLogP(mol), Lipinski.NumHDonors(mol),
-                     Lipinski.NumHAcceptors(mol))
-
-
-def _lipinski(mw: float, logp: float, hbd: float, hba: float) -> bool:
-    return sum([mw > 500, logp > 5, hbd > 5, hba > 10]) <= 1
+    return not broken_rules("lipinski", {
+        "mw": Descriptors.MolWt(mol), "logp": Crippen.MolLogP(mol),
+        "hbd": Lipinski.NumHDonors(mol), "hba": Lipinski.NumHAcceptors(mol)})
 
 
 def _passes_catalog(name: str, mol: Chem.Mol) -> bool:
@@ -60,10 +74,9 @@ def _passes_catalog(name: str, mol: Chem.Mol) -> bool:
 
 def passes_veber(mol: Chem.Mol) -> bool:
     """Veber et al. 2002: <= 10 rotatable bonds and TPSA <= 140."""
-    return (
-        rdMolDescriptors.CalcNumRotatableBonds(mol) <= 10
-        and rdMolDescriptors.CalcTPSA(mol) <= 140
-    )
+    return not broken_rules("veber", {
+        "rotatable_bonds": rdMolDescriptors.CalcNumRotatableBonds(mol),
+        "tpsa": rdMolDescriptors.CalcTPSA(mol)})
 
 
 FILTERS: dict[str, Callable[[Chem.Mol], bool]] = {

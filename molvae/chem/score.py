@@ -13,7 +13,7 @@ from rdkit.Chem import QED
 
 from ..parallel import map_chunks
 from .alerts import CATALOGS, catalog_alerts, pattern_bits
-from .filters import FILTERS, check_filters, moses_alerts
+from .filters import FILTERS, THRESHOLD_RULES, broken_rules, check_filters, moses_alerts
 from .mol import to_mol
 from .properties import PROPERTIES, _plogp_from, check_property, long_ring_penalty, qed_properties
 
@@ -122,21 +122,10 @@ class _Panel:
                 h_mol = Chem.AddHs(self.mol)
                 self._h = h_mol, pattern_bits(h_mol)
             return moses_alerts(self.mol, first_only, h_mol=self._h[0], h_bits=self._h[1])
-        rules = _RULES.get(name)
-        if rules is None:
+        if name not in THRESHOLD_RULES:
             return [] if FILTERS[name](self.mol) else ["failed"]
-        broken = [f"{label} {_num(v)} > {limit:g}" for label, prop, limit in rules
-                  if (v := self.prop(prop)) > limit or not math.isfinite(v)]
-        if name == "lipinski" and len(broken) <= 1:  # one violation is allowed
-            return []
-        return broken
-
-
-# Threshold filters as (label, property, upper limit); the same rules as FILTERS' functions.
-_RULES = {
-    "lipinski": [("MW", "mw", 500), ("logP", "logp", 5), ("HBD", "hbd", 5), ("HBA", "hba", 10)],
-    "veber": [("rotatable bonds", "rotatable_bonds", 10), ("TPSA", "tpsa", 140)],
-}
+        values = {prop: self.prop(prop) for _, prop, _ in THRESHOLD_RULES[name]}
+        return [f"{label} {_num(v)} > {limit:g}" for label, v, limit in broken_rules(name, values)]
 
 
 def _score_chunk(chunk: list[str | None], filters: tuple[str, ...],
