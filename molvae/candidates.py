@@ -13,7 +13,7 @@ from rdkit import DataStructs
 from . import chem
 from .checkpoint import LoadedModel
 from .config import ScoreConfig
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .similarity import FingerprintIndex
 
 
@@ -70,6 +70,10 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | Non
 def check_score_config(score_cfg: ScoreConfig) -> None:
     """Fail before any work on what annotating would fail on later: an unknown property
     or filter, a known-molecules file that is not there."""
+    for t in score_cfg.desirability:
+        if t.scorer is not None:
+            raise ConfigError(f"score.desirability: term {t.name!r} has a scorer; the ranking "
+                              "takes built-in properties (scorers are optimization objectives)")
     for name in [*(score_cfg.properties or []), *score_cfg.windows,
                  *(t.property for t in score_cfg.desirability)]:
         chem.check_property(name)

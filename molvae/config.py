@@ -6,6 +6,7 @@ groups them for the flows and the CLI.
 
 from __future__ import annotations
 
+import builtins
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,7 @@ __all__ = [
     "GenerateConfig",
     "ScoreConfig",
     "OptimizeConfig",
+    "ScorerConfig",
     "TrackingConfig",
     "RunConfig",
     "load_config",
@@ -127,20 +129,85 @@ class GenerateConfig(_Section):
     neighbors_per_radius: int = Field(20, ge=1)
 
 
-class DesirabilityTerm(_Section):
-    """Desirability in [0, 1] for one property: ramps from ``low`` to ``high``."""
+RAMP_KINDS = ("maximize", "minimize", "window")
+GAUSSIAN_KINDS = ("gaussian", "min_gaussian", "max_gaussian")
 
-    property: str
-    kind: Literal["maximize", "minimize", "window"] = "maximize"
-    low: float
-    high: float
+
+class DesirabilityTerm(_Section):
+    """Desirability in [0, 1] of one property (``property``: a built-in property or a
+    scorer's name) or of an inline ``scorer``. Kinds (GuacaMol's score modifiers, Brown et
+    al. 2019): ``maximize``/``minimize`` ramp linearly between ``low`` and ``high``
+    (ClippedScoreModifier); ``window`` is 1 inside [low, high], falling to 0 one width
+    outside; ``gaussian`` exp(-((x - mu) / sigma)^2 / 2), ``min_gaussian`` the same but 1 at
+    or below ``mu``, ``max_gaussian`` 1 at or above ``mu``; ``threshold`` min(x, high) / high
+    (ThresholdedLinearModifier); ``value`` the value itself (scores already in [0, 1])."""
+
+    property: str = ""
+    scorer: ScorerConfig | None = None
+    kind: Literal["maximize", "minimize", "window", "gaussian", "min_gaussian", "max_gaussian",
+                  "threshold", "value"] = "maximize"
+    low: float | None = None
+    high: float | None = None
+    mu: float | None = None
+    sigma: float | None = Field(None, gt=0)
     weight: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> DesirabilityTerm:
-        if not self.low < self.high:
-            raise ValueError(f"desirability for {self.property!r}: low must be < high")
+    def _complete(self) -> DesirabilityTerm:
+        what = self.name
+        if not self.property and self.scorer is None:
+            raise ValueError("a desirability term needs a property (or an inline scorer)")
+        if self.kind in RAMP_KINDS:
+            if self.low is None or self.high is None:
+                raise ValueError(f"desirability for {what!r} ({self.kind}): needs low and high")
+            if not self.low < self.high:
+                raise ValueError(f"desirability for {what!r}: low must be < high")
+        elif self.kind in GAUSSIAN_KINDS and (self.mu is None or self.sigma is None):
+            raise ValueError(f"desirability for {what!r} ({self.kind}): needs mu and sigma")
+        elif self.kind == "threshold" and not (self.high or 0) > 0:
+            raise ValueError(f"desirability for {what!r} (threshold): needs high > 0")
         return self
+
+    @builtins.property  # the field ``property`` shadows the builtin in this class
+    def name(self) -> str:
+        """The column this term reads: ``property``, or the inline scorer's description."""
+        if self.property or self.scorer is None:
+            return self.property
+        return f"{self.scorer.kind}({self.scorer.target})" if self.scorer.target else self.scorer.kind
+
+
+class ScorerConfig(_Section):
+    """A named score of molecules, usable wherever a property name is (the optimization
+    objective, the terms of an ``mpo``). ``target`` is, by kind: ``property`` a built-in
+    property name or an RDKit descriptor (``rdkit.Chem.Descriptors``, e.g. ``BertzCT``);
+    ``atom_count`` an element symbol (hydrogens included); ``similarity`` the target SMILES
+    (Tanimoto with ``fingerprint``);
+    ``isomer`` a molecular formula (GuacaMol's isomer score); ``smarts`` a SMARTS pattern
+    (1 when present, or when absent with ``present = false``); ``callable``
+    ``package.module:function`` or ``path/to/file.py:function`` (takes a list of SMILES,
+    returns a list of floats, NaN where it cannot score); ``chemprop`` a chemprop v2 model
+    file (``pip install molvae[chemprop]``). ``mpo`` combines ``terms`` by their weighted
+    ``combine`` mean."""
+
+    kind: Literal["property", "similarity", "isomer", "smarts", "atom_count", "callable",
+                  "chemprop", "mpo"]
+    target: str = ""
+    fingerprint: Literal["ecfp4", "ecfp6", "fcfp4", "fcfp6", "ap", "phco", "morgan2048"] = "ecfp4"
+    present: bool = True
+    terms: list[DesirabilityTerm] = []
+    combine: Literal["geometric", "arithmetic"] = "geometric"
+    batch_size: int = Field(256, ge=1)  # molecules per call of a callable / chemprop model
+
+    @model_validator(mode="after")
+    def _complete(self) -> ScorerConfig:
+        if self.kind == "mpo" and not self.terms:
+            raise ValueError("an mpo scorer needs terms")
+        if self.kind != "mpo" and not self.target:
+            raise ValueError(f"a {self.kind} scorer needs a target")
+        return self
+
+
+DesirabilityTerm.model_rebuild()
 
 
 class ScoreConfig(_Section):
@@ -168,7 +235,9 @@ class ScoreConfig(_Section):
 
 class OptimizeConfig(_Section):
     method: Literal["gradient", "cmaes", "constrained", "random"] = "cmaes"
-    objective: str = "qed"  # a property name, or "desirability"
+    # a property name, "desirability", a [scorers] name, a built-in task ("pmo:median1"), a
+    # callable ("file.py:function", "package.module:function") or "chemprop:model.pt"
+    objective: str = "qed"
     direction: Literal["maximize", "minimize"] = "maximize"
     window: tuple[float, float] | None = None  # target window instead of max/min
     required_filters: list[str] = []
@@ -207,6 +276,7 @@ class RunConfig(_Section):
     generate: GenerateConfig = GenerateConfig()
     score: ScoreConfig = ScoreConfig()
     optimize: OptimizeConfig = OptimizeConfig()
+    scorers: dict[str, ScorerConfig] = {}
     tracking: TrackingConfig = TrackingConfig()
 
 

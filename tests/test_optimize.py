@@ -99,12 +99,13 @@ def test_bad_objectives_and_constraints(tiny, kw, msg):
 def test_oracle_counts_distinct_molecules_once():
     from molvae.optimization import Oracle
 
-    o = Oracle(Objective("qed", max_heavy_atoms=5), budget=3)
-    rows = o(["CCO", "CCO", "c1ccccc1CCCCCC", "bad", "CC"])
-    assert o.calls == 3 and rows[0] is rows[1]
+    o = Oracle(Objective("qed", max_heavy_atoms=5), budget=2)
+    rows = o(["CCO", "OCC", "c1ccccc1CCCCCC", "bad", "CC"])
+    assert o.calls == 2 and rows[0] is rows[1]  # one molecule, two SMILES: paid once
     assert rows[0]["admissible"] and not rows[2]["admissible"]  # 12 heavy atoms > 5
-    assert not rows[3]["valid"] and not rows[4]["evaluated"]  # budget spent
-    assert np.isinf(rows[4]["score"])
+    assert not rows[3]["valid"] and rows[3]["evaluated"]  # invalid: not paid for (as PMO)
+    assert not rows[4]["evaluated"] and np.isinf(rows[4]["score"])  # budget spent
+    assert [c["call"] for c in o.log] == [1, 2] and o.log[0]["smiles"] == "CCO"
 
 
 def test_optimize_leaves_torch_threads_and_rng_as_they_were(tiny):

@@ -9,6 +9,7 @@ from .filters import (
     FILTERS,
     MOSES_ALLOWED_ATOMS,
     check_filters,
+    combine_desirabilities,
     composite_score,
     desirability,
     desirability_margin,
@@ -17,6 +18,7 @@ from .filters import (
     passes_moses,
     passes_veber,
     score_margin,
+    term_desirability,
 )
 from .mol import (
     bulk_tanimoto,
@@ -43,8 +45,9 @@ from .score import score_one, score_smiles
 
 __all__ = [
     "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES", "PROPERTY_LABELS",
-    "bulk_tanimoto", "canonical_smiles", "check_filters", "check_property", "composite_score",
-    "desirability", "desirability_margin", "fingerprint", "fingerprints", "formal_charge",
+    "bulk_tanimoto", "canonical_smiles", "check_filters", "check_property",
+    "combine_desirabilities", "composite_score", "desirability", "desirability_margin",
+    "term_desirability", "fingerprint", "fingerprints", "formal_charge",
     "long_ring_penalty", "moses_alerts", "np_likeness", "passes_lipinski", "passes_moses",
     "passes_veber", "penalized_logp", "properties", "sa_score", "scaffold", "score_margin",
     "score_one", "score_smiles", "standardize_mol", "tanimoto", "to_mol",

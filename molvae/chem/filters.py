@@ -101,14 +101,25 @@ def check_filters(names: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- desirability
 
 
-def desirability(value: float, kind: str, low: float, high: float) -> float:
-    """Derringer-style desirability in [0, 1].
+def desirability(value: float, kind: str, low: float | None = None, high: float | None = None,
+                 mu: float | None = None, sigma: float | None = None) -> float:
+    """Derringer-style desirability in [0, 1]; the kinds of ``config.DesirabilityTerm``.
 
     maximize: 0 below ``low``, 1 above ``high``; minimize: mirrored; window: 1 inside
-    [low, high], falling linearly to 0 one window-width outside it.
+    [low, high], falling linearly to 0 one window-width outside it; gaussian around ``mu``
+    (min_gaussian 1 at or below it, max_gaussian 1 at or above); threshold min(x, high) /
+    high; value: the value clipped to [0, 1].
     """
     if value is None or not math.isfinite(value):
         return 0.0
+    if kind in ("gaussian", "min_gaussian", "max_gaussian"):
+        if (kind == "min_gaussian" and value <= mu) or (kind == "max_gaussian" and value >= mu):
+            return 1.0
+        return float(math.exp(-0.5 * ((value - mu) / sigma) ** 2))
+    if kind == "threshold":
+        return float(min(max(value, 0.0), high) / high)
+    if kind == "value":
+        return float(min(max(value, 0.0), 1.0))
     width = high - low
     if kind == "maximize":
         return float(min(max((value - low) / width, 0.0), 1.0))
@@ -120,12 +131,17 @@ def desirability(value: float, kind: str, low: float, high: float) -> float:
     return float(max(1.0 - dist / width, 0.0))
 
 
-def desirability_margin(value: float, kind: str, low: float, high: float) -> float:
+def term_desirability(value: float, term) -> float:
+    """``desirability`` with a ``config.DesirabilityTerm``'s settings."""
+    return desirability(value, term.kind, term.low, term.high, term.mu, term.sigma)
+
+
+def desirability_margin(value: float, kind: str, low: float | None, high: float | None) -> float:
     """Where ``value`` sits on the desirability's ramp, unclipped: maximize/minimize 0 at
     the worst end, 1 at the best, beyond 1 past it; window 1 at the centre, 0 at the edges.
-    Breaks ties among molecules whose desirability saturates at 1."""
-    if value is None or not math.isfinite(value):
-        return -math.inf
+    Breaks ties among molecules whose desirability saturates at 1. Other kinds: nan."""
+    if value is None or not math.isfinite(value) or kind not in ("maximize", "minimize", "window"):
+        return -math.inf if kind in ("maximize", "minimize", "window") else math.nan
     width = high - low
     if kind == "maximize":
         return (value - low) / width
@@ -135,23 +151,36 @@ def desirability_margin(value: float, kind: str, low: float, high: float) -> flo
 
 
 def score_margin(props: dict[str, float], terms: Sequence) -> float:
-    """Weighted mean of the terms' ``desirability_margin``: the tie-break of ``score``."""
+    """Weighted mean of the terms' ``desirability_margin`` (their desirability for kinds
+    without a ramp): the tie-break of ``score``."""
     if not terms:
         return 0.0
     total_w = sum(t.weight for t in terms)
-    return float(sum(t.weight * desirability_margin(props.get(t.property, math.nan), t.kind,
-                                                     t.low, t.high) for t in terms) / total_w)
-
-
-def composite_score(props: dict[str, float], terms: Sequence) -> float:
-    """Weighted geometric mean of desirabilities (0 if any term is 0)."""
-    if not terms:
-        return 0.0
-    total_w = sum(t.weight for t in terms)
-    log_sum = 0.0
+    total = 0.0
     for t in terms:
-        d = desirability(props.get(t.property, float("nan")), t.kind, t.low, t.high)
+        v = props.get(t.name, math.nan)
+        m = desirability_margin(v, t.kind, t.low, t.high)
+        total += t.weight * (term_desirability(v, t) if math.isnan(m) else m)
+    return float(total / total_w)
+
+
+def composite_score(props: dict[str, float], terms: Sequence, combine: str = "geometric") -> float:
+    """Weighted geometric (0 if any term is 0) or arithmetic mean of desirabilities."""
+    return combine_desirabilities([term_desirability(props.get(t.name, math.nan), t) for t in terms],
+                                  [t.weight for t in terms], combine)
+
+
+def combine_desirabilities(values: Sequence[float], weights: Sequence[float],
+                           combine: str = "geometric") -> float:
+    """Weighted geometric (0 if any value is 0) or arithmetic mean; 0 for no values."""
+    total_w = sum(weights)
+    if not values:
+        return 0.0
+    if combine == "arithmetic":
+        return float(sum(w * d for d, w in zip(values, weights, strict=True)) / total_w)
+    log_sum = 0.0
+    for d, w in zip(values, weights, strict=True):
         if d <= 0:
             return 0.0
-        log_sum += t.weight * math.log(d)
+        log_sum += w * math.log(d)
     return float(math.exp(log_sum / total_w))

@@ -10,34 +10,38 @@ Methods: ``gradient`` (ascent on a differentiable surrogate, many starts), ``cma
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
 
 from .. import chem
 from ..checkpoint import LoadedModel
-from ..config import DesirabilityTerm, OptimizeConfig
+from ..config import DesirabilityTerm, OptimizeConfig, ScorerConfig
 from ..errors import OptimizationError
 from ..parallel import torch_threads
 from .methods import METHODS, OptimizationResult
-from .objective import Objective, Oracle
+from .objective import Objective, Oracle, top_k_auc
 from .surrogate import fit_surrogate
 
-__all__ = ["METHODS", "Objective", "OptimizationResult", "Oracle", "fit_surrogate", "optimize"]
+__all__ = ["METHODS", "Objective", "OptimizationResult", "Oracle", "fit_surrogate", "optimize",
+           "top_k_auc"]
 
 
 def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[DesirabilityTerm] = (),
              surrogate_smiles: Sequence[str] = (),
              progress: Callable[[int, int], None] | None = None,
-             annotate: bool = True) -> OptimizationResult:
-    """Run ``cfg.method`` under ``cfg.oracle_budget`` RDKit evaluations; candidates carry
-    the score, the objective's properties, the similarity to the seed, method, step and
-    start, and with ``annotate`` every other property and filter too (the full panel:
-    ~13 ms per molecule; a baseline kept only for its scores can skip it)."""
+             annotate: bool = True, *, scorers: Mapping[str, ScorerConfig] = {}
+             ) -> OptimizationResult:
+    """Run ``cfg.method`` under ``cfg.oracle_budget`` oracle calls; candidates carry the
+    score, the objective's properties, the similarity to the seed, method, step and start,
+    and with ``annotate`` every other property and filter too (the full panel: ~13 ms per
+    molecule; a baseline kept only for its scores can skip it). ``scorers``: the named
+    scorers the objective may refer to (``RunConfig.scorers``). The result holds every
+    oracle call in order (``calls``) and PMO's area under the top-10 curve."""
     if cfg.method not in METHODS:
         raise OptimizationError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
-    objective = Objective.from_config(cfg, desirability)
+    objective = Objective.from_config(cfg, desirability, scorers)
     for s in cfg.seeds:
         if chem.to_mol(s) is None:
             raise OptimizationError(f"seed {s!r} is not a valid molecule")

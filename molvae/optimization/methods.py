@@ -18,7 +18,7 @@ from ..checkpoint import LoadedModel
 from ..errors import OptimizationError
 from ..generate import decode_latent, sample
 from ..latent import codes
-from .objective import Oracle
+from .objective import Oracle, top_k_auc
 from .surrogate import fit_surrogate
 
 CANDIDATE_COLUMNS = ["smiles", "valid", "evaluated", "admissible", "score", "seed", "similarity",
@@ -33,6 +33,15 @@ class OptimizationResult:
     oracle_calls: int
     seconds: float
     starts: pd.DataFrame = field(default_factory=pd.DataFrame)  # constrained: per seed
+    calls: pd.DataFrame = field(default_factory=pd.DataFrame)  # every paid call, in order
+    unscorable: int = 0  # molecules the objective gave no number for
+    budget: int = 0
+
+    @property
+    def auc_top10(self) -> float:
+        """PMO's AUC of the mean top-10 score over the budget (scores as the objective's)."""
+        return top_k_auc(self.calls["score"].tolist() if len(self.calls) else [], 10,
+                         self.budget or None)
 
 
 class _Recorder:
@@ -57,8 +66,10 @@ class _Recorder:
         if len(df):
             df = (df.sort_values(["score", "step"], ascending=[False, True], kind="stable")
                   .drop_duplicates("smiles").reset_index(drop=True))
+        calls = pd.DataFrame(self.oracle.log, columns=["call", "smiles", "score", "scored"])
         return OptimizationResult(df, pd.DataFrame(self.trajectory), self.method,
-                                  self.oracle.calls, time.perf_counter() - t0, self.starts)
+                                  self.oracle.calls, time.perf_counter() - t0, self.starts,
+                                  calls, self.oracle.unscorable, self.oracle.budget)
 
 
 def _decode(loaded: LoadedModel, z: torch.Tensor) -> list[str]:
