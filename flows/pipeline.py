@@ -20,7 +20,7 @@ from molvae import candidates, generate, metrics, report
 from molvae.checkpoint import load_model
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
-from molvae.optimization import optimize
+from molvae.optimization import Objective, optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
 
@@ -123,9 +123,10 @@ def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool =
              .smiles if method == "gradient" else [])
     # A baseline is kept for its scores only: no full property panel on its molecules.
     res = optimize(_model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s],
-                   annotate=not baseline)
+                   annotate=not baseline, scorers=cfg.scorers)
     return {"candidates": res.candidates, "trajectory": res.trajectory,
-            "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts}
+            "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts,
+            "call_log": res.call_log(), "auc_top10": res.auc_top10, "unscorable": res.unscorable}
 
 
 @task(cache_policy=NO_CACHE, task_run_name="MOSES metrics and FCD")
@@ -346,11 +347,15 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     res = run_optimizer(model_path, cfg, method)
     base = (run_optimizer(model_path, cfg, "random", baseline=True) if method != "random"
             else None)
-    tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"]}
+    tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"],
+              "oracle_calls": res["call_log"]}
     best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
-    m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"]}
+    m = {"opt_oracle_calls": res["calls"], "opt_best_score": best, "opt_seconds": res["seconds"],
+         "opt_auc_top10": res["auc_top10"], "opt_unscorable": res["unscorable"]}
     if base is not None:
         tables["baseline_trajectory"] = base["trajectory"]
+        tables["baseline_oracle_calls"] = base["call_log"]
+        m["baseline_auc_top10"] = base["auc_top10"]
         m["baseline_best_score"] = (float(base["candidates"]["score"].max())
                                     if len(base["candidates"]) else float("nan"))
     if len(res["starts"]):
@@ -361,6 +366,8 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
 def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:
     log = get_run_logger()
     candidates.check_score_config(cfg.score)  # before a run is started anywhere
+    if do_optimize:  # an unknown objective, a callable that does not import: now, in one line
+        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = _start_run(cfg, name, digest)
     with _finishing(cfg, run_id):

@@ -30,7 +30,9 @@ IMAGES = (("images/top_candidates.png", "top_candidates"),
           ("plots/trajectory.png", "optimization_trajectory"))
 # stepped metrics: (table, x column, y column, metric name)
 CURVES = (("trajectory", "oracle_calls", "best_score", "opt_best_score_by_calls"),
-          ("baseline_trajectory", "oracle_calls", "best_score", "baseline_best_score_by_calls"))
+          ("baseline_trajectory", "oracle_calls", "best_score", "baseline_best_score_by_calls"),
+          ("oracle_calls", "call", "top10_mean", "opt_top10_by_calls"),
+          ("baseline_oracle_calls", "call", "top10_mean", "baseline_top10_by_calls"))
 
 
 # the figures a summary shows, in words, and how each reads: a count, a share (%), a value
@@ -45,6 +47,9 @@ HEADLINE = (("scored_candidates", "molecules generated and scored", "count"),
             ("opt_best_score", "optimization: best score", "value"),
             ("baseline_best_score", "prior sampling at the same budget: best score", "value"),
             ("opt_oracle_calls", "optimization: oracle calls", "count"),
+            ("opt_auc_top10", "optimization: AUC of the top-10 mean (PMO)", "value"),
+            ("baseline_auc_top10", "prior sampling: AUC of the top-10 mean (PMO)", "value"),
+            ("opt_unscorable", "optimization: molecules the objective could not score", "count"),
             ("seconds_sample", "seconds sampling", "seconds"),
             ("seconds_score", "seconds scoring", "seconds"),
             ("seconds_nearest", "seconds finding nearest known molecules", "seconds"))
@@ -115,12 +120,17 @@ def describe(name: str, summary: dict, model_label: str, top: pd.DataFrame | Non
             "`reasons` names every filter alert that fired.")
     if "opt_best_score" in summary:
         base = summary.get("baseline_best_score")
+        auc, base_auc = summary.get("opt_auc_top10"), summary.get("baseline_auc_top10")
         lines.append(
             f"Optimization: best score {summary['opt_best_score']:.3f} in "
             f"{int(summary.get('opt_oracle_calls', 0)):,} oracle calls"
             + (f" (prior sampling at the same budget: {base:.3f})" if base is not None else "")
-            + "; the curves `opt_best_score_by_calls` and `baseline_best_score_by_calls` "
-              "are in the metrics charts.")
+            + (f"; area under the top-10 curve (PMO) {auc:.3f}" if auc is not None else "")
+            + (f" against {base_auc:.3f}" if base_auc is not None else "")
+            + (f"; {int(summary['opt_unscorable']):,} molecules the objective could not score"
+               if summary.get("opt_unscorable") else "")
+            + "; the curves `opt_top10_by_calls` and `baseline_top10_by_calls` (mean of the 10 "
+              "best so far, every call) are in the metrics charts.")
     lines.append("Images (top candidates, property distributions, interpolation) are under "
                  "the run's Images/Artifacts; `report.html` is the sortable workbench.")
     return "\n\n".join(lines)

@@ -234,7 +234,7 @@ class ScoreConfig(_Section):
 
 
 class OptimizeConfig(_Section):
-    method: Literal["gradient", "cmaes", "constrained", "random"] = "cmaes"
+    method: Literal["gradient", "cmaes", "constrained", "random", "turbo"] = "cmaes"
     # a property name, "desirability", a [scorers] name, a built-in task ("pmo:median1"), a
     # callable ("file.py:function", "package.module:function") or "chemprop:model.pt"
     objective: str = "qed"

@@ -297,7 +297,7 @@ class MlflowTracker:
 
 
 TABLES = ("candidates", "top_candidates", "optimization_candidates", "interpolation",
-          "neighbors", "trajectory", "baseline_trajectory")
+          "neighbors", "trajectory", "baseline_trajectory", "oracle_calls")
 
 
 def logged_runs(cfg: TrackingConfig, out_dir: str | Path) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import (
     add_config_options,
@@ -19,9 +20,14 @@ from .common import (
 def add_optimize_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("optimize", help="optimize a property in latent space")
     add_config_options(parser)
-    parser.add_argument("--method", choices=["gradient", "cmaes", "constrained", "random"],
+    parser.add_argument("--method", choices=["gradient", "cmaes", "constrained", "random", "turbo"],
                         help="optimize.method (default cmaes)")
-    parser.add_argument("--objective", help="property name or 'desirability' (optimize.objective)")
+    parser.add_argument("--objective", help="optimize.objective: a property (qed, plogp, ...), "
+                        "'desirability', a [scorers] name, a task (pmo:median1; see "
+                        "--list-tasks), a callable (file.py:function, package.module:function) "
+                        "or chemprop:MODEL_FILE")
+    parser.add_argument("--list-tasks", action="store_true",
+                        help="list the built-in tasks (PMO/GuacaMol) and exit")
     parser.add_argument("--oracle-budget", type=int, help="optimize.oracle_budget (default 2000)")
     parser.add_argument("--seed-smiles", nargs="+", help="seed molecules, for constrained "
                         "(optimize.seeds)")
@@ -36,6 +42,14 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     from molvae.data import read_molecules
     from molvae.optimization import Objective, optimize
 
+    if args.list_tasks:
+        from molvae.optimization.scorers import builtin_tasks
+
+        for name, task in builtin_tasks().items():
+            print(f"pmo:{name}\t{task.kind}" + (f" ({task.combine} mean of {len(task.terms)} terms)"
+                                                if task.kind == "mpo" else f" {task.target}"))
+        return
+
     cfg = load_run_config(args, {
         "optimize.method": args.method,
         "optimize.objective": args.objective,
@@ -45,16 +59,20 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     })
     check_output(args.out)
     opt = cfg.optimize
-    Objective.from_config(opt, cfg.score.desirability)  # fail before any work
+    Objective.from_config(opt, cfg.score.desirability, cfg.scorers)  # fail before any work
     loaded = load_model(args.model)
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt.surrogate_size).smiles
              if opt.method == "gradient" else [])
     bar = progress_bar(opt.oracle_budget, f"optimize ({opt.method})", "call")
     result = optimize(loaded, opt, cfg.score.desirability, [s for s in known if s],
-                      progress=lambda done, total: bar.update(done - bar.n))
+                      progress=lambda done, total: bar.update(done - bar.n), scorers=cfg.scorers)
     bar.close()
     path = write_table(result.candidates, args.out, "optimized.csv")
     for _, r in result.candidates.head(opt.top_k).iterrows():
         print(f"{r.score:.4f}\t{r.smiles}")
-    print(f"{len(result.candidates)} candidates, {result.oracle_calls} oracle calls, "
-          f"{result.seconds:.1f} s -> {path}", file=sys.stderr)
+    table = Path(path)
+    calls = write_table(result.call_log(), str(table.with_name(table.stem + "_calls.csv")), "")
+    failed = f", {result.unscorable} unscorable" if result.unscorable else ""
+    print(f"{len(result.candidates)} candidates, {result.oracle_calls} oracle calls{failed}, "
+          f"AUC top-10 {result.auc_top10:.3f}, {result.seconds:.1f} s -> {path} "
+          f"(every call: {calls})", file=sys.stderr)

@@ -46,6 +46,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from molvae.candidates import check_score_config
 
     check_score_config(cfg.score)  # one line now, not a failed flow run later
+    if args.flow in ("pipeline", "optimize"):
+        from molvae.optimization import Objective
+
+        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",

@@ -21,11 +21,11 @@ from ..config import DesirabilityTerm, OptimizeConfig, ScorerConfig
 from ..errors import OptimizationError
 from ..parallel import torch_threads
 from .methods import METHODS, OptimizationResult
-from .objective import Objective, Oracle, top_k_auc
+from .objective import Objective, Oracle, top_k_auc, top_k_curve
 from .surrogate import fit_surrogate
 
 __all__ = ["METHODS", "Objective", "OptimizationResult", "Oracle", "fit_surrogate", "optimize",
-           "top_k_auc"]
+           "top_k_auc", "top_k_curve"]
 
 
 def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[DesirabilityTerm] = (),

@@ -18,7 +18,8 @@ from ..checkpoint import LoadedModel
 from ..errors import OptimizationError
 from ..generate import decode_latent, sample
 from ..latent import codes
-from .objective import Oracle, top_k_auc
+from . import turbo
+from .objective import Oracle, top_k_auc, top_k_curve
 from .surrogate import fit_surrogate
 
 CANDIDATE_COLUMNS = ["smiles", "valid", "evaluated", "admissible", "score", "seed", "similarity",
@@ -36,6 +37,10 @@ class OptimizationResult:
     calls: pd.DataFrame = field(default_factory=pd.DataFrame)  # every paid call, in order
     unscorable: int = 0  # molecules the objective gave no number for
     budget: int = 0
+
+    def call_log(self) -> pd.DataFrame:
+        """Every paid call in order with ``top10_mean``, the mean of the 10 best so far."""
+        return self.calls.assign(top10_mean=top_k_curve(self.calls["score"].tolist(), 10))
 
     @property
     def auc_top10(self) -> float:
@@ -226,4 +231,12 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     return rec
 
 
-METHODS = {"gradient": _gradient, "cmaes": _cmaes, "constrained": _constrained, "random": _random}
+def _turbo(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+    """Trust-region Bayesian optimization (TuRBO-1) in the latent space: see ``turbo``."""
+    rec = _Recorder("turbo", oracle)
+    turbo.run(loaded, cfg, oracle, rec, lambda: _tick(progress, oracle))
+    return rec
+
+
+METHODS = {"gradient": _gradient, "cmaes": _cmaes, "constrained": _constrained, "random": _random,
+           "turbo": _turbo}

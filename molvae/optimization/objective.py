@@ -204,6 +204,23 @@ class Oracle:
             self.cache[(r["smiles"], r["seed"])] = r
 
 
+def top_k_curve(scores: Sequence[float], k: int = 10) -> np.ndarray:
+    """The mean of the ``k`` best scores after each call (fewer while fewer were made);
+    not-a-number counts as 0, as in PMO."""
+    import heapq
+
+    best: list[float] = []
+    out = np.empty(len(scores))
+    for i, s in enumerate(scores):
+        v = s if s is not None and math.isfinite(s) else 0.0
+        if len(best) < k:
+            heapq.heappush(best, v)
+        elif v > best[0]:
+            heapq.heapreplace(best, v)
+        out[i] = sum(best) / len(best)
+    return out
+
+
 def top_k_auc(scores: Sequence[float], k: int = 10, budget: int | None = None,
               every: int = 100) -> float:
     """PMO's area under the curve of the mean top-``k`` score against oracle calls (Gao et
