@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with Python >= 3.11:
 #   make run    create .venv, install, run the main job (generate + optimize + report, MLflow)
-#   make test   create .venv, install with the dev extra, run the test suite
+#   make test   create .venv, install with the dev and chemprop extras, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,chemprop]'
 	@touch $@
 
 run: $(VENV)/.installed
