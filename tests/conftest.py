@@ -54,3 +54,31 @@ def test_smiles():
     import pandas as pd
 
     return pd.read_csv(SHIPPED_TEST)["SMILES"].tolist()
+
+
+@pytest.fixture(scope="session")
+def chemprop_model(tmp_path_factory):
+    """A small chemprop v2 model of logP trained on 400 shipped molecules (its file)."""
+    pytest.importorskip("chemprop")
+    from chemprop import data, featurizers, models, nn
+    from lightning import pytorch as pl
+
+    from molvae import chem
+    from molvae.config import SHIPPED_TRAIN
+    from molvae.data import read_molecules
+
+    smiles = [s for s in read_molecules(SHIPPED_TRAIN, limit=400).smiles if s]
+    logp = [chem.properties(chem.to_mol(s), ["logp"])["logp"] for s in smiles]
+    points = [data.MoleculeDatapoint.from_smi(s, [v]) for s, v in zip(smiles, logp, strict=True)]
+    ds = data.MoleculeDataset(points, featurizers.SimpleMoleculeMolGraphFeaturizer())
+    scaler = ds.normalize_targets()
+    ffn = nn.RegressionFFN(input_dim=64, hidden_dim=64,
+                           output_transform=nn.UnscaleTransform.from_standard_scaler(scaler))
+    model = models.MPNN(nn.BondMessagePassing(d_h=64), nn.MeanAggregation(), ffn)
+    pl.seed_everything(0, verbose=False)
+    pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False
+               ).fit(model, data.build_dataloader(ds, batch_size=64, num_workers=0, seed=0))
+    path = tmp_path_factory.mktemp("chemprop") / "logp.pt"
+    models.save_model(path, model)
+    return path

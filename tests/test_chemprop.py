@@ -7,34 +7,12 @@ import numpy as np
 import pytest
 
 from molvae import chem
-from molvae.config import SHIPPED_TEST, SHIPPED_TRAIN, DesirabilityTerm, OptimizeConfig, ScorerConfig
+from molvae.config import SHIPPED_TEST, DesirabilityTerm, OptimizeConfig, ScorerConfig
 from molvae.data import read_molecules
 from molvae.errors import OptimizationError
 from molvae.optimization import Objective, Oracle, optimize
 
 pytest.importorskip("chemprop")
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from chemprop import data, featurizers, models, nn
-    from lightning import pytorch as pl
-
-    smiles = [s for s in read_molecules(SHIPPED_TRAIN, limit=400).smiles if s]
-    logp = [chem.properties(chem.to_mol(s), ["logp"])["logp"] for s in smiles]
-    points = [data.MoleculeDatapoint.from_smi(s, [v]) for s, v in zip(smiles, logp, strict=True)]
-    ds = data.MoleculeDataset(points, featurizers.SimpleMoleculeMolGraphFeaturizer())
-    scaler = ds.normalize_targets()
-    ffn = nn.RegressionFFN(input_dim=64, hidden_dim=64,
-                           output_transform=nn.UnscaleTransform.from_standard_scaler(scaler))
-    model = models.MPNN(nn.BondMessagePassing(d_h=64), nn.MeanAggregation(), ffn)
-    pl.seed_everything(0, verbose=False)
-    pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False
-               ).fit(model, data.build_dataloader(ds, batch_size=64, num_workers=0, seed=0))
-    path = tmp_path_factory.mktemp("chemprop") / "logp.pt"
-    models.save_model(path, model)
-    return path
 
 
 def _chemprop_predict(path, smiles: list[str]) -> np.ndarray:
@@ -50,7 +28,8 @@ def _chemprop_predict(path, smiles: list[str]) -> np.ndarray:
     return np.concatenate([p.numpy().ravel() for p in out])
 
 
-def test_chemprop_model_scores_molecules(model_file):
+def test_chemprop_model_scores_molecules(chemprop_model):
+    model_file = chemprop_model
     obj = Objective.from_config(OptimizeConfig(objective=f"chemprop:{model_file}"))
     smiles = [s for s in read_molecules(SHIPPED_TEST, limit=60).smiles if s]  # held out
     rows = Oracle(obj, budget=100)(smiles)
@@ -63,7 +42,8 @@ def test_chemprop_model_scores_molecules(model_file):
     assert np.corrcoef(pred, true)[0, 1] > 0.4  # it learned logP, roughly, from 400 molecules
 
 
-def test_chemprop_objective_end_to_end(tiny, model_file):
+def test_chemprop_objective_end_to_end(tiny, chemprop_model):
+    model_file = chemprop_model
     named = {"potency": ScorerConfig(kind="chemprop", target=str(model_file)),
              "goal": ScorerConfig(kind="mpo", terms=[
                  DesirabilityTerm(property="potency", kind="window", low=2, high=3),
