@@ -62,3 +62,16 @@ def test_section_validation_names_the_key():
 def test_non_finite_numbers_are_refused(override):
     with pytest.raises(ConfigError, match=override.split("=")[0].replace("[", "")):
         load_config(None, [override])
+
+
+def test_the_commented_scorers_example_in_molvae_toml_is_valid():
+    import tomllib
+
+    from molvae.config import RunConfig
+    from tests.conftest import REPO
+
+    text = (REPO / "molvae.toml").read_text()
+    block = text[text.index("# [scorers.potency]"):text.index("[tracking]")]
+    data = tomllib.loads("\n".join(line[2:] for line in block.splitlines() if line.startswith("# ")))
+    cfg = validate(RunConfig, data)
+    assert cfg.scorers["lead_like"].terms[0].property == "potency"
