@@ -71,13 +71,15 @@ def lowest_plogp_seeds(n: int) -> tuple[list[str], str]:
     return [rows[i]["smiles"] for i in order[:n]], str(path)
 
 
-def run_constrained(loaded, n_seeds: int, delta: float, per_seed: int, seed: int) -> dict:
+def run_constrained(loaded, n_seeds: int, delta: float, per_seed: int, seed: int,
+                    edit_fraction: float = 0.5) -> dict:
     t = time.perf_counter()
     seeds, source = lowest_plogp_seeds(n_seeds)
     pick_s = time.perf_counter() - t
     cfg = OptimizeConfig(method="constrained", objective="plogp", seeds=seeds,
                          similarity_threshold=delta, oracle_budget=per_seed * n_seeds,
-                         num_starts=per_seed // 4, sigma=0.4, seed=seed)
+                         num_starts=per_seed // 4, sigma=0.4, seed=seed,
+                         edit_fraction=edit_fraction)
     t = time.perf_counter()
     res = optimize(loaded, cfg, progress=_progress("constrained"))
     opt_s = time.perf_counter() - t
@@ -100,7 +102,8 @@ def run_constrained(loaded, n_seeds: int, delta: float, per_seed: int, seed: int
     base_s = time.perf_counter() - t
     st = res.starts
     return {"candidates": res.candidates, "starts": st, "summary": {
-        "objective": "plogp", "method": "constrained latent hill climbing", "delta": delta,
+        "objective": "plogp", "method": "constrained latent hill climbing",
+        "edit_fraction": edit_fraction, "delta": delta,
         "seeds": n_seeds, "seed_source": source, "oracle_calls": res.oracle_calls,
         "seconds": round(opt_s + pick_s, 1), "search_seconds": round(res.seconds, 1),
         "mean_improvement": round(float(st.improvement.mean()), 3),
@@ -123,6 +126,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=800)
     ap.add_argument("--per-seed", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--edit-fraction", type=float, default=0.5,
+                    help="constrained: share of candidates made by SELFIES edits")
     args = ap.parse_args()
     loaded = load_model(args.model)
     with Steal() as steal:
@@ -132,7 +137,8 @@ def main() -> None:
             r = run_unconstrained(loaded, "plogp", args.budget or 15_000, args.seed,
                                   max_heavy_atoms=38, sigma=1.0)
         else:
-            r = run_constrained(loaded, args.seeds, 0.4, args.per_seed, args.seed)
+            r = run_constrained(loaded, args.seeds, 0.4, args.per_seed, args.seed,
+                                args.edit_fraction)
             r["starts"].to_csv(Path(args.out).with_suffix(".starts.csv"), index=False)
     r["candidates"].to_csv(args.out, index=False)
     print(json.dumps({**r["summary"], "cpu_steal": steal.share}))

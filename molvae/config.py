@@ -249,6 +249,9 @@ class OptimizeConfig(_Section):
     steps: int = Field(50, ge=1)
     step_size: float = Field(0.05, gt=0)
     sigma: float = Field(0.5, gt=0)  # CMA-ES initial step / constrained search radius
+    # constrained: share of each round's candidates made by one SELFIES edit of the best
+    # molecule so far (the rest are decoded around its latent code)
+    edit_fraction: float = Field(0.5, ge=0, le=1)
     prior_weight: float = Field(0.1, ge=0)  # keeps z where the prior has mass
     surrogate_size: int = Field(5000, ge=100)  # training molecules for the latent surrogate
     top_k: int = Field(10, ge=1)

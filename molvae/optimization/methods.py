@@ -18,7 +18,9 @@ from ..checkpoint import LoadedModel
 from ..errors import OptimizationError
 from ..generate import decode_latent, sample
 from ..latent import codes
+from ..vocab import SPECIALS
 from . import turbo
+from .edits import selfies_edits
 from .objective import Oracle, top_k_auc, top_k_curve
 from .surrogate import fit_surrogate
 
@@ -188,11 +190,14 @@ def _gradient(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
 
 
 def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
-    """Improve each seed while similarity >= delta: batched hill climbing in latent space.
+    """Improve each seed while similarity >= delta: batched hill climbing in latent space,
+    with SELFIES edits beside it.
 
-    Each round decodes ``num_starts`` points around every seed's current centre at a
-    radius that shrinks from ``sigma``; a centre moves to the best admissible improvement.
-    The budget is shared equally among seeds.
+    Each round proposes ``num_starts`` molecules per seed: a share ``edit_fraction`` are one
+    SELFIES edit of the seed's best molecule so far, the rest are decoded around its current
+    latent centre at a radius that shrinks from ``sigma``. The centre moves to the best
+    admissible improvement (to the code of an edited molecule when an edit won). The budget
+    is shared equally among seeds.
     """
     if not cfg.seeds:
         raise OptimizationError("method 'constrained' needs seed molecules (optimize.seeds)")
@@ -207,20 +212,36 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     per_seed = max((oracle.budget - oracle.calls) // len(seeds), 1)
     rounds = max(per_seed // cfg.num_starts, 1)
     gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    alphabet = [t for t in loaded.vocab.tokens if t not in SPECIALS]
+    n_edit = round(cfg.edit_fraction * cfg.num_starts)
+    n_lat = cfg.num_starts - n_edit
     for step in range(1, rounds + 1):
         radius = cfg.sigma * (0.5 ** ((step - 1) / max(rounds - 1, 1)))
-        eps = torch.randn(len(seeds), cfg.num_starts, mu.shape[1], generator=gen)
+        eps = torch.randn(len(seeds), n_lat, mu.shape[1], generator=gen)
         z = (centre[:, None, :] + radius * eps).reshape(-1, mu.shape[1])
-        smiles = _decode(loaded, z)
-        seed_of = [s for s in seeds for _ in range(cfg.num_starts)]
-        start_of = [i for i in range(len(seeds)) for _ in range(cfg.num_starts)]
-        rows = oracle(smiles, seed_of)
+        decoded = _decode(loaded, z) if n_lat else []
+        smiles, start_of, from_z = [], [], []
+        for i in range(len(seeds)):
+            smiles += decoded[i * n_lat:(i + 1) * n_lat]
+            from_z += list(range(i * n_lat, (i + 1) * n_lat))
+            smiles += selfies_edits(best_smiles[i], n_edit, alphabet, rng)
+            from_z += [-1] * n_edit
+            start_of += [i] * cfg.num_starts
+        rows = oracle(smiles, [seeds[i] for i in start_of])
         rec.add(rows, step, start_of)
+        winner: dict[int, int] = {}  # seed -> its best row this round
         for k, r in enumerate(rows):
             i = start_of[k]
             if r["admissible"] and r["score"] > best[i]:
                 best[i], best_smiles[i] = r["score"], r["smiles"]
-                centre[i] = z[k]
+                winner[i] = k
+        edited = [i for i, k in winner.items() if from_z[k] < 0]
+        for i, k in winner.items():
+            if from_z[k] >= 0:
+                centre[i] = z[from_z[k]]
+        if edited:  # an edit won: search on around its code
+            centre[edited] = codes(loaded, [best_smiles[i] for i in edited])[0]
         _tick(progress, oracle)
         if oracle.exhausted:
             break
