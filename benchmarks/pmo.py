@@ -58,9 +58,10 @@ PUBLISHED = {
 PUBLISHED_NAMES = ("REINVENT", "GraphGA", "GP-BO", "VAE-BO")
 
 
-def run_one(loaded, task: str, method: str, budget: int, seed: int, sigma: float) -> dict:
+def run_one(loaded, task: str, method: str, budget: int, seed: int, sigma: float,
+            edit_fraction: float = 0.5) -> dict:
     cfg = OptimizeConfig(method=method, objective=f"pmo:{task}", oracle_budget=budget,
-                         seed=seed, sigma=sigma, prior_weight=0.0)
+                         seed=seed, sigma=sigma, prior_weight=0.0, edit_fraction=edit_fraction)
     t = time.perf_counter()
     res = optimize(loaded, cfg, annotate=False)
     scores = sorted(res.calls["score"].clip(lower=0).fillna(0), reverse=True)
@@ -81,6 +82,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=10_000)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--sigma", type=float, default=0.6, help="search step (cmaes, turbo)")
+    ap.add_argument("--edit-fraction", type=float, default=0.5,
+                    help="ga: share of children made by SELFIES mutation")
     ap.add_argument("--model", default=str(SHIPPED_MODEL))
     ap.add_argument("--json", help="write every run's figures here")
     args = ap.parse_args()
@@ -96,7 +99,8 @@ def main() -> None:
         for task in tasks:
             for method in methods:
                 for seed in range(args.seeds):
-                    r = run_one(loaded, task, method, args.budget, seed, args.sigma)
+                    r = run_one(loaded, task, method, args.budget, seed, args.sigma,
+                                args.edit_fraction)
                     runs.append(r)
                     print(f"{task:26s} {method:8s} seed {seed}: AUC {r['auc_top10']:.3f} "
                           f"top1 {r['top1']:.3f} top10 {r['top10']:.3f} ({r['seconds']:.0f} s)",

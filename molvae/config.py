@@ -234,7 +234,7 @@ class ScoreConfig(_Section):
 
 
 class OptimizeConfig(_Section):
-    method: Literal["gradient", "cmaes", "constrained", "random", "turbo"] = "cmaes"
+    method: Literal["gradient", "cmaes", "constrained", "random", "turbo", "ga"] = "cmaes"
     # a property name, "desirability", a [scorers] name, a built-in task ("pmo:median1"), a
     # callable ("file.py:function", "package.module:function") or "chemprop:model.pt"
     objective: str = "qed"
@@ -250,7 +250,8 @@ class OptimizeConfig(_Section):
     step_size: float = Field(0.05, gt=0)
     sigma: float = Field(0.5, gt=0)  # CMA-ES initial step / constrained search radius
     # constrained: share of each round's candidates made by one SELFIES edit of the best
-    # molecule so far (the rest are decoded around its latent code)
+    # molecule so far (the rest are decoded around its latent code); ga: share of children
+    # made by mutation (the rest by latent crossover)
     edit_fraction: float = Field(0.5, ge=0, le=1)
     prior_weight: float = Field(0.1, ge=0)  # keeps z where the prior has mass
     surrogate_size: int = Field(5000, ge=100)  # training molecules for the latent surrogate

@@ -34,6 +34,21 @@ def test_cmaes_improves_over_its_start(shipped):
     assert {"mw", "sa", "pass_moses"} <= set(res.candidates.columns)
 
 
+@pytest.mark.parametrize("method", ["turbo", "ga"])
+def test_turbo_and_ga_beat_their_first_batch(shipped, method):
+    cfg = OptimizeConfig(method=method, objective="logp", oracle_budget=200, num_starts=16,
+                         sigma=0.5, seed=0)
+    res = optimize(shipped, cfg, annotate=False)
+    assert res.oracle_calls == len(res.calls) <= 200
+    first = res.candidates[res.candidates.step == 0].score
+    later = res.candidates[res.candidates.step > 0].score
+    assert later.max() > first.max()  # found better than its start ...
+    assert later.nlargest(10).mean() > first.nlargest(10).mean()  # ... and more than once
+    if method == "ga":  # seeded: the same search again
+        again = optimize(shipped, cfg, annotate=False)
+        assert again.calls.smiles.tolist() == res.calls.smiles.tolist()
+
+
 def test_gradient_improves_over_its_start(shipped):
     known = pd.read_csv(SHIPPED_TRAIN, nrows=1500)["SMILES"].tolist()
     res = optimize(shipped, OptimizeConfig(method="gradient", objective="qed", oracle_budget=400,
@@ -117,3 +132,27 @@ def test_optimize_leaves_torch_threads_and_rng_as_they_were(tiny):
     torch.manual_seed(123)
     optimize(tiny, OptimizeConfig(method="random", objective="qed", oracle_budget=20))
     assert torch.get_num_threads() == 2 and torch.equal(torch.rand(3), expected)
+
+
+def test_selfies_edits_stay_close_to_the_molecule():
+    from molvae.optimization.edits import selfies_edits
+
+    seed = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"  # imatinib
+    rng = np.random.default_rng(0)
+    out = selfies_edits(seed, 60, ["[C]", "[N]", "[O]", "[=C]", "[Branch1]", "[Ring1]"], rng)
+    assert len(out) == 60 and all(chem.to_mol(s) is not None for s in out if s)
+    sims = [chem.tanimoto(seed, s) for s in out if s and s != chem.canonical_smiles(seed)]
+    # one token changes a drug-sized molecule a little: most edits stay near it
+    assert len(sims) > 40 and np.median(sims) > 0.4
+    assert selfies_edits("not a molecule", 3, ["[C]"], rng) == ["", "", ""]
+
+
+def test_constrained_search_with_edits_improves_seeds(tiny):
+    seeds = ["CCOc1ccccc1", "OCC(O)CO"]
+    cfg = OptimizeConfig(method="constrained", objective="logp", seeds=seeds,
+                         similarity_threshold=0.3, oracle_budget=80, num_starts=8,
+                         edit_fraction=1.0)
+    res = optimize(tiny, cfg, annotate=False)
+    assert (res.starts.similarity >= 0.3).all() and res.starts.success.any()
+    with pytest.raises(ValueError, match="edit_fraction"):
+        OptimizeConfig(edit_fraction=1.5)

@@ -20,7 +20,7 @@ from .common import (
 def add_optimize_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("optimize", help="optimize a property in latent space")
     add_config_options(parser)
-    parser.add_argument("--method", choices=["gradient", "cmaes", "constrained", "random", "turbo"],
+    parser.add_argument("--method", choices=["gradient", "cmaes", "constrained", "random", "turbo", "ga"],
                         help="optimize.method (default cmaes)")
     parser.add_argument("--objective", help="optimize.objective: a property (qed, plogp, ...), "
                         "'desirability', a [scorers] name, a task (pmo:median1; see "

@@ -19,7 +19,7 @@ from ..errors import OptimizationError
 from ..generate import decode_latent, sample
 from ..latent import codes
 from ..vocab import SPECIALS
-from . import turbo
+from . import ga, turbo
 from .edits import selfies_edits
 from .objective import Oracle, top_k_auc, top_k_curve
 from .surrogate import fit_surrogate
@@ -240,8 +240,11 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
         for i, k in winner.items():
             if from_z[k] >= 0:
                 centre[i] = z[from_z[k]]
-        if edited:  # an edit won: search on around its code
-            centre[edited] = codes(loaded, [best_smiles[i] for i in edited])[0]
+        if edited:  # an edit won: search on around its code (if it has one in the vocabulary)
+            mu_new = codes(loaded, [best_smiles[i] for i in edited], strict=False)[0]
+            for i, m in zip(edited, mu_new, strict=True):
+                if not torch.isnan(m).any():
+                    centre[i] = m
         _tick(progress, oracle)
         if oracle.exhausted:
             break
@@ -259,5 +262,12 @@ def _turbo(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     return rec
 
 
+def _ga(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
+    """A genetic algorithm with latent crossover and SELFIES mutation: see ``ga``."""
+    rec = _Recorder("ga", oracle)
+    ga.run(loaded, cfg, oracle, rec, lambda: _tick(progress, oracle))
+    return rec
+
+
 METHODS = {"gradient": _gradient, "cmaes": _cmaes, "constrained": _constrained, "random": _random,
-           "turbo": _turbo}
+           "turbo": _turbo, "ga": _ga}
