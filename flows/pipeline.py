@@ -264,15 +264,25 @@ def _link_flow_run(run_name: str, mlflow_run_id: str | None, out_dir: Path) -> N
 
 @contextlib.contextmanager
 def _finishing(cfg: RunConfig, run_id: str | None):
-    """Mark the MLflow run FINISHED when the block succeeds, FAILED when it raises."""
+    """Mark the MLflow run FINISHED when the block succeeds, FAILED when it raises (as far
+    as MLflow can be reached: an outage leaves it for `molvae log` to finish)."""
+    state = {"run_id": run_id}  # the block clears it when it has ended the run itself
     try:
-        yield
+        yield state
     except BaseException:
-        if run_id:
-            _tracker(cfg, run_id).finish(failed=True)
+        if state["run_id"]:
+            _end_run(cfg, state["run_id"], failed=True)
         raise
-    if run_id:
-        _tracker(cfg, run_id).finish(failed=False)
+    if state["run_id"]:
+        _end_run(cfg, state["run_id"], failed=False)
+
+
+def _end_run(cfg: RunConfig, run_id: str, failed: bool) -> None:
+    try:
+        _tracker(cfg, run_id).finish(failed=failed)
+    except Exception as exc:
+        get_run_logger().warning("could not mark MLflow run %s %s (%s)", run_id,
+                                 "failed" if failed else "finished", str(exc).splitlines()[0][:200])
 
 
 @flow(name="molvae-train", log_prints=True)
@@ -370,7 +380,7 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = _start_run(cfg, name, digest)
-    with _finishing(cfg, run_id):
+    with _finishing(cfg, run_id) as state:
         if cfg.retrain:
             prepare_data(cfg.data.model_dump(mode="json"), digest)
             model_path = train(cfg, run_id)
@@ -389,9 +399,18 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
         log.info("wrote %s", out_dir)
         review.publish(tables, summary, name)
         if run_id:
-            summary["registered_version"] = log_to_mlflow(
-                cfg, run_id, out_dir, summary, model_path, digest, True, name,
-                tables.get("top_candidates"))
+            try:
+                summary["registered_version"] = log_to_mlflow(
+                    cfg, run_id, out_dir, summary, model_path, digest, True, name,
+                    tables.get("top_candidates"))
+            except Exception as exc:  # the results are on disk: the run still succeeds
+                _end_run(cfg, run_id, failed=True)  # if reachable; `molvae log` finishes it
+                state["run_id"] = None
+                log.warning("MLflow failed while logging (%s); results are safe in %s. Log "
+                            "them later with: molvae log %s", str(exc).splitlines()[0][:200],
+                            out_dir, out_dir)
+                return {**summary, "run_id": None, "out_dir": str(out_dir),
+                        "tracking_uri": None, "not_logged": run_id}
     return {**summary, "run_id": run_id, "out_dir": str(out_dir),
             "tracking_uri": _uri(cfg) if run_id else None}
 

@@ -16,7 +16,8 @@ from . import review
 
 def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = None,
                 force: bool = False) -> str:
-    """Log a finished run folder (e.g. one written during an MLflow outage) as a new run:
+    """Log a finished run folder (e.g. one written during an MLflow outage) as a run (the
+    one an outage left unfinished for this folder, if any, else a new one):
     its params, metrics, files (symlinks skipped), review (description, keyed images,
     curves), its dataset and its model (registered once per weights). The folder's own
     config.json is the run's config; ``tracking`` (e.g. from ``--set tracking.*``) overrides
@@ -41,6 +42,7 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
     store = cfg.tracking.tracking_uri or "the default store"
     try:
         previous = logged_runs(cfg.tracking, out_dir)
+        orphans = logged_runs(cfg.tracking, out_dir, finished=False)
     except Exception as exc:  # unreachable or not an MLflow store: one line, no run made
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise OutputError(f"cannot reach MLflow at {store}: {reason}") from None
@@ -48,8 +50,12 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
         raise OutputError(f"{out_dir} is already logged as MLflow run {previous[0]} in "
                           f"{store}; --force logs it again")
     name = out_dir.name.split("-")[0]
-    tr = MlflowTracker(cfg.tracking, run_name=out_dir.name,
-                       tags={"out_dir": str(out_dir), "relogged": "true", "flow": name})
+    if orphans and not force:  # finish the run the outage left behind: no orphan, no twin
+        tr = MlflowTracker(cfg.tracking, run_id=orphans[0])
+        tr.set_tags({"relogged": "true"})
+    else:
+        tr = MlflowTracker(cfg.tracking, run_name=out_dir.name,
+                           tags={"out_dir": str(out_dir), "relogged": "true", "flow": name})
     try:
         tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg))
         tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})

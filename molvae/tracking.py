@@ -300,8 +300,9 @@ TABLES = ("candidates", "top_candidates", "optimization_candidates", "interpolat
           "neighbors", "trajectory", "baseline_trajectory", "oracle_calls")
 
 
-def logged_runs(cfg: TrackingConfig, out_dir: str | Path) -> list[str]:
-    """Ids of the finished runs in ``cfg``'s store that logged the run folder ``out_dir``."""
+def logged_runs(cfg: TrackingConfig, out_dir: str | Path, finished: bool = True) -> list[str]:
+    """Ids of the runs in ``cfg``'s store that logged the run folder ``out_dir``: finished
+    ones, or (``finished=False``) those an outage left running or failed."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(resolve_uri(cfg))
@@ -309,8 +310,9 @@ def logged_runs(cfg: TrackingConfig, out_dir: str | Path) -> list[str]:
     if exp is None:
         return []
     folder = str(out_dir).replace("'", "")
+    status = "=" if finished else "!="
     runs = client.search_runs([exp.experiment_id], f"tags.out_dir = '{folder}' and "
-                              "attributes.status = 'FINISHED'")
+                              f"attributes.status {status} 'FINISHED'")
     return [r.info.run_id for r in runs]
 
 

@@ -300,3 +300,77 @@ def test_user_objectives_end_to_end(harness, store, tiny_trained, chemprop_model
     run = client.get_run(res["run_id"])
     assert run.data.metrics["opt_best_score"] > 0 and run.data.metrics["opt_unscorable"] >= 0
     assert "goal" in pd.read_csv(Path(res["out_dir"]) / "optimization_candidates.csv")
+
+
+SABOTAGE = """
+import os, signal
+
+def score(smiles):
+    # the tracking server dies while the run is optimizing (a real outage, mid-run)
+    pid = int(open({pidfile!r}).read())
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the server and its workers
+    except ProcessLookupError:
+        pass
+    return [len(s) / 10 for s in smiles]
+"""
+
+
+def _mlflow_server(db, port: int):
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("mlflow server did not start")
+
+
+def test_tracking_server_dying_mid_run_loses_nothing(harness, tiny_trained, tmp_path):
+    import signal
+    import socket
+
+    from mlflow.tracking import MlflowClient
+
+    from flows.pipeline import run_flow
+    from flows.relog import log_run_dir
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db, pidfile = tmp_path / "server.db", tmp_path / "server.pid"
+    server = _mlflow_server(db, port)
+    pidfile.write_text(str(server.pid))
+    user = tmp_path / "sabotage.py"
+    user.write_text(SABOTAGE.format(pidfile=str(pidfile)))
+    uri = f"http://127.0.0.1:{port}"
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, uri,
+               **{"optimize.objective": f"{user}:score", "optimize.method": "random"})
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        res = run_flow("optimize", cfg)  # finishes: results on disk, not logged
+        assert res["run_id"] is None and res["not_logged"]
+        out = Path(res["out_dir"])
+        assert (out / "optimization_candidates.csv").is_file() and (out / "summary.json").is_file()
+        server.wait(timeout=30)
+        server = _mlflow_server(db, port)  # the server is back
+        run_id = log_run_dir(out, cfg)
+        # the run the outage left RUNNING is finished, not duplicated
+        assert run_id == res["not_logged"]
+        client = MlflowClient(uri)
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and "opt_auc_top10" in run.data.metrics
+        assert len(client.search_runs([run.info.experiment_id])) == 1
+    finally:
+        del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+        os.killpg(server.pid, signal.SIGKILL)

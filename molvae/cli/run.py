@@ -82,6 +82,8 @@ def print_summary(result: dict, seconds: float) -> None:
             print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
     _print_top(out / "top_candidates.csv")
     print(f"  report: {out / 'report.html'}")
+    if not result.get("run_id"):
+        print(f"  not logged to MLflow (unreachable or disabled); log it later: molvae log {out}")
     if result.get("tracking_uri"):
         from molvae.tracking import open_run_commands, run_url
 
