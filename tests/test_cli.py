@@ -342,3 +342,36 @@ def test_bad_outputs_and_values_are_refused_before_any_work(tmp_path, run_main, 
     (tmp_path / "afile").write_text("")
     rc, out, err = run_main(*[a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "MOLVAE_NO_PROGRESS": "1", "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)  # its own temporary Prefect server, a child process
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "molvae.cli", "run", "--flow", "optimize",
+         "--model", str(tiny_trained[1].checkpoint), "--set", f'out_dir="{runs}"',
+         "--set", "tracking.enabled=false", "--set", "optimize.oracle_budget=1000000"],
+        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(runs.glob("*/config.json")) and time.time() < deadline:
+            time.sleep(0.5)  # the folder exists once the server is up and the flow runs
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 143 and "molvae: terminated" in err
+        time.sleep(2)
+        with pytest.raises(ProcessLookupError):  # nothing of its process group is left
+            os.killpg(proc.pid, 0)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -11,7 +11,8 @@ Error contract (``main``):
 - a ``MolvaeError`` (bad input, file or setting; ``common.UsageError`` for what the CLI
   itself finds) prints one line, ``molvae: error: <message>``, and exits 1; with -v its
   traceback comes first;
-- Ctrl-C prints ``molvae: interrupted`` and exits 130;
+- Ctrl-C prints ``molvae: interrupted`` and exits 130; SIGTERM unwinds the same way (so
+  child servers such as Prefect's temporary one are stopped) and exits 143;
 - any other exception is a bug in molvae: its traceback is printed, then a line asking to
   report it, and the exit status is 1 (``main`` returns rather than re-raises, so callers
   in Python get an exit status either way);
@@ -21,7 +22,9 @@ Error contract (``main``):
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 
 from molvae.errors import MolvaeError
@@ -52,12 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so every cleanup runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     quiet_third_parties(args.verbose)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         args.func(args)
+    except Terminated:
+        print("molvae: terminated", file=sys.stderr)
+        return 143
     except MolvaeError as exc:
         if args.verbose:
             traceback.print_exc()
@@ -70,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)
         return 1
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
