@@ -54,7 +54,9 @@ def _optimizer_name() -> str:
             else f"optimize ({p.get('method', '?')})")
 
 
-@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True, task_run_name="prepare data")
+# Its cached result is stored as JSON, never a pickle: nothing in PREFECT_HOME can run code.
+@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True, result_serializer="json",
+      task_run_name="prepare data")
 def prepare_data(data_cfg: dict, digest: str) -> dict:
     """Clean + encode (its own disk cache too); Prefect skips it when inputs are unchanged."""
     from molvae.config import DataConfig

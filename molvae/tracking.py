@@ -7,6 +7,7 @@ tasks run on other threads). With no tracking URI configured, runs go to a SQLit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -69,6 +70,26 @@ def resolve_uri(cfg: TrackingConfig) -> str:
     return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Hold an exclusive lock beside a SQLite store (``<db>.lock``) while the block runs:
+    processes that open a fresh store at once would otherwise race to create its tables
+    ("table ... already exists") and its experiment. Other stores: no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def code_version() -> str:
     """git commit of the working tree (with '-dirty'), else the package version."""
     try:
@@ -97,14 +118,15 @@ class MlflowTracker:
         self.cfg = cfg
         self.uri = resolve_uri(cfg)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
-        if run_id is not None:
-            self.run_id = run_id
-            self.experiment_id = self.client.get_run(run_id).info.experiment_id
-            return
-        exp = self.client.get_experiment_by_name(cfg.experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            cfg.experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
+        with store_lock(self.uri):  # two runs on a fresh store: one creates its tables
+            self.client = MlflowClient(self.uri)
+            if run_id is not None:
+                self.run_id = run_id
+                self.experiment_id = self.client.get_run(run_id).info.experiment_id
+                return
+            exp = self.client.get_experiment_by_name(cfg.experiment)
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+                cfg.experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
         if exp and EXPERIMENT_KIND not in exp.tags:
             # MLflow 3 opens an untagged experiment in its GenAI view; runs are model training
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND,
@@ -305,8 +327,9 @@ def logged_runs(cfg: TrackingConfig, out_dir: str | Path, finished: bool = True)
     ones, or (``finished=False``) those an outage left running or failed."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(resolve_uri(cfg))
-    exp = client.get_experiment_by_name(cfg.experiment)
+    with store_lock(resolve_uri(cfg)):
+        client = MlflowClient(resolve_uri(cfg))
+        exp = client.get_experiment_by_name(cfg.experiment)
     if exp is None:
         return []
     folder = str(out_dir).replace("'", "")

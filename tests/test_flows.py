@@ -234,6 +234,12 @@ def test_preprocessing_task_is_cached_across_runs(harness, tmp_path):
 
     a, b = twice()
     assert a.result()["kept"] == 300 and b.name == "Cached"
+    # the stored result is JSON, not a pickle: a file planted there cannot run code
+    stored = [p for p in (Path(os.environ["PREFECT_HOME"]) / "storage").rglob("*") if p.is_file()]
+    assert stored
+    for p in stored:
+        record = json.loads(p.read_text())
+        assert record["metadata"]["serializer"]["type"] == "json", record["metadata"]
 
 
 def test_train_flow_logs_epochs_and_registers(harness, store, cache, tmp_path):
@@ -374,3 +380,35 @@ def test_tracking_server_dying_mid_run_loses_nothing(harness, tiny_trained, tmp_
     finally:
         del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
         os.killpg(server.pid, signal.SIGKILL)
+
+
+OPEN_STORE = """
+import sys, time
+from molvae.config import TrackingConfig
+from molvae.tracking import MlflowTracker
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+tr = MlflowTracker(TrackingConfig(tracking_uri=sys.argv[1]), run_name="racer")
+tr.finish()
+print(tr.run_id)
+"""
+
+
+def test_runs_at_once_on_a_fresh_store_both_log(tmp_path):
+    """Two processes opening a new SQLite store at the same moment: both get their run
+    (without the lock, one failed with "table ... already exists")."""
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    start = str(time.time() + 12)  # after both have imported mlflow
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, uri, start],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("molvae").experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted(o[0].strip() for o in outs)
