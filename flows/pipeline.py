@@ -4,17 +4,14 @@ call molvae. Candidates are written to ``out_dir`` before anything is logged to 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
-import uuid
 from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
-from prefect.runtime import flow_run as prefect_flow_run
 
 from molvae import candidates, generate, metrics, report
 from molvae.checkpoint import load_model
@@ -24,7 +21,7 @@ from molvae.optimization import Objective, optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
 
-from . import review
+from . import review, runs
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
@@ -68,7 +65,7 @@ def prepare_data(data_cfg: dict, digest: str) -> dict:
 
 @task(cache_policy=NO_CACHE, task_run_name="train the model")
 def train(cfg: RunConfig, tracker_id: str | None) -> str:
-    callbacks = [_tracker(cfg, tracker_id)] if tracker_id else []
+    callbacks = [runs.tracker(cfg, tracker_id)] if tracker_id else []
     result = train_model(cfg.data, cfg.model, cfg.train, callbacks=callbacks)
     return str(result.best_checkpoint)
 
@@ -186,7 +183,7 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
                   top: pd.DataFrame | None = None) -> str | None:
     from molvae.tracking import code_version
 
-    tr = _tracker(cfg, run_id)
+    tr = runs.tracker(cfg, run_id)
     loaded = _model(model_path)
     model_sha = file_digest(model_path)
     tr.log_params(review.model_params(loaded))
@@ -213,86 +210,12 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
     return version
 
 
-def _tracker(cfg: RunConfig, run_id: str):
-    from molvae.tracking import MlflowTracker
-
-    return MlflowTracker(cfg.tracking, run_id=run_id)
-
-
-# --------------------------------------------------------------------------- flows
-
-
-def _start_run(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path]:
-    run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    out_dir = Path(cfg.out_dir) / run_name  # one folder per run: concurrent runs never collide
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report.write_text(cfg.model_dump_json(indent=2), out_dir / "config.json")
-    run_id = None
-    if cfg.tracking.enabled:
-        from molvae.tracking import MlflowTracker
-
-        try:
-            tr = MlflowTracker(cfg.tracking, run_name=run_name,
-                               tags={"data_digest": digest, "flow": name, "out_dir": str(out_dir)})
-            tr.log_params(review.used_params(cfg, name))
-            run_id = tr.run_id
-            tr.set_tags({"prefect_flow_run_id": str(prefect_flow_run.id or "")})
-        except Exception as exc:  # an MLflow outage must not lose the run's results
-            get_run_logger().warning(
-                "MLflow unavailable (%s); results go to %s only. Log them later with: "
-                "molvae log %s", str(exc).splitlines()[0][:200], out_dir, out_dir)
-    _link_flow_run(run_name, run_id, out_dir)
-    return run_id, out_dir
-
-
-def _link_flow_run(run_name: str, mlflow_run_id: str | None, out_dir: Path) -> None:
-    """Name the Prefect flow run after the MLflow run (and the run folder) and tag it with
-    the MLflow run id, so each UI leads to the other."""
-    from prefect.client.orchestration import get_client
-
-    if prefect_flow_run.id is None:
-        return
-    tags = [*prefect_flow_run.tags, f"run:{run_name}"]
-    if mlflow_run_id:
-        tags.append(f"mlflow_run_id:{mlflow_run_id}")
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(prefect_flow_run.id, name=run_name, tags=tags)
-    except Exception as exc:  # a cosmetic link must never fail a run
-        get_run_logger().warning("could not rename the Prefect flow run: %s", exc)
-    get_run_logger().info("flow run %s = MLflow run %s, results in %s", run_name,
-                          mlflow_run_id or "(not logged)", out_dir)
-
-
-@contextlib.contextmanager
-def _finishing(cfg: RunConfig, run_id: str | None):
-    """Mark the MLflow run FINISHED when the block succeeds, FAILED when it raises (as far
-    as MLflow can be reached: an outage leaves it for `molvae log` to finish)."""
-    state = {"run_id": run_id}  # the block clears it when it has ended the run itself
-    try:
-        yield state
-    except BaseException:
-        if state["run_id"]:
-            _end_run(cfg, state["run_id"], failed=True)
-        raise
-    if state["run_id"]:
-        _end_run(cfg, state["run_id"], failed=False)
-
-
-def _end_run(cfg: RunConfig, run_id: str, failed: bool) -> None:
-    try:
-        _tracker(cfg, run_id).finish(failed=failed)
-    except Exception as exc:
-        get_run_logger().warning("could not mark MLflow run %s %s (%s)", run_id,
-                                 "failed" if failed else "finished", str(exc).splitlines()[0][:200])
-
-
 @flow(name="molvae-train", log_prints=True)
 def train_flow(cfg: RunConfig) -> dict:
     """data -> preprocess (cached) -> train -> evaluate -> log and register the model."""
     digest = file_digest(cfg.data.path)
-    run_id, out_dir = _start_run(cfg, "train", digest)
-    with _finishing(cfg, run_id):
+    run_id, out_dir = runs.start(cfg, "train", digest)
+    with runs.finishing(cfg, run_id):
         data_report = prepare_data(cfg.data.model_dump(mode="json"), digest)
         model_path = train(cfg, run_id)
         samples = sample_shard(model_path, min(cfg.generate.num_samples, 2000), cfg.generate.seed,
@@ -381,8 +304,8 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
     if do_optimize:  # an unknown objective, a callable that does not import: now, in one line
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
-    run_id, out_dir = _start_run(cfg, name, digest)
-    with _finishing(cfg, run_id) as state:
+    run_id, out_dir = runs.start(cfg, name, digest)
+    with runs.finishing(cfg, run_id) as state:
         if cfg.retrain:
             prepare_data(cfg.data.model_dump(mode="json"), digest)
             model_path = train(cfg, run_id)
@@ -406,7 +329,7 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
                     cfg, run_id, out_dir, summary, model_path, digest, True, name,
                     tables.get("top_candidates"))
             except Exception as exc:  # the results are on disk: the run still succeeds
-                _end_run(cfg, run_id, failed=True)  # if reachable; `molvae log` finishes it
+                runs.end(cfg, run_id, failed=True)  # if reachable; `molvae log` finishes it
                 state["run_id"] = None
                 log.warning("MLflow failed while logging (%s); results are safe in %s. Log "
                             "them later with: molvae log %s", str(exc).splitlines()[0][:200],
@@ -414,13 +337,7 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
                 return {**summary, "run_id": None, "out_dir": str(out_dir),
                         "tracking_uri": None, "not_logged": run_id}
     return {**summary, "run_id": run_id, "out_dir": str(out_dir),
-            "tracking_uri": _uri(cfg) if run_id else None}
-
-
-def _uri(cfg: RunConfig) -> str:
-    from molvae.tracking import resolve_uri
-
-    return resolve_uri(cfg.tracking)
+            "tracking_uri": runs.uri(cfg) if run_id else None}
 
 
 @flow(name="molvae-generate", log_prints=True)
