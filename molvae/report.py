@@ -239,6 +239,63 @@ COLUMN_HELP = {
 }
 
 
+_STYLE = """body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px;vertical-align:top}
+#t thead th{cursor:pointer;background:#eee;position:sticky;top:0}td svg{display:block}
+.summary th{text-align:left;background:#f6f6f6}.cf{width:6em}.nn div{font-size:10px;
+max-width:110px;word-break:break-all;color:#555}.bar{margin:.6em 0}.bar label{margin-right:1em}
+"""
+
+# sorting, the search box, per-column filters and the toggles
+_SCRIPT = """
+let dir = {};
+function sortBy(i) {
+  const tb = document.querySelector('#t tbody');
+  const rows = Array.from(tb.rows);
+  dir[i] = -(dir[i] || -1);
+  rows.sort((a, b) => {
+    const x = a.cells[i].dataset.v, y = b.cells[i].dataset.v;
+    const nx = parseFloat(x), ny = parseFloat(y);
+    const c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+    return dir[i] * c;
+  });
+  rows.forEach(r => tb.appendChild(r));
+}
+function test(rule, v) {
+  rule = rule.trim().toLowerCase();
+  if (!rule) return true;
+  const n = parseFloat(v), m = rule.match(/^(-?[\\d.]+)\\s*\\.\\.\\s*(-?[\\d.]+)$/);
+  if (m) return n >= parseFloat(m[1]) && n <= parseFloat(m[2]);
+  if (/^[<>]=?\\s*-?[\\d.]+$/.test(rule)) {
+    const x = parseFloat(rule.replace(/^[<>]=?/, ''));
+    return rule[0] === '>' ? (rule[1] === '=' ? n >= x : n > x) : (rule[1] === '=' ? n <= x : n < x);
+  }
+  return String(v).toLowerCase().includes(rule);
+}
+function apply() {
+  const q = document.getElementById('q').value.toLowerCase();
+  const failing = document.getElementById('failing').checked;
+  const known = document.getElementById('known').checked;
+  const toponly = document.getElementById('toponly').checked;
+  const cf = Array.from(document.querySelectorAll('.cf')).filter(e => e.value.trim());
+  let shown = 0;
+  for (const r of document.querySelector('#t tbody').rows) {
+    let ok = (failing || r.dataset.pass_all !== '0') && (known || r.dataset.novel !== '0')
+      && (!toponly || r.dataset.top === '1');
+    if (ok && q) ok = r.textContent.toLowerCase().includes(q);
+    for (const e of cf) { if (ok) ok = test(e.value, r.cells[+e.dataset.col].dataset.v); }
+    r.style.display = ok ? '' : 'none';
+    shown += ok;
+  }
+  document.getElementById('count').textContent = shown + ' shown';
+}
+document.querySelectorAll('#q, .cf').forEach(e => e.addEventListener('input', apply));
+document.querySelectorAll('.bar input[type=checkbox]').forEach(e => e.addEventListener('change', apply));
+document.querySelectorAll('.cf').forEach(e => e.addEventListener('click', ev => ev.stopPropagation()));
+apply();
+"""
+
+
 def html_report(df: pd.DataFrame, path: str | Path, title: str = "molvae candidates",
                 summary: dict | None = None, max_rows: int = 500) -> Path:
     """Self-contained HTML workbench (no network): the first ``max_rows`` rows of a ranked
@@ -253,19 +310,7 @@ def html_report(df: pd.DataFrame, path: str | Path, title: str = "molvae candida
                    f"{html.escape(c)}</th>" for i, c in enumerate(cols))
     filters = "".join(f"<th><input class='cf' data-col='{i + 1 + near}' placeholder='filter'></th>"
                       for i in range(len(cols)))
-    body = []
-    for _, r in rows.iterrows():
-        flags = " ".join(f"data-{k}='{int(bool(r[k]))}'" for k in ("pass_all", "novel", "top")
-                         if k in r and pd.notna(r[k]))
-        cells = [f"<td>{_svg(r['smiles'])}</td>"]
-        if near:
-            known = r["nearest_known"] if isinstance(r["nearest_known"], str) else ""
-            cells.append(f"<td class='nn' data-v='{html.escape(known)}'>{_svg(known, 110)}"
-                         f"<div>{html.escape(known)}</div></td>")
-        for c in cols:
-            shown, key = _cell(r[c])
-            cells.append(f"<td data-v='{html.escape(key)}'>{html.escape(shown)}</td>")
-        body.append(f"<tr {flags}>" + "".join(cells) + "</tr>")
+    body = [_row_html(r, cols, near) for _, r in rows.iterrows()]
     summ = ""
     if summary:
         items = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
@@ -278,12 +323,7 @@ def html_report(df: pd.DataFrame, path: str | Path, title: str = "molvae candida
     nn_head = "<th>nearest known</th>" if near else ""
     nn_filter = "<th></th>" if near else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-size:12px;vertical-align:top}}
-#t thead th{{cursor:pointer;background:#eee;position:sticky;top:0}}td svg{{display:block}}
-.summary th{{text-align:left;background:#f6f6f6}}.cf{{width:6em}}.nn div{{font-size:10px;
-max-width:110px;word-break:break-all;color:#555}}.bar{{margin:.6em 0}}.bar label{{margin-right:1em}}
-</style></head><body>
+<style>{_STYLE}</style></head><body>
 <h2>{html.escape(title)}</h2>{summ}
 <details><summary>What the columns mean</summary><ul>{legend}</ul></details>
 <div class="bar"><input id="q" placeholder="search SMILES, reasons, any text" size="40">
@@ -296,54 +336,24 @@ candidates.csv). Click a column name to sort; filter a column with text, <code>&
 <code>&lt;3</code>, <code>0.3..0.8</code> or <code>true</code>.</p>
 <table id="t"><thead><tr><th>structure</th>{nn_head}{head}</tr>
 <tr class="filters"><th></th>{nn_filter}{filters}</tr></thead><tbody>{''.join(body)}</tbody></table>
-<script>
-let dir = {{}};
-function sortBy(i) {{
-  const tb = document.querySelector('#t tbody');
-  const rows = Array.from(tb.rows);
-  dir[i] = -(dir[i] || -1);
-  rows.sort((a, b) => {{
-    const x = a.cells[i].dataset.v, y = b.cells[i].dataset.v;
-    const nx = parseFloat(x), ny = parseFloat(y);
-    const c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-    return dir[i] * c;
-  }});
-  rows.forEach(r => tb.appendChild(r));
-}}
-function test(rule, v) {{
-  rule = rule.trim().toLowerCase();
-  if (!rule) return true;
-  const n = parseFloat(v), m = rule.match(/^(-?[\\d.]+)\\s*\\.\\.\\s*(-?[\\d.]+)$/);
-  if (m) return n >= parseFloat(m[1]) && n <= parseFloat(m[2]);
-  if (/^[<>]=?\\s*-?[\\d.]+$/.test(rule)) {{
-    const x = parseFloat(rule.replace(/^[<>]=?/, ''));
-    return rule[0] === '>' ? (rule[1] === '=' ? n >= x : n > x) : (rule[1] === '=' ? n <= x : n < x);
-  }}
-  return String(v).toLowerCase().includes(rule);
-}}
-function apply() {{
-  const q = document.getElementById('q').value.toLowerCase();
-  const failing = document.getElementById('failing').checked;
-  const known = document.getElementById('known').checked;
-  const toponly = document.getElementById('toponly').checked;
-  const cf = Array.from(document.querySelectorAll('.cf')).filter(e => e.value.trim());
-  let shown = 0;
-  for (const r of document.querySelector('#t tbody').rows) {{
-    let ok = (failing || r.dataset.pass_all !== '0') && (known || r.dataset.novel !== '0')
-      && (!toponly || r.dataset.top === '1');
-    if (ok && q) ok = r.textContent.toLowerCase().includes(q);
-    for (const e of cf) {{ if (ok) ok = test(e.value, r.cells[+e.dataset.col].dataset.v); }}
-    r.style.display = ok ? '' : 'none';
-    shown += ok;
-  }}
-  document.getElementById('count').textContent = shown + ' shown';
-}}
-document.querySelectorAll('#q, .cf').forEach(e => e.addEventListener('input', apply));
-document.querySelectorAll('.bar input[type=checkbox]').forEach(e => e.addEventListener('change', apply));
-document.querySelectorAll('.cf').forEach(e => e.addEventListener('click', ev => ev.stopPropagation()));
-apply();
-</script></body></html>"""
+<script>{_SCRIPT}</script></body></html>"""
     return write_text(doc, path)
+
+
+def _row_html(r: pd.Series, cols: list[str], near: bool) -> str:
+    """One table row: the structure, the nearest known molecule, the columns (each cell
+    with its sort key), and the flags the toggles read."""
+    flags = " ".join(f"data-{k}='{int(bool(r[k]))}'" for k in ("pass_all", "novel", "top")
+                     if k in r and pd.notna(r[k]))
+    cells = [f"<td>{_svg(r['smiles'])}</td>"]
+    if near:
+        known = r["nearest_known"] if isinstance(r["nearest_known"], str) else ""
+        cells.append(f"<td class='nn' data-v='{html.escape(known)}'>{_svg(known, 110)}"
+                     f"<div>{html.escape(known)}</div></td>")
+    for c in cols:
+        shown, key = _cell(r[c])
+        cells.append(f"<td data-v='{html.escape(key)}'>{html.escape(shown)}</td>")
+    return f"<tr {flags}>" + "".join(cells) + "</tr>"
 
 
 def _cell(v) -> tuple[str, str]:
