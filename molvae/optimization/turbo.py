@@ -121,20 +121,9 @@ def run(loaded, cfg, oracle: Oracle, rec, tick) -> None:
             if not finite.any():
                 break
             Y = torch.where(finite, Y, Y[finite].min())
-            centre = X[Y.argmax()]
-            near = torch.cdist(centre[None], X)[0].argsort()[:MAX_POINTS]
-            gp = _GP(X[near], Y[near], hyper, steps=40 if hyper is None else 8)
-            hyper = gp.raw
-            w = gp.ls / gp.ls.mean()
-            w = w / w.prod().pow(1.0 / d)
-            lo, hi = centre - w * length / 2, centre + w * length / 2
-            cand = lo + (hi - lo) * torch.rand(CANDIDATES, d, generator=gen, dtype=torch.float64)
-            mask = torch.rand(CANDIDATES, d, generator=gen) <= min(20.0 / d, 1.0)
-            mask[torch.arange(CANDIDATES), torch.randint(d, (CANDIDATES,), generator=gen)] = True
-            cand = torch.where(mask, cand, centre.expand_as(cand))
-            pick = gp.thompson(cand, q, gen).unique()
+            z, hyper = _propose(X, Y, length, hyper, q, gen)
             calls = oracle.calls
-            new = evaluate(cand[pick], restart)
+            new = evaluate(z, restart)
             stall = stall + 1 if oracle.calls == calls else 0  # only repeats decoded
             best = float(Y.max())
             if max(new) > best + 1e-3 * abs(best):
@@ -145,6 +134,26 @@ def run(loaded, cfg, oracle: Oracle, rec, tick) -> None:
                 length, succ = min(2 * length, length_max), 0
             elif fail == fail_tol:
                 length, fail = length / 2, 0
-            xs.append(cand[pick])
+            xs.append(z)
             ys.extend(new)
         restart += 1
+
+
+def _propose(X: torch.Tensor, Y: torch.Tensor, length: float, hyper: dict | None, q: int,
+             gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """Up to ``q`` new codes by Thompson sampling in the trust region around the best code
+    (a box of side ``length``, stretched by the GP's length scales), and the fitted GP's
+    hyperparameters for the next round's warm start."""
+    d = X.shape[1]
+    centre = X[Y.argmax()]
+    near = torch.cdist(centre[None], X)[0].argsort()[:MAX_POINTS]
+    gp = _GP(X[near], Y[near], hyper, steps=40 if hyper is None else 8)
+    w = gp.ls / gp.ls.mean()
+    w = w / w.prod().pow(1.0 / d)
+    lo, hi = centre - w * length / 2, centre + w * length / 2
+    cand = lo + (hi - lo) * torch.rand(CANDIDATES, d, generator=gen, dtype=torch.float64)
+    # perturb ~20 dimensions of the centre per candidate (TuRBO's choice in high dimension)
+    mask = torch.rand(CANDIDATES, d, generator=gen) <= min(20.0 / d, 1.0)
+    mask[torch.arange(CANDIDATES), torch.randint(d, (CANDIDATES,), generator=gen)] = True
+    cand = torch.where(mask, cand, centre.expand_as(cand))
+    return cand[gp.thompson(cand, q, gen).unique()], gp.raw
