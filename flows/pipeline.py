@@ -179,8 +179,9 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
 
 @task(**IO_RETRIES, task_run_name="log to MLflow")
 def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, model_path: str,
-                  data_digest: str, register: bool, name: str = "pipeline",
-                  top: pd.DataFrame | None = None) -> str | None:
+                  name: str = "pipeline") -> str | None:
+    """Everything of a finished run folder, its dataset and its model (registered once per
+    weights); returns the model version."""
     from molvae.tracking import code_version
 
     tr = runs.tracker(cfg, run_id)
@@ -191,12 +192,14 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
     tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     tr.log_run_dir(out_dir)
     review.log_review(tr, out_dir)
-    tr.describe(review.describe(name, summary, Path(model_path).name, top))
-    sample = pd.read_csv(cfg.data.path, nrows=1000) if Path(cfg.data.path).is_file() else None
-    if sample is not None:
-        tr.log_dataset(sample, str(cfg.data.path), Path(cfg.data.path).name, data_digest)
+    top = out_dir / "top_candidates.csv"
+    tr.describe(review.describe(name, summary, Path(model_path).name,
+                                pd.read_csv(top) if top.is_file() else None))
+    data = Path(cfg.data.path)
+    if data.is_file():
+        tr.log_dataset(pd.read_csv(data, nrows=1000), str(data), data.name, file_digest(data))
     version = None
-    if register and cfg.tracking.registered_model:
+    if cfg.tracking.registered_model:
         info = loaded.info or {}
         version = tr.log_model(
             model_path, cfg.tracking.registered_model,
@@ -215,7 +218,7 @@ def train_flow(cfg: RunConfig) -> dict:
     """data -> preprocess (cached) -> train -> evaluate -> log and register the model."""
     digest = file_digest(cfg.data.path)
     run_id, out_dir = runs.start(cfg, "train", digest)
-    with runs.finishing(cfg, run_id):
+    with runs.finishing(cfg, run_id) as state:
         data_report = prepare_data(cfg.data.model_dump(mode="json"), digest)
         model_path = train(cfg, run_id)
         samples = sample_shard(model_path, min(cfg.generate.num_samples, 2000), cfg.generate.seed,
@@ -223,10 +226,8 @@ def train_flow(cfg: RunConfig) -> dict:
         summary = {**evaluate_samples(model_path, samples, cfg, out_dir),
                    "data_kept": data_report["kept"], "model_path": model_path}
         write_outputs(out_dir, {"samples": samples}, cfg, summary)
-        if run_id:
-            summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary,
-                                                          model_path, digest, True, "train")
-    return {**summary, "run_id": run_id, "out_dir": str(out_dir)}
+        _log(cfg, state, out_dir, summary, model_path, "train")
+    return {**summary, "out_dir": str(out_dir), **_tracking_result(cfg, state, run_id)}
 
 
 def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dict]:
@@ -323,21 +324,35 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
         write_outputs(out_dir, tables, cfg, summary)
         log.info("wrote %s", out_dir)
         review.publish(tables, summary, name)
-        if run_id:
-            try:
-                summary["registered_version"] = log_to_mlflow(
-                    cfg, run_id, out_dir, summary, model_path, digest, True, name,
-                    tables.get("top_candidates"))
-            except Exception as exc:  # the results are on disk: the run still succeeds
-                runs.end(cfg, run_id, failed=True)  # if reachable; `molvae log` finishes it
-                state["run_id"] = None
-                log.warning("MLflow failed while logging (%s); results are safe in %s. Log "
-                            "them later with: molvae log %s", str(exc).splitlines()[0][:200],
-                            out_dir, out_dir)
-                return {**summary, "run_id": None, "out_dir": str(out_dir),
-                        "tracking_uri": None, "not_logged": run_id}
-    return {**summary, "run_id": run_id, "out_dir": str(out_dir),
-            "tracking_uri": runs.uri(cfg) if run_id else None}
+        _log(cfg, state, out_dir, summary, model_path, name)
+    return {**summary, "out_dir": str(out_dir), **_tracking_result(cfg, state, run_id)}
+
+
+def _log(cfg: RunConfig, state: dict, out_dir: Path, summary: dict, model_path: str,
+         name: str) -> None:
+    """Log the finished run folder; if MLflow fails now, the run still succeeds (its
+    results are on disk) and ``state`` forgets the MLflow run, marked failed if reachable,
+    for `molvae log` to finish."""
+    run_id = state["run_id"]
+    if not run_id:
+        return
+    try:
+        summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary, model_path,
+                                                      name)
+    except Exception as exc:
+        runs.end(cfg, run_id, failed=True)
+        state["run_id"] = None
+        get_run_logger().warning(
+            "MLflow failed while logging (%s); results are safe in %s. Log them later with: "
+            "molvae log %s", str(exc).splitlines()[0][:200], out_dir, out_dir)
+
+
+def _tracking_result(cfg: RunConfig, state: dict, run_id: str | None) -> dict:
+    logged = state["run_id"]
+    out = {"run_id": logged, "tracking_uri": runs.uri(cfg) if logged else None}
+    if run_id and not logged:
+        out["not_logged"] = run_id
+    return out
 
 
 @flow(name="molvae-generate", log_prints=True)
