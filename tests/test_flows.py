@@ -272,8 +272,9 @@ def score(smiles):
 
 
 def test_user_objectives_end_to_end(harness, store, tiny_trained, chemprop_model, tmp_path):
-    """`molvae run --set optimize.objective=file.py:function` and a chemprop model in an mpo:
-    candidates, every oracle call, the AUC and the top-10 curves reviewable in MLflow."""
+    """A chemprop model and a user's callable from a file, as terms of an mpo objective:
+    candidates, every oracle call, the AUC and the top-10 curves reviewable in MLflow.
+    (`optimize.objective=file.py:function` alone: test_tracking_server_dying_mid_run.)"""
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
@@ -281,31 +282,25 @@ def test_user_objectives_end_to_end(harness, store, tiny_trained, chemprop_model
 
     user = tmp_path / "team_score.py"
     user.write_text(USER_OBJECTIVE)
-    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store,
-               **{"optimize.objective": f"{user}:score"})
-    res = run_flow("optimize", cfg)
-    client = MlflowClient(store)
-    run = client.get_run(res["run_id"])
-    assert run.data.params["optimize.objective"] == f"{user}:score"
-    assert 0 < run.data.metrics["opt_auc_top10"] and "baseline_auc_top10" in run.data.metrics
-    assert len(client.get_metric_history(res["run_id"], "opt_top10_by_calls")) > 10
-    out = Path(res["out_dir"])
-    cand = pd.read_csv(out / "optimization_candidates.csv")
-    assert f"{user}:score" in cand.columns and cand["score"].is_monotonic_decreasing
-    calls = pd.read_csv(out / "oracle_calls.csv")
-    assert calls["call"].tolist() == list(range(1, len(calls) + 1))
-    assert "oracle_calls.csv" in {a.path for a in client.list_artifacts(res["run_id"])}
-
+    cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, **{"optimize.objective": "goal"})
     cfg.scorers = {"logp_model": ScorerConfig(kind="chemprop", target=str(chemprop_model)),
                    "goal": ScorerConfig(kind="mpo", terms=[
                        DesirabilityTerm(property="logp_model", kind="window", low=1, high=3),
                        DesirabilityTerm(property=f"{user}:score", kind="maximize",
                                         low=0, high=3)])}
-    cfg.optimize.objective = "goal"
     res = run_flow("optimize", cfg)
+    client = MlflowClient(store)
     run = client.get_run(res["run_id"])
+    assert run.data.params["optimize.objective"] == "goal"
+    assert 0 < run.data.metrics["opt_auc_top10"] and "baseline_auc_top10" in run.data.metrics
     assert run.data.metrics["opt_best_score"] > 0 and run.data.metrics["opt_unscorable"] >= 0
-    assert "goal" in pd.read_csv(Path(res["out_dir"]) / "optimization_candidates.csv")
+    assert len(client.get_metric_history(res["run_id"], "opt_top10_by_calls")) > 10
+    out = Path(res["out_dir"])
+    cand = pd.read_csv(out / "optimization_candidates.csv")
+    assert "goal" in cand.columns and cand["score"].is_monotonic_decreasing
+    calls = pd.read_csv(out / "oracle_calls.csv")
+    assert calls["call"].tolist() == list(range(1, len(calls) + 1))
+    assert "oracle_calls.csv" in {a.path for a in client.list_artifacts(res["run_id"])}
 
 
 SABOTAGE = """
@@ -380,35 +375,3 @@ def test_tracking_server_dying_mid_run_loses_nothing(harness, tiny_trained, tmp_
     finally:
         del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
         os.killpg(server.pid, signal.SIGKILL)
-
-
-OPEN_STORE = """
-import sys, time
-from molvae.config import TrackingConfig
-from molvae.tracking import MlflowTracker
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
-tr = MlflowTracker(TrackingConfig(tracking_uri=sys.argv[1]), run_name="racer")
-tr.finish()
-print(tr.run_id)
-"""
-
-
-def test_runs_at_once_on_a_fresh_store_both_log(tmp_path):
-    """Two processes opening a new SQLite store at the same moment: both get their run
-    (without the lock, one failed with "table ... already exists")."""
-    import subprocess
-    import sys
-    import time
-
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    start = str(time.time() + 12)  # after both have imported mlflow
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, uri, start],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=180) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("molvae").experiment_id])
-    assert sorted(r.info.run_id for r in runs) == sorted(o[0].strip() for o in outs)

@@ -1,0 +1,33 @@
+"""MLflow stores opened by several processes at once (no Prefect: outside the flows group,
+so it runs beside them)."""
+
+OPEN_STORE = """
+import sys, time
+from molvae.config import TrackingConfig
+from molvae.tracking import MlflowTracker
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+tr = MlflowTracker(TrackingConfig(tracking_uri=sys.argv[1]), run_name="racer")
+tr.finish()
+print(tr.run_id)
+"""
+
+
+def test_runs_at_once_on_a_fresh_store_both_log(tmp_path):
+    """Two processes opening a new SQLite store at the same moment: both get their run
+    (without the lock, one failed with "table ... already exists")."""
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    start = str(time.time() + 12)  # after both have imported mlflow
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, uri, start],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("molvae").experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted(o[0].strip() for o in outs)
