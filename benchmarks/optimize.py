@@ -79,7 +79,7 @@ def lowest_plogp_seeds(n: int) -> tuple[list[str], str]:
 
 
 def run_constrained(loaded, n_seeds: int, delta: float, per_seed: int, seed: int,
-                    edit_fraction: float = 0.5) -> dict:
+                    edit_fraction: float | None = None) -> dict:
     t = time.perf_counter()
     seeds, source = lowest_plogp_seeds(n_seeds)
     pick_s = time.perf_counter() - t
@@ -110,7 +110,7 @@ def run_constrained(loaded, n_seeds: int, delta: float, per_seed: int, seed: int
     st = res.starts
     return {"candidates": res.candidates, "starts": st, "summary": {
         "objective": "plogp", "method": "constrained latent hill climbing",
-        "edit_fraction": edit_fraction, "delta": delta,
+        "edit_fraction": cfg.edit_share(), "delta": delta,
         "seeds": n_seeds, "seed_source": source, "oracle_calls": res.oracle_calls,
         "seconds": round(opt_s + pick_s, 1), "search_seconds": round(res.seconds, 1),
         "mean_improvement": round(float(st.improvement.mean()), 3),
@@ -133,8 +133,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=800)
     ap.add_argument("--per-seed", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--edit-fraction", type=float, default=0.5,
-                    help="constrained: share of candidates made by SELFIES edits")
+    ap.add_argument("--edit-fraction", type=float, default=None,
+                    help="constrained: share of candidates made by SELFIES edits (default 0.75)")
     args = ap.parse_args()
     loaded = load_model(args.model)
     with Steal() as steal:

@@ -249,10 +249,16 @@ class OptimizeConfig(_Section):
     steps: int = Field(50, ge=1)
     step_size: float = Field(0.05, gt=0)
     sigma: float = Field(0.5, gt=0)  # CMA-ES initial step / constrained search radius
-    # constrained: share of each round's candidates made by one SELFIES edit of the best
-    # molecule so far (the rest are decoded around its latent code); ga: share of children
-    # made by mutation (the rest by latent crossover)
-    edit_fraction: float = Field(0.5, ge=0, le=1)
+    # share of candidates made by one SELFIES edit: constrained, of each round's candidates
+    # (the rest decoded around the seed's latent code); ga, of the children (the rest by
+    # latent crossover). None: what measured best, 0.75 for constrained, 0.25 for ga
+    edit_fraction: float | None = Field(None, ge=0, le=1)
+
+    def edit_share(self) -> float:
+        """``edit_fraction``, or the method's measured best when it is not set."""
+        if self.edit_fraction is not None:
+            return self.edit_fraction
+        return 0.25 if self.method == "ga" else 0.75
     prior_weight: float = Field(0.1, ge=0)  # keeps z where the prior has mass
     surrogate_size: int = Field(5000, ge=100)  # training molecules for the latent surrogate
     top_k: int = Field(10, ge=1)

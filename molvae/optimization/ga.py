@@ -22,7 +22,7 @@ from .objective import Oracle
 
 def run(loaded, cfg, oracle: Oracle, rec, tick) -> None:
     """Evolve a population of ``4 * num_starts`` under ``oracle``'s budget; each generation
-    makes ``2 * num_starts`` children, a share ``edit_fraction`` by mutation, the rest by
+    makes ``2 * num_starts`` children, a share ``edit_share()`` by mutation, the rest by
     crossover."""
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -41,7 +41,7 @@ def run(loaded, cfg, oracle: Oracle, rec, tick) -> None:
         weight = 1.0 / (rank + len(pop) * 0.1)
         weight /= weight.sum()
         coded = weight * ~torch.isnan(z[:, 0]).numpy()  # SELFIES edits can leave the vocabulary
-        n_cross = round(children * (1 - cfg.edit_fraction)) if (coded > 0).sum() > 1 else 0
+        n_cross = round(children * (1 - cfg.edit_share())) if (coded > 0).sum() > 1 else 0
         if n_cross:
             coded /= coded.sum()
         a = rng.choice(len(pop), n_cross, p=coded if n_cross else None)

@@ -193,7 +193,7 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     """Improve each seed while similarity >= delta: batched hill climbing in latent space,
     with SELFIES edits beside it.
 
-    Each round proposes ``num_starts`` molecules per seed: a share ``edit_fraction`` are one
+    Each round proposes ``num_starts`` molecules per seed: a share ``edit_share()`` are one
     SELFIES edit of the seed's best molecule so far, the rest are decoded around its current
     latent centre at a radius that shrinks from ``sigma``. The centre moves to the best
     admissible improvement (to the code of an edited molecule when an edit won). The budget
@@ -214,7 +214,7 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     alphabet = [t for t in loaded.vocab.tokens if t not in SPECIALS]
-    n_edit = round(cfg.edit_fraction * cfg.num_starts)
+    n_edit = round(cfg.edit_share() * cfg.num_starts)
     n_lat = cfg.num_starts - n_edit
     for step in range(1, rounds + 1):
         radius = cfg.sigma * (0.5 ** ((step - 1) / max(rounds - 1, 1)))
