@@ -12,7 +12,8 @@ from .common import UsageError, add_config_options, add_model_option, load_run_c
 
 FLOWS = ("pipeline", "generate", "optimize", "train")
 SUMMARY_KEYS = ("scored_candidates", "validity", "uniqueness@10k", "novelty", "intdiv1", "fcd",
-                "filters", "opt_best_score", "baseline_best_score", "opt_oracle_calls")
+                "filters", "opt_best_score", "baseline_best_score", "opt_oracle_calls",
+                "opt_auc_top10", "baseline_auc_top10", "opt_unscorable")
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
