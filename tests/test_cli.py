@@ -375,3 +375,20 @@ def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.timeout(150)
+def test_log_to_an_unreachable_server_is_one_line_after_a_short_retry(tmp_path, run_main,
+                                                                      monkeypatch):
+    """MLflow's default retries take minutes per request; the CLI sets a short budget (a
+    value the user set wins). The timeout guards the budget; the line is the contract."""
+    from molvae.cli.run import MLFLOW_RETRIES
+
+    for key in MLFLOW_RETRIES:
+        monkeypatch.delenv(key, raising=False)  # restored after the test
+    folder = tmp_path / "optimize-x"
+    folder.mkdir()
+    (folder / "summary.json").write_text("{}")
+    rc, _, err = run_main("log", folder, "--set", 'tracking.tracking_uri="http://127.0.0.1:9"')
+    assert rc == 1 and err.startswith("molvae: error: cannot reach MLflow at http://127.0.0.1:9")
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"

@@ -34,6 +34,17 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     log_parser.set_defaults(func=cmd_log)
 
 
+# A tracking server that is down costs a few seconds, not MLflow's default ~4 minutes of
+# retries per request (the run's results are safe on disk either way). A value set wins.
+MLFLOW_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def _short_mlflow_retries() -> None:
+    for key, value in MLFLOW_RETRIES.items():
+        os.environ.setdefault(key, value)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     if args.address and args.runner == "thread":
         raise UsageError("--address is a Dask scheduler; it cannot go with --runner thread")
@@ -47,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from molvae.candidates import check_score_config
 
     check_score_config(cfg.score)  # one line now, not a failed flow run later
+    _short_mlflow_retries()
     if args.flow in ("pipeline", "optimize"):
         from molvae.optimization import Objective
 
@@ -66,6 +78,7 @@ def cmd_log(args: argparse.Namespace) -> None:
     if not (Path(args.run_dir) / "summary.json").is_file():
         raise UsageError(f"{args.run_dir}: not a molvae run folder (no summary.json)")
     cfg = load_run_config(args)
+    _short_mlflow_retries()
     # -c / --set tracking.* choose the store; the folder's own config.json the rest
     tracking = {k: getattr(cfg.tracking, k) for k in cfg.tracking.model_fields_set}
     from flows.relog import log_run_dir
