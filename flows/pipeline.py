@@ -17,6 +17,7 @@ from molvae import candidates, generate, metrics, report
 from molvae.checkpoint import load_model
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
+from molvae.errors import CheckpointError
 from molvae.optimization import Objective, optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
@@ -304,6 +305,9 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
     candidates.check_score_config(cfg.score)  # before a run is started anywhere
     if do_optimize:  # an unknown objective, a callable that does not import: now, in one line
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
+    model = Path(cfg.model_path or SHIPPED_MODEL)
+    if not cfg.retrain and not model.is_file():  # before a run folder or MLflow run exists
+        raise CheckpointError(f"{model}: model file not found")
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = runs.start(cfg, name, digest)
     with runs.finishing(cfg, run_id) as state:

@@ -392,3 +392,10 @@ def test_log_to_an_unreachable_server_is_one_line_after_a_short_retry(tmp_path, 
     rc, _, err = run_main("log", folder, "--set", 'tracking.tracking_uri="http://127.0.0.1:9"')
     assert rc == 1 and err.startswith("molvae: error: cannot reach MLflow at http://127.0.0.1:9")
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+
+
+def test_run_with_a_missing_model_is_one_line_and_leaves_no_run_folder(tmp_path, run_main):
+    rc, _, err = run_main("run", "--model", tmp_path / "nosuch.pt",
+                          "--set", f'out_dir="{tmp_path / "runs"}"')
+    assert rc == 1 and err.strip() == f"molvae: error: {tmp_path / 'nosuch.pt'}: model file not found"
+    assert not (tmp_path / "runs").exists()

@@ -58,6 +58,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from molvae.candidates import check_score_config
 
     check_score_config(cfg.score)  # one line now, not a failed flow run later
+    if cfg.model_path is not None and not cfg.retrain and not Path(cfg.model_path).is_file():
+        from molvae.errors import CheckpointError
+
+        raise CheckpointError(f"{cfg.model_path}: model file not found")
     _short_mlflow_retries()
     if args.flow in ("pipeline", "optimize"):
         from molvae.optimization import Objective
