@@ -183,35 +183,8 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
                   name: str = "pipeline") -> str | None:
     """Everything of a finished run folder, its dataset and its model (registered once per
     weights); returns the model version."""
-    from molvae.tracking import code_version
-
-    tr = runs.tracker(cfg, run_id)
-    loaded = _model(model_path)
-    model_sha = file_digest(model_path)
-    tr.log_params(review.model_params(loaded))
-    tr.set_tags({"model_sha256": model_sha, "model_file": Path(model_path).name})
-    tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
-    tr.log_run_dir(out_dir)
-    review.log_review(tr, out_dir)
-    top = out_dir / "top_candidates.csv"
-    tr.describe(review.describe(name, summary, Path(model_path).name,
-                                pd.read_csv(top) if top.is_file() else None))
-    data = Path(cfg.data.path)
-    if data.is_file():
-        tr.log_dataset(pd.read_csv(data, nrows=1000), str(data), data.name, file_digest(data))
-    version = None
-    if cfg.tracking.registered_model:
-        info = loaded.info or {}
-        version = tr.log_model(
-            model_path, cfg.tracking.registered_model,
-            description=(f"molvae SELFIES VAE ({Path(model_path).name}, sha256 "
-                         f"{model_sha[:12]}): GRU encoder, autoregressive GRU decoder, "
-                         f"latent {loaded.model_config.latent_size}; trained on "
-                         f"{info.get('train_molecules', 'unknown')} molecules. pyfunc modes: "
-                         "sample, reconstruct, encode."),
-            tags={"model_file": Path(model_path).name, "code_version": code_version(),
-                  "latent_size": loaded.model_config.latent_size})
-    return version
+    return review.log_folder(runs.tracker(cfg, run_id), cfg, out_dir, summary, name, model_path,
+                             _model(model_path))
 
 
 @flow(name="molvae-train", log_prints=True)

@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from molvae.config import RunConfig, flatten
-from molvae.data import file_digest
 
 from . import review
 
@@ -58,18 +55,7 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
                            tags={"out_dir": str(out_dir), "relogged": "true", "flow": name})
     try:
         tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg))
-        tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
-        tr.log_run_dir(out_dir)
-        review.log_review(tr, out_dir)
-        top = out_dir / "top_candidates.csv"
-        tr.describe(review.describe(name, summary, Path(str(summary.get("model", "?"))).name,
-                                    pd.read_csv(top) if top.is_file() else None))
-        data = Path(cfg.data.path)
-        if data.is_file():
-            tr.log_dataset(pd.read_csv(data, nrows=1000), str(data), data.name, file_digest(data))
-        model = Path(str(summary.get("model", "")))
-        if model.is_file() and cfg.tracking.registered_model:
-            tr.log_model(model, cfg.tracking.registered_model)
+        review.log_folder(tr, cfg, out_dir, summary, name, summary.get("model"))
     except BaseException:
         tr.finish(failed=True)
         raise

@@ -148,6 +148,45 @@ def log_review(tr, out_dir: Path) -> None:
                 tr.log_series(metric, df[x].tolist(), df[y].tolist())
 
 
+def log_folder(tr, cfg: RunConfig, out_dir: Path, summary: dict, name: str,
+               model_path: str | Path | None, loaded=None) -> str | None:
+    """Everything a finished run folder holds, on the run ``tr``: metrics, files, keyed
+    images and curves, the description, the dataset (its first 1,000 rows), and the model
+    (its own record as params, registered once per weights). ``loaded``: the model, if the
+    caller has it loaded. Returns the registered model version."""
+    from molvae.checkpoint import load_model
+    from molvae.data import file_digest
+    from molvae.tracking import code_version
+
+    model = Path(model_path) if model_path else None
+    tr.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    tr.log_run_dir(out_dir)
+    log_review(tr, out_dir)
+    top = out_dir / "top_candidates.csv"
+    tr.describe(describe(name, summary, model.name if model else "?",
+                         pd.read_csv(top) if top.is_file() else None))
+    data = Path(cfg.data.path)
+    if data.is_file():
+        tr.log_dataset(pd.read_csv(data, nrows=1000), str(data), data.name, file_digest(data))
+    if model is None or not model.is_file():
+        return None
+    loaded = loaded or load_model(model)
+    sha = file_digest(model)
+    tr.log_params(model_params(loaded))
+    tr.set_tags({"model_sha256": sha, "model_file": model.name})
+    if not cfg.tracking.registered_model:
+        return None
+    info = loaded.info or {}
+    return tr.log_model(
+        model, cfg.tracking.registered_model,
+        description=(f"molvae SELFIES VAE ({model.name}, sha256 {sha[:12]}): GRU encoder, "
+                     f"autoregressive GRU decoder, latent {loaded.model_config.latent_size}; "
+                     f"trained on {info.get('train_molecules', 'unknown')} molecules. pyfunc "
+                     "modes: sample, reconstruct, encode."),
+        tags={"model_file": model.name, "code_version": code_version(),
+              "latent_size": loaded.model_config.latent_size})
+
+
 def publish(tables: dict, summary: dict, name: str) -> None:
     """Prefect artifacts: the run's description and headline figures, the top tables."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact

@@ -18,6 +18,7 @@ import math
 import re
 import sys
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -42,9 +43,7 @@ def _generator(kind: str):
     if kind in ("ecfp4", "ecfp6", "fcfp4", "fcfp6"):
         inv = G.GetMorganFeatureAtomInvGen() if kind.startswith("f") else None
         return G.GetMorganGenerator(radius=int(kind[-1]) // 2, atomInvariantsGenerator=inv)
-    if kind == "ap":
-        return G.GetAtomPairGenerator(maxDistance=10)
-    return G.GetMorganGenerator(radius=2, fpSize=2048)
+    return G.GetAtomPairGenerator(maxDistance=10)  # "ap"
 
 
 def fingerprint(mol: Chem.Mol, kind: str):
@@ -56,7 +55,7 @@ def fingerprint(mol: Chem.Mol, kind: str):
 
         return Generate.Gen2DFingerprint(mol, Gobbi_Pharm2D.factory)
     if kind == "morgan2048":
-        return _generator(kind).GetFingerprint(mol)
+        return chem.fingerprint(mol)  # the bit vector the rest of molvae compares
     return _generator(kind).GetSparseCountFingerprint(mol)
 
 
@@ -104,12 +103,9 @@ def isomer_scorer(formula: str) -> Scorer:
     total = sum(n for _, n in counts)
 
     def one(mol: Chem.Mol) -> float:
-        h = Chem.AddHs(mol)
-        have: dict[str, int] = {}
-        for atom in h.GetAtoms():
-            have[atom.GetSymbol()] = have.get(atom.GetSymbol(), 0) + 1
-        scores = [chem.desirability(have.get(e, 0), "gaussian", mu=n, sigma=1.0) for e, n in counts]
-        scores.append(chem.desirability(h.GetNumAtoms(), "gaussian", mu=total, sigma=2.0))
+        have = element_counts(mol)
+        scores = [chem.desirability(have[e], "gaussian", mu=n, sigma=1.0) for e, n in counts]
+        scores.append(chem.desirability(sum(have.values()), "gaussian", mu=total, sigma=2.0))
         return float(np.prod(scores) ** (1 / len(scores)))
 
     return _per_molecule(one)
@@ -131,11 +127,12 @@ def property_function(name: str) -> Callable[[Chem.Mol], float]:
 def atom_count_scorer(element: str) -> Scorer:
     """Atoms of one element (hydrogens counted on the molecule with explicit hydrogens)."""
     parse_formula(element)  # a valid element symbol
+    return _per_molecule(lambda m: float(element_counts(m)[element]))
 
-    def one(mol: Chem.Mol) -> float:
-        m = Chem.AddHs(mol) if element == "H" else mol
-        return float(sum(a.GetSymbol() == element for a in m.GetAtoms()))
-    return _per_molecule(one)
+
+def element_counts(mol: Chem.Mol) -> Counter:
+    """Atoms per element symbol, hydrogens included."""
+    return Counter(a.GetSymbol() for a in Chem.AddHs(mol).GetAtoms())
 
 
 def smarts_scorer(pattern: str, present: bool = True) -> Scorer:
