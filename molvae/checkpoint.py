@@ -16,6 +16,9 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
                      "mu", "logvar" (M, Z) uint8 with "mu_grid", "logvar_grid" (2, Z): offset, step
     ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
     sampling         optional {"greedy": bool}: how this model samples by default
+    conditions       optional (a conditional model) {"names", "mean", "std", "low", "high"}:
+                     lists, the ConditionSpace; its prior then adds "properties" (M, K)
+                     float32, the values of those properties for the codes' molecules
   training checkpoints add: optimizer_state, scheduler_state, epoch, step, best_val,
   bad_epochs, rng (what ``resume`` needs; ``export_model`` drops them).
 """
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from .conditions import ConditionSpace
 from .config import ModelConfig
 from .errors import CheckpointError, TrainingError
 from .model import SelfiesVAE, build_model
@@ -64,6 +68,7 @@ class LoadedModel:
     prior: dict | None = None  # posterior "mu"/"logvar" (M, Z) of M training molecules, "width"
     ring_sizes: list[int] | None = None  # ring sizes of the training data (the ring grammar)
     sampling: dict = field(default_factory=dict)  # the model's own sampling defaults: "greedy"
+    conditions: ConditionSpace | None = None  # a conditional model's properties
 
     def is_novel(self, smiles: Sequence[str]) -> np.ndarray:
         """True where a canonical SMILES is not in the training set (needs train_hashes)."""
@@ -165,6 +170,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         vocab = Vocab.from_list(state["vocab"])
         model = build_model(mcfg, len(vocab))
         model.load_state_dict(state["model_state"])
+        conditions = (ConditionSpace.from_record(state["conditions"])
+                      if mcfg.conditions else None)
+        if conditions is not None and list(conditions.names) != mcfg.conditions:
+            raise ValueError("condition names differ from the model config's")
     except (ValidationError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: incompatible checkpoint ({first[:160]})") from None
@@ -180,9 +189,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         history=state.get("history", []),
         info=state.get("info", {}),
         path=Path(path),
-        prior=_read_prior(state.get("prior"), mcfg.latent_size, path),
+        prior=_read_prior(state.get("prior"), mcfg.latent_size, path, len(mcfg.conditions)),
         ring_sizes=_read_ring_sizes(state.get("ring_sizes"), path),
         sampling=_read_sampling(state.get("sampling"), path),
+        conditions=conditions,
     )
 
 
@@ -204,7 +214,7 @@ def _read_ring_sizes(sizes, path) -> list[int] | None:
     return sorted(sizes)
 
 
-def _read_prior(prior, latent_size: int, path) -> dict | None:
+def _read_prior(prior, latent_size: int, path, num_conditions: int = 0) -> dict | None:
     if prior is None:
         return None
     ok = (isinstance(prior, dict) and all(isinstance(prior.get(k), torch.Tensor)
@@ -226,6 +236,11 @@ def _read_prior(prior, latent_size: int, path) -> dict | None:
             codes[k] = grid[0].float() + x.float() * grid[1].float()
         else:
             codes[k] = x.float()
+    props = prior.get("properties")
+    if props is not None:
+        if not isinstance(props, torch.Tensor) or props.shape != (len(codes["mu"]), num_conditions):
+            raise CheckpointError(f"{path}: incompatible checkpoint (malformed prior properties)")
+        codes["properties"] = props.float()
     return {**codes, "width": float(width)}
 
 
@@ -265,10 +280,14 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     if max_codes is not None and prior is not None and len(prior["mu"]) > max_codes:
         pick = torch.randperm(len(prior["mu"]), generator=torch.Generator().manual_seed(0))
         pick = pick[:max_codes].sort().values
-        keep["prior"] = {**prior, "mu": prior["mu"][pick], "logvar": prior["logvar"][pick]}
+        keep["prior"] = {**prior, **{k: prior[k][pick] for k in ("mu", "logvar", "properties")
+                                     if k in prior}}
     if keep.get("prior") is not None and (codes_8bit or width is not None):
-        prior = _read_prior(keep["prior"], int(keep["prior"]["mu"].shape[1]), src)
+        n_cond = len(keep.get("conditions", {}).get("names", ()))
+        prior = _read_prior(keep["prior"], int(keep["prior"]["mu"].shape[1]), src, n_cond)
         keep["prior"] = {"width": float(width) if width is not None else prior["width"]}
+        if "properties" in prior:
+            keep["prior"]["properties"] = prior["properties"]
         for k in ("mu", "logvar"):
             if codes_8bit:
                 packed = _quantize(prior[k])
@@ -327,6 +346,8 @@ def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) ->
     state = read_checkpoint(src)
     state["prior"] = {**{k: prior[k].half().cpu() for k in ("mu", "logvar")},
                       "width": float(prior.get("width", 1.0))}
+    if "properties" in prior:
+        state["prior"]["properties"] = prior["properties"].float().cpu()
     if prior.get("ring_sizes"):
         state["ring_sizes"] = [int(k) for k in prior["ring_sizes"]]
     dest = Path(dest or src)
@@ -338,7 +359,8 @@ def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) ->
 
 def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, vocab: Vocab, *,
                  property_stats: dict[str, tuple[float, float]], train_hashes: torch.Tensor,
-                 history: list[dict], info: dict, ring_sizes: list[int] | None = None) -> dict:
+                 history: list[dict], info: dict, ring_sizes: list[int] | None = None,
+                 conditions=None) -> dict:
     """The inference part of a checkpoint (every key but the TRAINING_ONLY ones)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -351,6 +373,7 @@ def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, voc
         "history": history,
         "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str))},
         **({"ring_sizes": list(ring_sizes)} if ring_sizes else {}),
+        **({"conditions": conditions.to_record()} if conditions is not None else {}),
     }
 
 

@@ -76,6 +76,9 @@ class ModelConfig(_Section):
     word_dropout: float = Field(0.0, ge=0, lt=1)  # decoder input tokens replaced by <pad>
     property_names: list[str] = []  # property head targets (e.g. ["qed", "sa", "logp"])
     property_hidden_size: int = Field(128, ge=1)
+    # a conditional model (CVAE): properties the encoder and decoder receive (RDKit property
+    # names or numeric data columns), e.g. ["mw", "logp", "tpsa", "hbd", "hba", "qed", "sa"]
+    conditions: list[str] = []
 
 
 class TrainConfig(_Section):
@@ -96,6 +99,11 @@ class TrainConfig(_Section):
     max_minutes: float | None = Field(None, gt=0)  # stop after this much training time
     init_from: Path | None = None  # start from these weights (fresh optimizer and schedule)
     freeze_encoder: bool = False  # train the decoder only (encoder and latent head fixed)
+    # condition dropout of a conditional model: the whole condition vector is dropped with
+    # probability condition_dropout (the model learns to sample unconditionally), else each
+    # property with property_dropout (it learns requests that name only some properties)
+    condition_dropout: float = Field(0.2, ge=0, le=1)
+    property_dropout: float = Field(0.3, ge=0, le=1)
     recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
     prior_codes: int = Field(16384, ge=0)  # training posteriors kept for prior="posterior" (0 = none)
     seed: int = 0

@@ -78,17 +78,24 @@ def code_table(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 100
 
 @torch.no_grad()
 def dataset_codes(model: SelfiesVAE, ds: EncodedDataset, n: int, batch_size: int,
-                device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+                device: torch.device, seed: int = 0,
+                condition_names: Sequence[str] = ()) -> dict[str, torch.Tensor]:
     """Posterior means and log-variances (float16, (M, Z)) of a seeded random ``n`` of
     ``ds``: an estimate of the aggregate posterior q(z) = E_x q(z|x), the learned prior
-    that ``generate.sample`` with prior "posterior" draws from."""
+    that ``generate.sample`` with prior "posterior" draws from. With ``condition_names``
+    (a conditional model) also the codes' molecules' values of them, "properties" (M, K)
+    float32, which conditional sampling picks codes by."""
     model.eval()
     pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
     if not len(pick):
         raise GenerationError("no molecules to take prior codes from")
     tokens, lengths = collate(ds, pick)
     mu, logvar = encode_batches(model, tokens, lengths, batch_size, device)
-    return {"mu": mu.half(), "logvar": logvar.half()}
+    out = {"mu": mu.half(), "logvar": logvar.half()}
+    if condition_names:
+        out["properties"] = torch.from_numpy(np.stack(
+            [np.asarray(ds.properties[k], dtype=np.float32)[pick] for k in condition_names], 1))
+    return out
 
 
 # --------------------------------------------------------------------------- the prior

@@ -63,28 +63,46 @@ class Encoder(nn.Module):
         return torch.cat([out_f[rows, last], out_b[rows, last]], dim=-1)
 
 
+def with_condition(x: torch.Tensor, condition: torch.Tensor | None, size: int) -> torch.Tensor:
+    """(B, D) -> (B, D + size): ``x`` followed by the condition input (2K numbers:
+    standardized values and their given-flags, ``molvae.conditions``); None: all zero, the
+    unconditional model."""
+    if size == 0:
+        return x
+    if condition is None:
+        condition = x.new_zeros(x.shape[0], size)
+    return torch.cat([x, condition.to(x.dtype)], dim=-1)
+
+
 class LatentHead(nn.Module):
-    """(B, 2H) -> mean and log-variance of q(z|x), each (B, Z)."""
+    """(B, 2H) [+ condition (B, C)] -> mean and log-variance of q(z|x[, c]), each (B, Z)."""
 
-    def __init__(self, in_size: int, latent_size: int):
+    def __init__(self, in_size: int, latent_size: int, condition_size: int = 0):
         super().__init__()
-        self.mu = nn.Linear(in_size, latent_size)
-        self.logvar = nn.Linear(in_size, latent_size)
+        self.mu = nn.Linear(in_size + condition_size, latent_size)
+        self.logvar = nn.Linear(in_size + condition_size, latent_size)
+        self.condition_size = condition_size
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, condition: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = with_condition(h, condition, self.condition_size)
         return self.mu(h), self.logvar(h).clamp(-20.0, 10.0)
 
 
 class Decoder(nn.Module):
-    """Autoregressive GRU; z sets the initial hidden state and is fed at every step."""
+    """Autoregressive GRU; z (with the condition input of a conditional model) sets the
+    initial hidden state and is fed at every step."""
 
     def __init__(self, vocab_size: int, embedding_size: int, latent_size: int, hidden_size: int,
-                 num_layers: int, dropout: float = 0.0, word_dropout: float = 0.0):
+                 num_layers: int, dropout: float = 0.0, word_dropout: float = 0.0,
+                 condition_size: int = 0):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        self.z_to_hidden = nn.Linear(latent_size, hidden_size * num_layers)
-        self.gru = nn.GRU(embedding_size + latent_size, hidden_size, num_layers, batch_first=True,
+        code_size = latent_size + condition_size
+        self.z_to_hidden = nn.Linear(code_size, hidden_size * num_layers)
+        self.gru = nn.GRU(embedding_size + code_size, hidden_size, num_layers, batch_first=True,
                           dropout=dropout if num_layers > 1 else 0.0)
+        self.condition_size = condition_size
         self.out = nn.Linear(hidden_size, vocab_size)
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -95,8 +113,10 @@ class Decoder(nn.Module):
         h = torch.tanh(self.z_to_hidden(z))  # (B, layers*H)
         return h.view(z.shape[0], self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
 
-    def forward(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]."""
+        z = with_condition(z, condition, self.condition_size)
         inputs = tokens[:, :-1]
         if self.training and self.word_dropout > 0:
             drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
@@ -141,8 +161,10 @@ class Decoder(nn.Module):
                  greedy: bool = False, generator: torch.Generator | None = None,
                  banned_first: Sequence[int] = (), *,
                  constraint: DecodeConstraint | None = None,
-                 top_p: float | None = None) -> torch.Tensor:
-        """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>.
+                 top_p: float | None = None,
+                 condition: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
+        ``condition`` (B, C): the condition input of a conditional model (None: none given).
 
         ``banned_first``: ids never emitted first (<eos> always is). Finished molecules
         leave the batch, so the cost follows the mean length, not the max.
@@ -156,6 +178,7 @@ class Decoder(nn.Module):
         if top_p is not None and not 0.0 <= top_p <= 1.0:
             raise ValueError(f"top_p must be in [0, 1], got {top_p}")
         nucleus = top_p is not None and top_p < 1.0 and not greedy
+        z = with_condition(z, condition, self.condition_size)
         first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         b = z.shape[0]
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
@@ -225,18 +248,26 @@ class SelfiesVAE(nn.Module):
     def latent_size(self) -> int:
         return self.latent.mu.out_features
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> mu, logvar, each (B, Z)."""
-        return self.latent(self.encoder(tokens, lengths))
+    @property
+    def condition_size(self) -> int:
+        return self.decoder.condition_size
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor,
+               condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> mu, logvar, each (B, Z); ``condition`` (B, C) of a conditional model, None:
+        no property given."""
+        return self.latent(self.encoder(tokens, lengths), condition)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        mu, logvar = self.encode(tokens, lengths)
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                condition: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(tokens, lengths, condition)
         z = self.reparameterize(mu, logvar) if self.training else mu
-        out = {"mu": mu, "logvar": logvar, "z": z, "logits": self.decoder(z, tokens)}
+        out = {"mu": mu, "logvar": logvar, "z": z,
+               "logits": self.decoder(z, tokens, condition)}
         if self.property_head is not None:
             out["properties"] = self.property_head(z)
         return out
@@ -245,12 +276,30 @@ class SelfiesVAE(nn.Module):
 def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
     encoder = Encoder(vocab_size, cfg.embedding_size, cfg.encoder_hidden_size,
                       cfg.encoder_num_layers, cfg.dropout)
-    latent = LatentHead(encoder.output_size, cfg.latent_size)
+    c = 2 * len(cfg.conditions)  # a value and a given-flag per property
+    latent = LatentHead(encoder.output_size, cfg.latent_size, c)
     decoder = Decoder(vocab_size, cfg.embedding_size, cfg.latent_size, cfg.decoder_hidden_size,
-                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout)
+                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout, c)
     head = (PropertyHead(cfg.latent_size, cfg.property_hidden_size, len(cfg.property_names))
             if cfg.property_names else None)
     return SelfiesVAE(encoder, latent, decoder, head)
+
+
+def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:
+    """Load the weights of an unconditional model into a conditional one of the same sizes:
+    the input columns the condition adds start at zero, so step 0 is the unconditional
+    model."""
+    own = model.state_dict()
+    for name, w in state.items():
+        if name in own and own[name].shape != w.shape:
+            grown = (w.ndim == 2 and own[name].ndim == 2 and own[name].shape[0] == w.shape[0]
+                     and own[name].shape[1] > w.shape[1])
+            if not grown:
+                raise ValueError(f"{name}: shape {tuple(w.shape)} cannot start {tuple(own[name].shape)}")
+            wide = torch.zeros_like(own[name])
+            wide[:, : w.shape[1]] = w
+            state = {**state, name: wide}
+    model.load_state_dict(state)
 
 
 # --------------------------------------------------------------------------- loss terms

@@ -29,6 +29,7 @@ from .checkpoint import (
     save_checkpoint,
     smiles_hashes,
 )
+from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, sequential_batches, split
 from .errors import CheckpointError, TrainingError
@@ -39,6 +40,7 @@ from .model import (
     build_model,
     kl_divergence,
     kl_term,
+    load_widened,
     reconstruction_loss,
     token_accuracy,
 )
@@ -69,17 +71,20 @@ class TrainResult:
 @torch.no_grad()
 def evaluate_dataset(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, batch_size: int,
                      device: torch.device, recon_size: int = 0,
-                     property_stats: dict | None = None) -> dict[str, float]:
+                     property_stats: dict | None = None,
+                     conditions: ConditionSpace | None = None) -> dict[str, float]:
     """Validation metrics: loss terms, token accuracy, KL per molecule, active units
-    (Burda et al. 2016: Cov_x E[z_u] > 0.01) and exact greedy reconstruction of mu."""
+    (Burda et al. 2016: Cov_x E[z_u] > 0.01) and exact greedy reconstruction of mu. A
+    conditional model is validated with every condition given."""
     model.eval()
     totals = {"recon": 0.0, "kl": 0.0, "acc": 0.0, "prop_mse": 0.0}
     mus = []
     n = 0
     for idx in sequential_batches(len(ds), batch_size):
         tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, idx))
-        mu, logvar = model.encode(tokens, lengths)
-        logits = model.decoder(mu, tokens)
+        cond = _full_condition(conditions, ds, idx, device)
+        mu, logvar = model.encode(tokens, lengths, cond)
+        logits = model.decoder(mu, tokens, cond)
         b = len(idx)
         totals["recon"] += float(reconstruction_loss(logits, tokens).sum())
         totals["kl"] += float(kl_divergence(mu, logvar).sum())
@@ -131,9 +136,17 @@ def _add_prior_codes(model: SelfiesVAE, path: Path, ds: EncodedDataset, cfg: Tra
     may hold other weights, e.g. best.pt's epoch was not the last)."""
     state = read_checkpoint(path)
     model.load_state_dict(state["model_state"])
+    names = (state.get("conditions") or {}).get("names", ())
     state["prior"] = dataset_codes(model, ds, cfg.prior_codes, max(cfg.batch_size, 256),
-                                   device, cfg.seed)
+                                   device, cfg.seed, names)
     save_checkpoint(path, state)
+
+
+def _full_condition(conditions: ConditionSpace | None, ds: EncodedDataset, idx: np.ndarray,
+                    device: torch.device) -> torch.Tensor | None:
+    if conditions is None:
+        return None
+    return conditions.training_vector(ds.properties, idx, 0.0, 0.0, None).to(device)
 
 
 def _property_targets(ds: EncodedDataset, idx: np.ndarray, stats: dict) -> torch.Tensor:
@@ -163,6 +176,7 @@ class _Loop:
     trainable: list[torch.nn.Parameter]
     device: torch.device
     prop_stats: dict[str, tuple[float, float]]
+    conditions: ConditionSpace | None = None
     epoch: int = 0
     step: int = 0
     best_val: float = math.inf
@@ -205,14 +219,25 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
         raise TrainingError(f"property head needs properties the dataset lacks: {', '.join(missing)}")
     stats = {p: (float(np.nanmean(train_ds.properties[p])),
                  float(np.nanstd(train_ds.properties[p]) or 1.0)) for p in props}
-    loop = _Loop(model, opt, sched, trainable, device, stats)
+    conditions = (ConditionSpace.fit(model_cfg.conditions, train_ds.properties)
+                  if model_cfg.conditions else None)
+    loop = _Loop(model, opt, sched, trainable, device, stats, conditions)
     source = resume if resume is not None else cfg.init_from  # weights to start from
     if source is None:
         return loop
     state = read_checkpoint(source)
     if state.get("vocab") != train_ds.vocab.to_list():
         raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
-    if ModelConfig.model_validate(state["model_config"]) != model_cfg:
+    theirs = ModelConfig.model_validate(state["model_config"])
+    if resume is None and not theirs.conditions and model_cfg.conditions:
+        # fine-tune an unconditional model into a conditional one: the condition's
+        # weights start at zero
+        if theirs.model_copy(update={"conditions": model_cfg.conditions}) != model_cfg:
+            raise CheckpointError(f"{source}: model config differs from the requested one")
+        load_widened(model, state["model_state"])
+        logger.info("starting the conditional model from the weights of %s", source)
+        return loop
+    if theirs != model_cfg:
         raise CheckpointError(f"{source}: model config differs from the requested one")
     model.load_state_dict(state["model_state"])
     if resume is None:
@@ -240,8 +265,12 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
     tokens, lengths = (torch.from_numpy(a).to(loop.device, non_blocking=True)
                        for a in collate(ds, idx))
     amp = loop.device.type == "cuda" if cfg.amp is None else cfg.amp
+    cond = None
+    if loop.conditions is not None:
+        cond = loop.conditions.training_vector(ds.properties, idx, cfg.condition_dropout,
+                                               cfg.property_dropout, None).to(loop.device)
     with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = model(tokens, lengths)
+        out = model(tokens, lengths, cond)
         recon = reconstruction_loss(out["logits"].float(), tokens).mean()
     kl_dims = kl_divergence(out["mu"].float(), out["logvar"].float())
     beta = beta_at(loop.step, cfg.beta_schedule, cfg.beta_start, cfg.beta_max, cfg.beta_warmup_steps)
@@ -274,7 +303,7 @@ def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg:
                facts: dict, seconds: float) -> tuple[dict, bool]:
     """Validate, record, and write last.pt (and best.pt when it improved)."""
     val = evaluate_dataset(loop.model, val_ds, val_ds.vocab, max(cfg.batch_size, 256),
-                           loop.device, cfg.recon_eval_size, loop.prop_stats)
+                           loop.device, cfg.recon_eval_size, loop.prop_stats, loop.conditions)
     val_loss = val["val_recon"] + cfg.beta_max * val["val_kl"]
     val.update(epoch=loop.epoch, step=loop.step, val_loss=val_loss, seconds=seconds)
     loop.history.append(val)
@@ -282,7 +311,8 @@ def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg:
     loop.best_val, loop.bad_epochs = (val_loss, 0) if improved else (loop.best_val,
                                                                      loop.bad_epochs + 1)
     state = {**model_record(loop.model, model_cfg, cfg.model_dump(mode="json"), val_ds.vocab,
-                            property_stats=loop.prop_stats, history=loop.history, **facts),
+                            property_stats=loop.prop_stats, history=loop.history,
+                            conditions=loop.conditions, **facts),
              **resume_record(loop.opt, loop.sched, loop.device, epoch=loop.epoch, step=loop.step,
                              best_val=loop.best_val, bad_epochs=loop.bad_epochs)}
     out_dir = Path(cfg.out_dir)
@@ -394,7 +424,9 @@ def train_model(
 ) -> TrainResult:
     """Prepare ``data_cfg.path`` (cached), split train/validation, and ``fit``."""
     check_out_dir(cfg, resume)
-    ds = prepare(data_cfg, compute_properties=model_cfg.property_names, progress=data_progress)
+    wanted = dict.fromkeys([*model_cfg.property_names, *model_cfg.conditions])
+    compute = [p for p in wanted if p not in data_cfg.property_columns]  # the rest: data columns
+    ds = prepare(data_cfg, compute_properties=compute, progress=data_progress)
     train_ds, val_ds = split(ds, data_cfg.val_fraction, data_cfg.split_seed)
     info = {"data_path": str(data_cfg.path), "data_key": ds.key, **{
         f"data_{k}": v for k, v in ds.report["dropped"].items()}, "data_rows": ds.report["rows"]}

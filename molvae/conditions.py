@@ -1,0 +1,165 @@
+"""Conditions of the conditional VAE (CVAE): requested property values as model input.
+
+A conditional model (``model.conditions = ["logp", "tpsa", ...]``) receives, beside each code,
+a condition vector of 2K numbers for K properties: each property's standardized value and a
+1/0 flag saying whether it is given. Training drops whole vectors and single properties
+(condition dropout), so one model samples with every property given, with some, or with
+none (the flags all 0: the unconditional model).
+
+``ConditionSpace`` is what the checkpoint stores: names, standardization, and the range the
+training data covers (a request outside it is refused).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import GenerationError
+
+# a request per property: one value, or a (low, high) range
+Target = float | tuple[float, float]
+
+COVERAGE = (0.001, 0.999)  # the quantiles of the training data that bound a request
+
+
+@dataclass(frozen=True)
+class ConditionSpace:
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    low: tuple[float, ...]  # the 0.1% quantile of the training data
+    high: tuple[float, ...]  # the 99.9% quantile
+
+    @property
+    def size(self) -> int:
+        return 2 * len(self.names)
+
+    @classmethod
+    def fit(cls, names: Sequence[str], values: Mapping[str, np.ndarray]) -> ConditionSpace:
+        """Standardization and coverage of each named column of ``values``."""
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise GenerationError(f"conditions need properties the dataset lacks: {', '.join(missing)}")
+        cols = [np.asarray(values[n], dtype=np.float64) for n in names]
+        cols = [c[np.isfinite(c)] for c in cols]
+        if any(len(c) == 0 for c in cols):
+            raise GenerationError("a condition column has no finite values")
+        return cls(tuple(names), tuple(float(c.mean()) for c in cols),
+                   tuple(float(c.std()) or 1.0 for c in cols),
+                   tuple(float(np.quantile(c, COVERAGE[0])) for c in cols),
+                   tuple(float(np.quantile(c, COVERAGE[1])) for c in cols))
+
+    def to_record(self) -> dict:
+        return {"names": list(self.names), "mean": list(self.mean), "std": list(self.std),
+                "low": list(self.low), "high": list(self.high)}
+
+    @classmethod
+    def from_record(cls, rec) -> ConditionSpace:
+        keys = ("names", "mean", "std", "low", "high")
+        if not isinstance(rec, dict) or set(rec) != set(keys):
+            raise ValueError("malformed conditions")
+        n = len(rec["names"])
+        if n == 0 or any(len(rec[k]) != n for k in keys):
+            raise ValueError("malformed conditions")
+        return cls(tuple(str(s) for s in rec["names"]),
+                   *(tuple(float(v) for v in rec[k]) for k in keys[1:]))
+
+    # ------------------------------------------------------------------ requests
+
+    def check(self, targets: Mapping[str, Target]) -> dict[str, tuple[float, float]]:
+        """Validate a request; returns each property's (low, high) (equal for one value)."""
+        out = {}
+        for name, target in targets.items():
+            if name not in self.names:
+                raise GenerationError(f"unknown condition {name!r}; this model is conditioned "
+                                      f"on {', '.join(self.names)}")
+            lo, hi = (target, target) if isinstance(target, (int, float)) else target
+            lo, hi = float(lo), float(hi)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+                raise GenerationError(f"condition {name}: need finite values with low <= high, "
+                                      f"got {lo}:{hi}")
+            k = self.names.index(name)
+            if lo < self.low[k] or hi > self.high[k]:
+                raise GenerationError(
+                    f"condition {name}={_text(lo, hi)} is outside what the training data covers "
+                    f"({self.low[k]:.4g} to {self.high[k]:.4g}, its 0.1-99.9% range)")
+            out[name] = (lo, hi)
+        return out
+
+    def standardize(self, name: str, x):
+        k = self.names.index(name)
+        return (x - self.mean[k]) / self.std[k]
+
+    def vector(self, values: Mapping[str, np.ndarray | float], n: int) -> torch.Tensor:
+        """(n, 2K) condition input: standardized ``values`` per given property (a scalar or
+        one value per row) and their flags; properties not given are 0 with flag 0."""
+        out = torch.zeros(n, self.size)
+        for name, v in values.items():
+            k = self.names.index(name)
+            col = torch.as_tensor(np.broadcast_to(np.asarray(v, dtype=np.float32), (n,)).copy())
+            out[:, 2 * k] = (col - self.mean[k]) / self.std[k]
+            out[:, 2 * k + 1] = 1.0
+        return out
+
+    def training_vector(self, values: Mapping[str, np.ndarray], idx: np.ndarray,
+                        drop_all: float, drop_each: float, generator: torch.Generator) -> torch.Tensor:
+        """Condition input of the molecules ``idx`` with condition dropout: the whole vector
+        dropped with probability ``drop_all``, else each property with ``drop_each``;
+        a missing value (NaN) is never given."""
+        n = len(idx)
+        out = self.vector({k: np.nan_to_num(values[k][idx], nan=self.mean[i])
+                           for i, k in enumerate(self.names)}, n)
+        known = torch.as_tensor(np.stack([np.isfinite(values[k][idx]) for k in self.names], 1))
+        keep = torch.rand(n, len(self.names), generator=generator) >= drop_each
+        keep &= (torch.rand(n, 1, generator=generator) >= drop_all) & known
+        out[:, 0::2] *= keep
+        out[:, 1::2] = keep.float()
+        return out
+
+
+def _text(lo: float, hi: float) -> str:
+    return f"{lo:g}" if lo == hi else f"{lo:g}:{hi:g}"
+
+
+_TERM = re.compile(r"^\s*([A-Za-z_][\w]*)\s*=\s*([^:]+?)\s*(?::\s*(.+?)\s*)?$")
+
+
+def parse_targets(terms: Sequence[str] | str) -> dict[str, Target]:
+    """``["logp=2.5", "tpsa=40:90"]`` (or one space-separated string) -> {name: value or
+    (low, high)}; one clear error per malformed term."""
+    if isinstance(terms, str):
+        terms = terms.split()
+    out: dict[str, Target] = {}
+    for term in terms:
+        m = _TERM.match(term)
+        if not m:
+            raise GenerationError(f"condition {term!r}: write NAME=VALUE or NAME=LOW:HIGH "
+                                  "(e.g. logp=2.5 or tpsa=40:90)")
+        name, a, b = m.group(1).lower(), m.group(2), m.group(3)
+        try:
+            value: Target = float(a) if b is None else (float(a), float(b))
+        except ValueError:
+            raise GenerationError(f"condition {term!r}: {a if b is None else a + ':' + b} "
+                                  "is not a number (or LOW:HIGH)") from None
+        if name in out:
+            raise GenerationError(f"condition {name} given twice")
+        out[name] = value
+    return out
+
+
+def achieved(targets: Mapping[str, tuple[float, float]], values: Mapping[str, np.ndarray]
+             ) -> np.ndarray:
+    """True per molecule where every requested property lies in its range (for a single
+    value: within the tolerance the caller folded into the range)."""
+    ok = None
+    for name, (lo, hi) in targets.items():
+        v = np.asarray(values[name], dtype=float)
+        hit = (v >= lo) & (v <= hi)
+        ok = hit if ok is None else ok & hit
+    return ok if ok is not None else np.ones(0, dtype=bool)
