@@ -153,13 +153,44 @@ def parse_targets(terms: Sequence[str] | str) -> dict[str, Target]:
     return out
 
 
-def achieved(targets: Mapping[str, tuple[float, float]], values: Mapping[str, np.ndarray]
-             ) -> np.ndarray:
-    """True per molecule where every requested property lies in its range (for a single
-    value: within the tolerance the caller folded into the range)."""
+# what counts as a hit: |achieved - requested| within this much (a range: distance to it)
+TOLERANCE = {"mw": 20.0, "logp": 0.5, "tpsa": 10.0, "hbd": 0.5, "hba": 0.5, "qed": 0.05,
+             "sa": 0.5}
+
+
+def hits(targets: Mapping[str, tuple[float, float]], values: Mapping[str, np.ndarray],
+         tolerance: Mapping[str, float] | None = None) -> np.ndarray:
+    """True per molecule where every requested property is within its tolerance of the
+    requested value or range (``TOLERANCE``; a property without one: exactly in range)."""
+    tol = TOLERANCE if tolerance is None else tolerance
     ok = None
     for name, (lo, hi) in targets.items():
         v = np.asarray(values[name], dtype=float)
-        hit = (v >= lo) & (v <= hi)
+        t = tol.get(name, 0.0)
+        hit = np.isfinite(v) & (v >= lo - t) & (v <= hi + t)
         ok = hit if ok is None else ok & hit
-    return ok if ok is not None else np.ones(0, dtype=bool)
+    if ok is None:
+        raise GenerationError("no condition given")
+    return ok
+
+
+def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
+    """One line per requested property of an annotated conditional sample: mean achieved,
+    mean absolute error against the value each molecule was asked for, share within
+    tolerance; and the share that hits every request."""
+    valid = df[df["valid"].astype(bool)]
+    lines = []
+    for name, (lo, hi) in targets.items():
+        if name not in valid:
+            continue
+        v = valid[name].to_numpy(dtype=float)
+        asked = valid[f"target_{name}"].to_numpy(dtype=float)
+        ok = hits({name: (lo, hi)}, {name: v})
+        lines.append(f"  {name} asked {_text(lo, hi)}: achieved mean {np.nanmean(v):.3g}, "
+                     f"MAE {np.nanmean(np.abs(v - asked)):.3g}, within tolerance "
+                     f"({TOLERANCE.get(name, 0):g}) {ok.mean():.1%}")
+    present = {k: r for k, r in targets.items() if k in valid}
+    if present and len(valid):
+        both = hits(present, {k: valid[k].to_numpy(dtype=float) for k in present}).mean()
+        lines.append(f"  every condition within tolerance: {both:.1%} of valid molecules")
+    return "condition:\n" + "\n".join(lines) if lines else "condition: (properties not scored)"

@@ -130,6 +130,12 @@ class GenerateConfig(_Section):
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)
     prior_width: float | None = Field(None, gt=0)  # posterior spread scale; None = the model's
     seed: int = 0
+    # a conditional model: requested properties, {name: value} or {name: [low, high]}
+    # (e.g. {"logp": [2, 3], "tpsa": 70}); empty: unconditional sampling
+    condition: dict[str, float | tuple[float, float]] = {}
+    # with a condition: draw the prior codes of training molecules near the request (a
+    # conditional prior p(z|c)) as well as telling the decoder (p(x|z,c))
+    condition_codes: bool = True
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2)
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around

@@ -77,14 +77,16 @@ def ring_constraint(loaded: LoadedModel) -> RingSizeConstraint:
 
 
 def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConfig,
-                  greedy: bool | None = None) -> np.ndarray:
-    """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg``."""
+                  greedy: bool | None = None, condition: torch.Tensor | None = None) -> np.ndarray:
+    """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg`` (and a conditional
+    model's condition input (B, C))."""
     device = device_of(loaded)
     gen = torch.Generator(device=device).manual_seed(seed)
     return loaded.model.decoder.generate(
         z.to(device), cfg.max_length, cfg.temperature, uses_greedy(loaded, cfg) if greedy is None else greedy,
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
-        constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None).cpu().numpy()
+        constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
+        condition=None if condition is None else condition.to(device)).cpu().numpy()
 
 
 def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
@@ -132,18 +134,29 @@ def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[s
 class _Collector:
     """Sampled pairs in order; with ``unique``, only the first of each valid molecule."""
 
+    taken = 0
+
+    def asked_column(self, name: str) -> np.ndarray:
+        """The value asked for each kept pair (a conditional sample)."""
+        return np.concatenate([a[name] for a in self.asked])[np.asarray(self.kept, dtype=int)]
+
     def __init__(self, unique: bool, progress: Callable[[int], None] | None):
         self.unique, self.progress = unique, progress
         self.pairs: list[tuple[str, str]] = []
         self.seen: set[str] = set()
+        self.asked: list[dict[str, np.ndarray]] = []  # per batch: the values asked for
+        self.kept: list[int] = []  # per pair: its index among all draws
 
     def take(self, batch: list[tuple[str, str]]) -> None:
-        for sel, smi in batch:
+        start = self.taken
+        for i, (sel, smi) in enumerate(batch):
             if self.unique:
                 if not smi or smi in self.seen:
                     continue
                 self.seen.add(smi)
             self.pairs.append((sel, smi))
+            self.kept.append(start + i)
+        self.taken = start + len(batch)
         if self.progress:
             self.progress(len(batch))
 
@@ -167,9 +180,11 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     cfg = settings(cfg, **overrides)
     if uses_ring_grammar(loaded, cfg):
         ring_constraint(loaded)  # fails here, with its one line, if the model cannot
+    targets = request(loaded, cfg.condition)
     n, device = cfg.num_samples, device_of(loaded)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, cfg.prior_width)
+    latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, cfg.prior_width, targets,
+                         cfg.condition_codes)
     workers = parallel.resolve_workers(workers)
     out = _Collector(cfg.unique, progress)
     use_pool = workers > 1 and n > cfg.batch_size
@@ -188,7 +203,10 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
             # with or without worker processes, whichever worker samples which batch.
             k = cfg.batch_size if cfg.unique else min(cfg.batch_size, n - drawn)
             batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=device))
-            job = (latent(k).cpu(), batch_seed, cfg)
+            z = latent(k).cpu()
+            cond, asked = latent.condition(k)
+            out.asked.append(asked)
+            job = (z, batch_seed, cfg, None, cond)
             drawn += k
             if pool is None:
                 out.take(_sample_chunk(job, loaded))
@@ -211,7 +229,19 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     if cfg.unique and len(out.pairs) < n:
         logger.warning("only %d unique valid molecules after %d draws", len(out.pairs), drawn)
     pairs = out.pairs[:n]
-    return _frame(pairs, "prior", seed=cfg.seed, step=np.arange(len(pairs)))
+    asked = {f"target_{k}": out.asked_column(k)[: len(pairs)] for k in targets}
+    return _frame(pairs, "prior" if not targets else "conditional", seed=cfg.seed,
+                  step=np.arange(len(pairs)), **asked)
+
+
+def request(loaded: LoadedModel, condition: dict) -> dict[str, tuple[float, float]]:
+    """A validated request ({name: (low, high)}) for ``loaded``; {} when nothing is asked."""
+    if not condition:
+        return {}
+    if loaded.conditions is None:
+        raise GenerationError(f"{loaded.path or 'this model'} is not a conditional model (it was "
+                              "trained without model.conditions); sample without a condition")
+    return loaded.conditions.check(condition)
 
 
 # --------------------------------------------------------------------------- reconstruct

@@ -131,11 +131,17 @@ class LatentPrior:
 
     ``part=(i, k)``: shard i of k takes every k-th code of passes shuffled by ``code_seed``,
     so shards sampled with different seeds still share no code.
+
+    ``targets`` ({property: (low, high)}, a conditional model's request): codes are drawn
+    (with replacement) with weights that fall off as a Gaussian of each code molecule's
+    distance to the requested range, in standard deviations over ``CODE_BANDWIDTH``: a
+    conditional prior p(z|c). ``condition(k)`` then gives the decoder's condition input.
     """
 
     def __init__(self, loaded: LoadedModel, prior: str, generator: torch.Generator,
                  part: tuple[int, int] = (0, 1), code_seed: int | None = None,
-                 width: float | None = None):
+                 width: float | None = None,
+                 targets: dict[str, tuple[float, float]] | None = None, use_codes: bool = True):
         if width is not None:
             _check_width(width)
         self.kind = resolve_prior(loaded, prior)
@@ -150,16 +156,65 @@ class LatentPrior:
             width = loaded.prior.get("width", 1.0) if width is None else width
             self.std = (width * torch.exp(0.5 * loaded.prior["logvar"])).to(self.device)
             self.order = torch.empty(0, dtype=torch.long, device=self.device)
+        self.targets, self.space = targets or {}, loaded.conditions
+        self.weights = self.last = None
+        if self.targets and use_codes and self.kind == "posterior":
+            props = loaded.prior.get("properties")
+            if props is None:
+                raise GenerationError(f"{loaded.path or 'this model'}: its prior codes carry no "
+                                      "property values to condition on; store them with `molvae "
+                                      "prior TRAIN_FILE --model MODEL`, or set "
+                                      "generate.condition_codes = false")
+            self.props = props.to(self.device)
+            self.weights = code_weights(self.space, self.props, self.targets)
 
     def __call__(self, k: int) -> torch.Tensor:
         eps = torch.randn(k, self.size, generator=self.gen, device=self.device)
         if self.kind == "normal":
             return eps
+        if self.weights is not None:
+            self.last = torch.multinomial(self.weights, k, replacement=True, generator=self.code_gen)
+            return self.mu[self.last] + self.std[self.last] * eps
         while len(self.order) < k:
             perm = torch.randperm(len(self.mu), generator=self.code_gen, device=self.device)
             self.order = torch.cat([self.order, perm[self.part[0] :: self.part[1]]])
         idx, self.order = self.order[:k], self.order[k:]
         return self.mu[idx] + self.std[idx] * eps
+
+    def condition(self, k: int, use_decoder: bool = True
+                  ) -> tuple[torch.Tensor | None, dict[str, np.ndarray]]:
+        """For the last ``k`` draws: the decoder's condition input (None without a request,
+        or with ``use_decoder`` False) and the value each molecule was asked for: the drawn
+        code's own value moved into the requested range (a single value: that value), or
+        without conditioned codes a uniform draw in the range."""
+        if not self.targets:
+            return None, {}
+        values = {}
+        for name, (lo, hi) in self.targets.items():
+            if self.weights is not None and self.last is not None and len(self.last) == k:
+                v = self.props[self.last, self.space.names.index(name)].double().clamp(lo, hi)
+            else:
+                v = lo + (hi - lo) * torch.rand(k, generator=self.gen, device=self.device).double()
+            values[name] = v.cpu().numpy().astype(np.float64)
+        vec = self.space.vector(values, k) if use_decoder else None
+        return vec, values
+
+
+CODE_BANDWIDTH = 0.2  # in standard deviations of each property
+
+
+def code_weights(space, props: torch.Tensor, targets: dict[str, tuple[float, float]]
+                 ) -> torch.Tensor:
+    """(M,) weights of codes whose molecules have property values ``props`` (M, K) for a
+    request ``targets``: exp(-sum d^2 / 2 h^2), d the distance to each requested range in
+    standard deviations, h = CODE_BANDWIDTH."""
+    logw = torch.zeros(len(props), dtype=torch.float64, device=props.device)
+    for name, (lo, hi) in targets.items():
+        k = space.names.index(name)
+        x = props[:, k].double()
+        d = (torch.clamp(lo - x, min=0) + torch.clamp(x - hi, min=0)) / space.std[k]
+        logw -= 0.5 * (d / CODE_BANDWIDTH) ** 2
+    return torch.exp(logw - logw.max())
 
 
 def fit_prior(loaded: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: int = 0,

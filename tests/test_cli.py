@@ -106,6 +106,8 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["data", "fetch", "zinc"], "unknown dataset 'zinc'"),
     (["data", "sample", "/nonexistent.csv", "out.csv", "-n", "5"], "no such file"),
     (["encode", "/nonexistent.csv", "-o", "z.csv"], "must end in .parquet or .npz"),
+    (["sample", "-n", "5", "--condition", "logp"], "write NAME=VALUE or NAME=LOW:HIGH"),
+    (["sample", "-n", "5", "--condition", "logp=2"], "is not a conditional model"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli, monkeypatch):
     """In this process (the CLI's own entry point, main), to spare a Python start per case."""

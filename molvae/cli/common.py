@@ -146,6 +146,9 @@ def toml_value(value: object) -> str:
         return str(value)  # inf, -inf and nan are TOML floats
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}"
+                               for k, v in value.items()) + "}"
     if isinstance(value, Path):
         value = str(value)
     return json.dumps(value)  # JSON strings and numbers are TOML too

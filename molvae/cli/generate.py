@@ -55,11 +55,15 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--prior-width", type=float,
                         help="scale of the posterior spreads (generate.prior_width; default: the "
                              "model's stored width)")
+    parser.add_argument("--condition", nargs="+", metavar="NAME=VALUE",
+                        help="a conditional model: requested properties, a value or a range, "
+                             "e.g. --condition logp=2:3 tpsa=70 mw=350 (generate.condition)")
     parser.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from molvae.generate import sample
+    from molvae.conditions import parse_targets
+    from molvae.generate import request, sample
     from molvae.latent import resolve_prior
 
     check_output(args.out)
@@ -75,11 +79,13 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.max_length": args.max_length,
         "generate.prior": args.prior,
         "generate.prior_width": args.prior_width,
+        "generate.condition": parse_targets(args.condition) if args.condition else None,
     }, defaults=SAMPLE_DEFAULTS)
     t0 = time.perf_counter()
     _check_score(cfg)
     loaded = load_model(args.model)
     resolve_prior(loaded, cfg.generate.prior)  # fail before the progress bar appears
+    request(loaded, cfg.generate.condition)
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(loaded, cfg.generate, progress=bar.update)
     bar.close()
@@ -89,6 +95,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
           f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
           f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
+    if cfg.generate.condition:
+        from molvae.conditions import summary
+
+        print(summary(df, request(loaded, cfg.generate.condition)))
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())
           + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
 

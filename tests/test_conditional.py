@@ -1,0 +1,192 @@
+"""The conditional model (CVAE): conditions in, requests checked, codes picked, outputs shaped."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from molvae.conditions import ConditionSpace, hits, parse_targets
+from molvae.errors import GenerationError
+
+CONDITIONS = ["logp", "qed"]
+
+
+@pytest.fixture(scope="module")
+def cvae(tiny_trained, tmp_path_factory):
+    """The tiny model fine-tuned into a conditional one (logP, QED) for two epochs."""
+    from molvae.checkpoint import load_model
+    from molvae.config import DataConfig, ModelConfig, TrainConfig
+    from molvae.train import train_model
+
+    from conftest import SHIPPED_TRAIN, TINY_MODEL
+
+    tmp = tmp_path_factory.mktemp("cvae")
+    result = train_model(
+        DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache"),
+        ModelConfig(**TINY_MODEL, conditions=CONDITIONS),
+        TrainConfig(epochs=2, batch_size=128, lr=1e-3, out_dir=tmp / "run", recon_eval_size=20,
+                    threads=1, init_from=tiny_trained[1].checkpoint, prior_codes=500))
+    return load_model(result.checkpoint)
+
+
+def test_step_zero_of_a_conditional_fine_tune_is_the_unconditional_model(tiny):
+    from molvae.config import ModelConfig
+    from molvae.model import build_model, load_widened
+
+    cfg = ModelConfig.model_validate({**tiny.model_config.model_dump(), "conditions": CONDITIONS})
+    wide = build_model(cfg, len(tiny.vocab)).eval()
+    load_widened(wide, tiny.model.state_dict())
+    tokens = torch.randint(3, len(tiny.vocab), (4, 12))
+    lengths = torch.tensor([12, 10, 7, 12])
+    condition = torch.randn(4, 2 * len(CONDITIONS))
+    with torch.no_grad():
+        mu0, lv0 = tiny.model.encode(tokens, lengths)
+        mu1, lv1 = wide.encode(tokens, lengths, condition)
+        torch.testing.assert_close(mu0, mu1)
+        torch.testing.assert_close(lv0, lv1)
+        torch.testing.assert_close(tiny.model.decoder(mu0, tokens),
+                                   wide.decoder(mu0, tokens, condition))
+    bad = {k: v for k, v in tiny.model.state_dict().items()}
+    bad["decoder.out.weight"] = bad["decoder.out.weight"][:5]
+    with pytest.raises(ValueError, match="decoder.out.weight"):
+        load_widened(wide, bad)
+
+
+def test_the_checkpoint_stores_conditions_and_the_codes_values(cvae, tmp_path):
+    from molvae.checkpoint import export_model, load_model, read_checkpoint
+
+    space = cvae.conditions
+    assert space.names == tuple(CONDITIONS) and space.size == 4
+    assert all(lo < m < hi for lo, m, hi in zip(space.low, space.mean, space.high, strict=True))
+    props = cvae.prior["properties"]
+    assert props.shape == (len(cvae.prior["mu"]), 2)
+    assert 0 < float(props[:, 1].min()) and float(props[:, 1].max()) <= 1  # QED values
+    small = export_model(cvae.path, tmp_path / "small.pt", half=True, codes_8bit=True,
+                         max_codes=100)
+    again = load_model(small)
+    assert again.conditions == space and again.prior["properties"].shape == (100, 2)
+    state = read_checkpoint(small)
+    state["conditions"]["names"] = ["logp"]
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(ValueError, match="incompatible checkpoint"):
+        load_model(tmp_path / "broken.pt")
+
+
+def test_requests_are_parsed_and_checked_with_one_clear_error(cvae):
+    assert parse_targets(["logp=2.5", "TPSA = 40:90"]) == {"logp": 2.5, "tpsa": (40.0, 90.0)}
+    assert parse_targets("logp=-1:0.5 qed=0.8") == {"logp": (-1.0, 0.5), "qed": 0.8}
+    for bad, match in [("logp", "NAME=VALUE"), ("logp=abc", "not a number"),
+                       ("logp=1:x", "not a number"), ("=3", "NAME=VALUE")]:
+        with pytest.raises(GenerationError, match=match):
+            parse_targets([bad])
+    with pytest.raises(GenerationError, match="given twice"):
+        parse_targets(["logp=1", "logp=2"])
+    space = cvae.conditions
+    assert space.check({"logp": 2.0, "qed": (0.6, 0.8)}) == {"logp": (2.0, 2.0), "qed": (0.6, 0.8)}
+    for bad, match in [({"mw": 300}, "unknown condition 'mw'.*logp, qed"),
+                       ({"logp": 40}, "outside what the training data covers"),
+                       ({"logp": (3, 1)}, "low <= high"),
+                       ({"logp": float("nan")}, "finite"),
+                       ({"qed": (0.5, 1.7)}, "outside")]:
+        with pytest.raises(GenerationError, match=match):
+            space.check(bad)
+
+
+def test_condition_dropout_flags_what_is_given():
+    space = ConditionSpace.fit(["a", "b"], {"a": np.array([0.0, 2.0, 4.0]),
+                                            "b": np.array([1.0, 1.0, 3.0])})
+    values = {"a": np.array([4.0, np.nan, 0.0, 2.0]), "b": np.array([1.0, 3.0, np.nan, 1.0])}
+    idx = np.arange(4)
+    gen = torch.Generator().manual_seed(0)
+    full = space.training_vector(values, idx, 0.0, 0.0, gen)
+    assert full[:, 1].tolist() == [1, 0, 1, 1] and full[:, 3].tolist() == [1, 1, 0, 1]
+    assert full[0, 0] == pytest.approx((4 - 2) / np.std([0, 2, 4]))
+    assert full[1, 0] == 0 and full[2, 2] == 0  # a missing value is neither given nor leaked
+    assert not space.training_vector(values, idx, 1.0, 0.0, gen).any()
+    many = space.training_vector({"a": np.ones(4000), "b": np.ones(4000)}, np.arange(4000),
+                                 0.2, 0.3, gen)
+    given = many[:, 1::2]
+    assert 0.15 < float((given.sum(1) == 0).float().mean()) < 0.30  # 0.2 + 0.8 * 0.09
+    assert 0.50 < float(given.mean()) < 0.62  # 0.8 * 0.7
+
+
+def test_codes_are_weighted_towards_the_request():
+    from molvae.latent import code_weights
+
+    space = ConditionSpace.fit(["logp"], {"logp": np.linspace(0, 4, 101)})
+    props = torch.tensor([[0.0], [2.0], [2.5], [3.0], [4.0]])
+    w = code_weights(space, props, {"logp": (2.0, 2.5)})
+    assert w[1] == w[2] == 1.0 and w[3] < 0.2 and w[0] < 1e-6 and w[4] < 1e-6
+
+
+def test_conditional_sampling_records_what_was_asked_and_steers_the_codes(cvae):
+    from molvae.generate import sample
+
+    lo, hi = 2.0, 3.0
+    df = sample(cvae, num_samples=300, seed=1, condition={"logp": (lo, hi), "qed": 0.8})
+    assert (df.source == "conditional").all() and len(df) == 300
+    assert df.target_logp.between(lo, hi).all() and (df.target_qed == 0.8).all()
+    again = sample(cvae, num_samples=300, seed=1, condition={"logp": (lo, hi), "qed": 0.8})
+    pd.testing.assert_frame_equal(df, again)
+    # the codes drawn are those of training molecules near the request
+    from molvae.latent import LatentPrior
+
+    prior = LatentPrior(cvae, "posterior", torch.Generator().manual_seed(0),
+                        targets={"logp": (lo, hi)})
+    prior(400)
+    picked = cvae.prior["properties"][prior.last, 0].numpy()
+    everyone = cvae.prior["properties"][:, 0].numpy()
+    assert np.mean((picked > lo - 0.3) & (picked < hi + 0.3)) > 0.95
+    assert np.mean((everyone > lo - 0.3) & (everyone < hi + 0.3)) < 0.8
+    plain = sample(cvae, num_samples=50, seed=1)
+    assert "target_logp" not in plain and (plain.source == "prior").all()
+
+
+def test_conditional_requests_fail_in_one_line(cvae, tiny):
+    from molvae.generate import sample
+
+    with pytest.raises(GenerationError, match="not a conditional model"):
+        sample(tiny, num_samples=5, condition={"logp": 2.0})
+    with pytest.raises(GenerationError, match="unknown condition 'tpsa'"):
+        sample(cvae, num_samples=5, condition={"tpsa": 60})
+    with pytest.raises(GenerationError, match="outside"):
+        sample(cvae, num_samples=5, condition={"logp": -30})
+    with pytest.raises(GenerationError, match="carry no property values"):
+        sample(_without_code_values(cvae), num_samples=5, condition={"logp": 2.0})
+    out = sample(_without_code_values(cvae), num_samples=20, condition={"logp": (1.0, 2.0)},
+                 condition_codes=False)
+    assert out.target_logp.between(1.0, 2.0).all() and out.target_logp.nunique() > 1
+
+
+def _without_code_values(loaded):
+    import dataclasses
+
+    return dataclasses.replace(loaded, prior={k: v for k, v in loaded.prior.items()
+                                              if k != "properties"})
+
+
+def test_hits_count_molecules_within_tolerance_of_every_request():
+    got = hits({"logp": (2.0, 2.0), "qed": (0.7, 0.9)},
+               {"logp": np.array([2.4, 2.6, 2.0, np.nan]), "qed": np.array([0.8, 0.8, 0.6, 0.8])})
+    assert got.tolist() == [True, False, False, False]
+    with pytest.raises(GenerationError):
+        hits({}, {})
+
+
+def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypatch, capsys):
+    from molvae.cli import main
+
+    monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
+    out = tmp_path / "c.csv"
+    rc = main(["sample", "-n", "40", "--model", str(cvae.path), "--condition", "logp=1.5:3",
+               "qed=0.8", "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
+    df = pd.read_csv(out)
+    assert len(df) == 40 and df.target_logp.between(1.5, 3).all() and "logp" in df
+    for args, msg in [(["--condition", "tpsa=60"], "unknown condition 'tpsa'"),
+                      (["--condition", "logp=99"], "outside what the training data covers"),
+                      (["--set", "generate.condition={logp = [3, 1]}"], "low <= high")]:
+        rc = main(["sample", "-n", "5", "--model", str(cvae.path), "-o", str(out), *args])
+        err = capsys.readouterr().err
+        assert rc == 1 and msg in err and "Traceback" not in err, err
