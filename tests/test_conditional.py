@@ -14,11 +14,11 @@ CONDITIONS = ["logp", "qed"]
 @pytest.fixture(scope="module")
 def cvae(tiny_trained, tmp_path_factory):
     """The tiny model fine-tuned into a conditional one (logP, QED) for two epochs."""
+    from conftest import SHIPPED_TRAIN, TINY_MODEL
+
     from molvae.checkpoint import load_model
     from molvae.config import DataConfig, ModelConfig, TrainConfig
     from molvae.train import train_model
-
-    from conftest import SHIPPED_TRAIN, TINY_MODEL
 
     tmp = tmp_path_factory.mktemp("cvae")
     result = train_model(

@@ -326,8 +326,9 @@ def _mlflow_server(db, port: int):
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                              f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "1", "--artifacts-destination",
-                             str(db.parent / "artifacts")],  # not ./mlartifacts in the repo stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                             str(db.parent / "artifacts")],  # not ./mlartifacts in the repo
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     for _ in range(240):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
