@@ -13,7 +13,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from molvae import candidates, generate, metrics, report
+from molvae import candidates, conditions, generate, metrics, report
 from molvae.checkpoint import load_model
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
@@ -103,6 +103,13 @@ def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return interp, pd.concat(near, ignore_index=True) if near else pd.DataFrame()
 
 
+@task(cache_policy=NO_CACHE, task_run_name="sample to the conditional requests")
+def sample_conditional(model_path: str, cfg: RunConfig) -> pd.DataFrame:
+    c = cfg.conditional  # in this process, like sample_shard
+    return generate.conditional(_model(model_path), c.targets, cfg.generate, c.num_samples,
+                                workers=1)
+
+
 @task(cache_policy=NO_CACHE, task_run_name=lambda: _sized("score", "df"))
 def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int) -> pd.DataFrame:
     return candidates.annotate(df, cfg.score, _model(model_path), workers=workers)
@@ -165,6 +172,9 @@ def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig
                         cfg.tracking.top_images)
         report.trajectory_plot(tables["trajectory"], out_dir / "plots" / "trajectory.png",
                                tables.get("baseline_trajectory"), title=cfg.optimize.objective)
+    cond = tables.get("conditional")
+    if cond is not None and len(cond):
+        report.condition_plot(cond, out_dir / "plots" / "conditional.png")
     interp = tables.get("interpolation")
     if interp is not None and len(interp):
         report.interpolation_strips(interp, out_dir / "images" / "interpolation.png",
@@ -250,6 +260,25 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     return tables, m
 
 
+CONDITIONAL_TOP = 20  # conditional candidates per request in the review table
+
+
+def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
+    """Samples for each conditional request, scored; the hits ranked per request."""
+    t0 = time.perf_counter()
+    df = sample_conditional(model_path, cfg)
+    workers = cfg.score.workers or default_workers()
+    df = candidates.mark_unique(score_shard(model_path, df, cfg, workers))
+    space, targets = _model(model_path).conditions, cfg.conditional.targets
+    df = conditions.mark_hits(df, space, targets)
+    best = [candidates.rank(part[part["hit"]]).head(CONDITIONAL_TOP)
+            for _, part in df.groupby("request_id", sort=True)]
+    m = {"seconds_conditional": time.perf_counter() - t0}
+    for i, row in enumerate(conditions.request_table(df, space, targets)):
+        m.update({f"cond{i}_{k}": v for k, v in row.items() if isinstance(v, int | float)})
+    return {"conditional": df, "conditional_candidates": pd.concat(best, ignore_index=True)}, m
+
+
 def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     method = cfg.optimize.method
     # One after the other: each forks oracle workers, and a fork while another thread is
@@ -281,6 +310,9 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
     model = Path(cfg.model_path or SHIPPED_MODEL)
     if not cfg.retrain and not model.is_file():  # before a run folder or MLflow run exists
         raise CheckpointError(f"{model}: model file not found")
+    if cfg.conditional.targets and not cfg.retrain:  # a request this model cannot take: now
+        for target in cfg.conditional.targets:
+            generate.request(_model(str(model)), target)
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = runs.start(cfg, name, digest)
     with runs.finishing(cfg, run_id) as state:
@@ -292,6 +324,10 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
         tables, summary = {}, {"model": model_path}
         if do_generate:
             t, m = _generate(cfg, model_path, out_dir)
+            tables.update(t)
+            summary.update(m)
+        if do_generate and cfg.conditional.targets:
+            t, m = _conditional(cfg, model_path)
             tables.update(t)
             summary.update(m)
         if do_optimize:

@@ -13,9 +13,9 @@ from molvae.config import RunConfig, flatten
 # config sections each flow reads (the others keep their defaults and are not logged)
 SECTIONS = {
     "train": ("data", "model", "train", "generate", "tracking"),
-    "generate": ("generate", "score", "tracking"),
+    "generate": ("generate", "conditional", "score", "tracking"),
     "optimize": ("optimize", "score", "tracking"),
-    "pipeline": ("generate", "score", "optimize", "tracking"),
+    "pipeline": ("generate", "conditional", "score", "optimize", "tracking"),
 }
 RUN_KEYS = {"train": ("out_dir",), "generate": ("model_path", "out_dir", "runner", "shards"),
             "optimize": ("model_path", "out_dir"),
@@ -27,7 +27,8 @@ IMAGES = (("images/top_candidates.png", "top_candidates"),
           ("images/neighbors.png", "neighbors"),
           ("plots/qed_vs_sa.png", "qed_vs_sa"),
           ("plots/properties.png", "property_distributions"),
-          ("plots/trajectory.png", "optimization_trajectory"))
+          ("plots/trajectory.png", "optimization_trajectory"),
+          ("plots/conditional.png", "conditional_requested_vs_achieved"))
 # stepped metrics: (table, x column, y column, metric name)
 CURVES = (("trajectory", "oracle_calls", "best_score", "opt_best_score_by_calls"),
           ("baseline_trajectory", "oracle_calls", "best_score", "baseline_best_score_by_calls"),
@@ -197,11 +198,12 @@ def publish(tables: dict, summary: dict, name: str) -> None:
     table = "\n".join(["| figure | value |", "|---|---|", *rows])
     create_markdown_artifact(f"# molvae {name}\n\n{text}\n\n{table}",
                              key=f"molvae-{name}-summary", description="molvae run summary")
-    for key in ("top_candidates", "optimization_candidates"):
+    for key in ("top_candidates", "optimization_candidates", "conditional_candidates"):
         df = tables.get(key)
         if df is not None and len(df):
             top = df.head(20)
-            cols = [c for c in ("rank", "smiles", "score", "novel", "nearest_similarity", "qed",
+            cols = [c for c in ("request", "rank", "smiles", "score", "novel",
+                                "nearest_similarity", "qed",
                                 "sa", "logp", "plogp", "reasons") if c in top]
             create_table_artifact(top[cols].round(4).to_dict("records"),
                                   key=f"molvae-{name}-top-{key.replace('_', '-')}",

@@ -174,6 +174,43 @@ def hits(targets: Mapping[str, tuple[float, float]], values: Mapping[str, np.nda
     return ok
 
 
+def describe(ranges: Mapping[str, tuple[float, float]]) -> str:
+    """A request as text: "logp=2:3 tpsa=70"."""
+    return " ".join(f"{k}={_text(lo, hi)}" for k, (lo, hi) in ranges.items())
+
+
+def mark_hits(df, space: ConditionSpace, targets: Sequence[Mapping]):
+    """``df`` (annotated ``generate.conditional`` output) with ``hit``: the molecule is
+    valid and within tolerance of every condition of its request."""
+    hit = np.zeros(len(df), dtype=bool)
+    valid = df["valid"].to_numpy(bool)
+    for i, target in enumerate(targets):
+        ranges = space.check(target)
+        rows = (df["request_id"].to_numpy() == i) & valid
+        if rows.any():
+            hit[rows] = hits(ranges, {k: df.loc[rows, k].to_numpy(float) for k in ranges})
+    return df.assign(hit=hit)
+
+
+def request_table(df, space: ConditionSpace, targets: Sequence[Mapping]) -> list[dict]:
+    """Per request of an annotated ``generate.conditional`` table: molecules, valid share,
+    share hitting every condition within tolerance (of valid molecules), and per property
+    the mean absolute error between requested and achieved values."""
+    rows = []
+    for i, target in enumerate(targets):
+        ranges = space.check(target)
+        part = df[(df["request_id"] == i) & df["valid"].astype(bool)]
+        row = {"request": describe(ranges), "molecules": int((df["request_id"] == i).sum()),
+               "valid": len(part) / max(int((df["request_id"] == i).sum()), 1)}
+        if len(part) and all(k in part for k in ranges):
+            row["hit"] = float(hits(ranges, {k: part[k].to_numpy(float) for k in ranges}).mean())
+            for k in ranges:
+                row[f"mae_{k}"] = float(np.nanmean(np.abs(part[k].to_numpy(float)
+                                                          - part[f"target_{k}"].to_numpy(float))))
+        rows.append(row)
+    return rows
+
+
 def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
     """One line per requested property of an annotated conditional sample: mean achieved,
     mean absolute error against the value each molecule was asked for, share within

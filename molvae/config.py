@@ -287,6 +287,14 @@ class TrackingConfig(_Section):
     top_images: int = Field(24, ge=0)
 
 
+class ConditionalConfig(_Section):
+    """The pipeline's conditional section (a conditional model): ``num_samples`` molecules
+    for each request in ``targets``, e.g. [{logp = [2, 3], tpsa = [0, 90], mw = 340}]."""
+
+    targets: list[dict[str, float | tuple[float, float]]] = []
+    num_samples: int = Field(1000, ge=1)
+
+
 class RunConfig(_Section):
     model_path: Path | None = None  # None: the shipped model (train only if retrain = true)
     retrain: bool = False
@@ -300,6 +308,7 @@ class RunConfig(_Section):
     generate: GenerateConfig = GenerateConfig()
     score: ScoreConfig = ScoreConfig()
     optimize: OptimizeConfig = OptimizeConfig()
+    conditional: ConditionalConfig = ConditionalConfig()
     scorers: dict[str, ScorerConfig] = {}
     tracking: TrackingConfig = TrackingConfig()
 

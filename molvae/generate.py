@@ -234,6 +234,26 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
                   step=np.arange(len(pairs)), **asked)
 
 
+def conditional(loaded: LoadedModel, targets: Sequence[dict], cfg: GenerateConfig | None = None,
+                num_samples: int = 1000, workers: int | None = None,
+                progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """``num_samples`` molecules for each request in ``targets`` (every request checked
+    first), with ``request`` (its text) and ``request_id`` columns; the sampling settings
+    of ``cfg``, each request with its own seed."""
+    from .conditions import describe
+
+    checked = [request(loaded, t) for t in targets]
+    if not checked:
+        raise GenerationError("no conditional targets given")
+    base = settings(cfg)
+    parts = []
+    for i, (target, ranges) in enumerate(zip(targets, checked, strict=True)):
+        df = sample(loaded, base, workers=workers, progress=progress, num_samples=num_samples,
+                    seed=base.seed + i, condition=target)
+        parts.append(df.assign(request=describe(ranges), request_id=i))
+    return pd.concat(parts, ignore_index=True)
+
+
 def request(loaded: LoadedModel, condition: dict) -> dict[str, tuple[float, float]]:
     """A validated request ({name: (low, high)}) for ``loaded``; {} when nothing is asked."""
     if not condition:

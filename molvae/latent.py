@@ -243,9 +243,27 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: 
     tokens = np.full((len(rows), max(ln for _, ln in rows)), PAD_ID, dtype=np.int64)
     for i, (t, ln) in enumerate(rows):
         tokens[i, :ln] = t
-    ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), loaded.vocab)
-    return {**dataset_codes(loaded.model, ds, n, batch_size, device_of(loaded), seed), "width": float(width),
-            "ring_sizes": dataset_ring_sizes(ds)}
+    ds = EncodedDataset(canon, tokens, np.array([ln for _, ln in rows]), loaded.vocab,
+                        properties=_condition_values(loaded, canon))
+    names = loaded.conditions.names if loaded.conditions is not None else ()
+    return {**dataset_codes(loaded.model, ds, n, batch_size, device_of(loaded), seed, names),
+            "width": float(width), "ring_sizes": dataset_ring_sizes(ds)}
+
+
+def _condition_values(loaded: LoadedModel, smiles: list[str]) -> dict[str, np.ndarray]:
+    """A conditional model's condition properties of ``smiles`` (RDKit properties only: a
+    data column's values come with the training data, ``train.prior_codes``)."""
+    if loaded.conditions is None:
+        return {}
+    from . import chem
+
+    names = loaded.conditions.names
+    other = [k for k in names if k not in chem.PROPERTIES]
+    if other:
+        raise GenerationError(f"conditions {', '.join(other)} are data columns, not RDKit "
+                              "properties: their codes are stored by training (train.prior_codes)")
+    rows = chem.score_smiles(smiles, filters=(), property_names=names)
+    return {k: np.array([r[k] for r in rows], dtype=np.float32) for k in names}
 
 
 def dataset_ring_sizes(ds: EncodedDataset, n: int = 20_000) -> list[int]:

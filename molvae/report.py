@@ -172,6 +172,33 @@ def property_scatter(df: pd.DataFrame, path: str | Path, x: str = "sa", y: str =
     return Path(path)
 
 
+def condition_plot(df: pd.DataFrame, path: str | Path) -> Path | None:
+    """Requested against achieved value, one panel per conditioned property, of a
+    conditional sample (columns ``target_<name>`` and ``<name>``); the diagonal is a
+    perfect hit."""
+    from matplotlib.figure import Figure
+
+    d = df[df["valid"].astype(bool)] if "valid" in df else df
+    names = [c[7:] for c in d.columns if c.startswith("target_") and c[7:] in d]
+    if d.empty or not names:
+        return None
+    fig = Figure(figsize=(3.6 * len(names), 3.6))
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axes, names, strict=True):
+        m = d[f"target_{name}"].notna() & d[name].notna()
+        x, y = d.loc[m, f"target_{name}"].to_numpy(float), d.loc[m, name].to_numpy(float)
+        ax.scatter(x, y, s=5, alpha=0.35, color="tab:blue")
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, linestyle="--")
+        ax.set_xlabel(f"requested {name}")
+        ax.set_ylabel(f"achieved: {chem.PROPERTY_LABELS.get(name, name)}", fontsize=8)
+    fig.suptitle("conditional samples: requested vs achieved", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return Path(path)
+
+
 def trajectory_plot(traj: pd.DataFrame, path: str | Path, baseline: pd.DataFrame | None = None,
                     title: str = "") -> Path:
     from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it is

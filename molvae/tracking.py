@@ -319,7 +319,8 @@ class MlflowTracker:
 
 
 TABLES = ("candidates", "top_candidates", "optimization_candidates", "interpolation",
-          "neighbors", "trajectory", "baseline_trajectory", "oracle_calls")
+          "neighbors", "trajectory", "baseline_trajectory", "oracle_calls",
+          "conditional_candidates")
 
 
 def logged_runs(cfg: TrackingConfig, out_dir: str | Path, finished: bool = True) -> list[str]:

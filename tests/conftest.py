@@ -36,6 +36,22 @@ def tiny_trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def cvae(tiny_trained, tmp_path_factory):
+    """The tiny model fine-tuned into a conditional one (logP, QED) for two epochs."""
+    from molvae.checkpoint import load_model
+    from molvae.config import DataConfig, ModelConfig, TrainConfig
+    from molvae.train import train_model
+
+    tmp = tmp_path_factory.mktemp("cvae")
+    result = train_model(
+        DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache"),
+        ModelConfig(**TINY_MODEL, conditions=["logp", "qed"]),
+        TrainConfig(epochs=2, batch_size=128, lr=1e-3, out_dir=tmp / "run", recon_eval_size=20,
+                    threads=1, init_from=tiny_trained[1].checkpoint, prior_codes=500))
+    return load_model(result.checkpoint)
+
+
+@pytest.fixture(scope="session")
 def tiny(tiny_trained):
     return tiny_trained[0]
 

@@ -11,24 +11,6 @@ from molvae.errors import GenerationError
 CONDITIONS = ["logp", "qed"]
 
 
-@pytest.fixture(scope="module")
-def cvae(tiny_trained, tmp_path_factory):
-    """The tiny model fine-tuned into a conditional one (logP, QED) for two epochs."""
-    from conftest import SHIPPED_TRAIN, TINY_MODEL
-
-    from molvae.checkpoint import load_model
-    from molvae.config import DataConfig, ModelConfig, TrainConfig
-    from molvae.train import train_model
-
-    tmp = tmp_path_factory.mktemp("cvae")
-    result = train_model(
-        DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache"),
-        ModelConfig(**TINY_MODEL, conditions=CONDITIONS),
-        TrainConfig(epochs=2, batch_size=128, lr=1e-3, out_dir=tmp / "run", recon_eval_size=20,
-                    threads=1, init_from=tiny_trained[1].checkpoint, prior_codes=500))
-    return load_model(result.checkpoint)
-
-
 def test_step_zero_of_a_conditional_fine_tune_is_the_unconditional_model(tiny):
     from molvae.config import ModelConfig
     from molvae.model import build_model, load_widened
@@ -190,3 +172,20 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
         rc = main(["sample", "-n", "5", "--model", str(cvae.path), "-o", str(out), *args])
         err = capsys.readouterr().err
         assert rc == 1 and msg in err and "Traceback" not in err, err
+
+
+def test_prior_codes_of_a_conditional_model_carry_their_values(cvae, test_smiles, tmp_path):
+    from molvae import chem
+    from molvae.checkpoint import load_model, store_prior
+    from molvae.latent import fit_prior
+
+    prior = fit_prior(cvae, test_smiles[:300], n=200, seed=0)
+    assert prior["properties"].shape == (200, 2)
+    path = store_prior(cvae.path, prior, tmp_path / "p.pt")
+    again = load_model(path)
+    assert again.prior["properties"].shape == (200, 2)
+    # the values are those of the molecules whose codes they are: the first code's logP
+    # matches one of the molecules' logP
+    logps = {round(r["logp"], 3) for r in chem.score_smiles(test_smiles[:300], filters=(),
+                                                           property_names=["logp"])}
+    assert round(float(again.prior["properties"][0, 0]), 3) in logps

@@ -144,6 +144,39 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     assert len(got) == 4 and got.valid.all()
 
 
+def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, tiny, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from flows.pipeline import run_flow
+    from molvae.config import load_config
+    from molvae.errors import GenerationError
+
+    targets = [{"logp": [2.0, 3.0], "qed": 0.8}, {"logp": 1.0}]
+    cfg = _cfg(tmp_path, cvae.path, store, cache, shards=1)
+    cfg = cfg.model_copy(update={"conditional": cfg.conditional.model_copy(
+        update={"targets": targets, "num_samples": 40})})
+    res = run_flow("generate", cfg)
+    out = Path(res["out_dir"])
+    cond = pd.read_csv(out / "conditional.csv", keep_default_na=False)
+    assert len(cond) == 80 and set(cond.request) == {"logp=2:3 qed=0.8", "logp=1"}
+    assert cond.loc[cond.request_id == 0, "target_logp"].between(2, 3).all()
+    best = pd.read_csv(out / "conditional_candidates.csv")
+    assert best.hit.all() and best.groupby("request").size().max() <= 20
+    assert 0 <= res["cond0_hit"] <= 1 and "cond1_mae_logp" in res
+    run = MlflowClient(store).get_run(res["run_id"])
+    assert run.data.params["conditional.num_samples"] == "40"
+    assert "cond0_hit" in run.data.metrics
+    plots = {a.path for a in MlflowClient(store).list_artifacts(res["run_id"], "plots")}
+    assert "plots/conditional.png" in plots
+    # a request an unconditional model cannot take fails before any run folder exists
+    bad = load_config(overrides=[f'model_path="{tiny.path}"', f'out_dir="{tmp_path / "bad"}"',
+                                 f'tracking.tracking_uri="{store}"',
+                                 'conditional.targets=[{logp = 2.0}]'])
+    with pytest.raises(GenerationError, match="not a conditional model"):
+        run_flow("generate", bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_generate_on_dask(harness, store, cache, tiny_trained, tmp_path):
     """Against a running cluster by its address (how a team points molvae at theirs): one
     worker process here, to spare a second interpreter start."""
