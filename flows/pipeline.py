@@ -396,10 +396,14 @@ def run_flow(name: str, cfg: RunConfig) -> dict:
     if cfg.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
-        kwargs = ({"address": cfg.dask_address} if cfg.dask_address else
-                  # a local cluster serves its scheduler and dashboard on this machine only
-                  {"cluster_kwargs": {"n_workers": 2, "threads_per_worker": 1,
-                                      "processes": True, "host": "127.0.0.1",
-                                      "dashboard_address": "127.0.0.1:8787"}})
-        fl = fl.with_options(task_runner=DaskTaskRunner(**kwargs))
+        fl = fl.with_options(task_runner=DaskTaskRunner(**dask_options(cfg)))
     return fl(cfg)
+
+
+def dask_options(cfg: RunConfig) -> dict:
+    """The DaskTaskRunner's arguments: the user's scheduler, or a local cluster that serves
+    its scheduler and dashboard on this machine only (127.0.0.1)."""
+    if cfg.dask_address:
+        return {"address": cfg.dask_address}
+    return {"cluster_kwargs": {"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                               "host": "127.0.0.1", "dashboard_address": "127.0.0.1:8787"}}

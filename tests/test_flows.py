@@ -177,6 +177,23 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     assert not (tmp_path / "bad").exists()
 
 
+def test_a_local_dask_cluster_listens_on_this_machine_only(tmp_path):
+    """The cluster `molvae run --runner dask` starts, started here with the same options
+    (no workers: the addresses are the scheduler's), checked on its bound sockets."""
+    from distributed import LocalCluster
+
+    from flows.pipeline import dask_options
+    from molvae.config import load_config
+
+    opts = dask_options(load_config(overrides=['runner="dask"']))["cluster_kwargs"]
+    opts = {**opts, "n_workers": 0, "dashboard_address": "127.0.0.1:0"}  # a free port
+    with LocalCluster(**opts) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        assert "127.0.0.1" in cluster.dashboard_link
+    assert dask_options(load_config(overrides=['dask_address="tcp://h:8786"'])) == {
+        "address": "tcp://h:8786"}
+
+
 def test_generate_on_dask(harness, store, cache, tiny_trained, tmp_path):
     """Against a running cluster by its address (how a team points molvae at theirs): one
     worker process here, to spare a second interpreter start."""
