@@ -357,11 +357,14 @@ def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) ->
 
 
 
-def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, vocab: Vocab, *,
-                 property_stats: dict[str, tuple[float, float]], train_hashes: torch.Tensor,
-                 history: list[dict], info: dict, ring_sizes: list[int] | None = None,
-                 conditions=None) -> dict:
-    """The inference part of a checkpoint (every key but the TRAINING_ONLY ones)."""
+def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, vocab: Vocab,
+                 facts: dict) -> dict:
+    """The inference part of a checkpoint (every key but the TRAINING_ONLY ones). ``facts``:
+    ``property_stats`` {name: (mean, std)}, ``train_hashes`` (sorted int64 tensor),
+    ``history``, ``info``, and optionally ``ring_sizes`` and ``conditions`` (a
+    ConditionSpace)."""
+    property_stats, ring_sizes = facts["property_stats"], facts.get("ring_sizes")
+    conditions, info = facts.get("conditions"), facts["info"]
     return {
         "format_version": FORMAT_VERSION,
         "model_config": model_cfg.model_dump(mode="json"),
@@ -369,8 +372,8 @@ def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, voc
         "vocab": vocab.to_list(),
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "property_stats": {k: [m, s] for k, (m, s) in property_stats.items()},
-        "train_hashes": train_hashes,
-        "history": history,
+        "train_hashes": facts["train_hashes"],
+        "history": facts["history"],
         "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str))},
         **({"ring_sizes": list(ring_sizes)} if ring_sizes else {}),
         **({"conditions": conditions.to_record()} if conditions is not None else {}),

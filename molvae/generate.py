@@ -181,16 +181,29 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     if uses_ring_grammar(loaded, cfg):
         ring_constraint(loaded)  # fails here, with its one line, if the model cannot
     targets = request(loaded, cfg.condition)
-    n, device = cfg.num_samples, device_of(loaded)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    gen = torch.Generator(device=device_of(loaded)).manual_seed(cfg.seed)
     latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, cfg.prior_width, targets,
                          cfg.condition_codes)
-    workers = parallel.resolve_workers(workers)
     out = _Collector(cfg.unique, progress)
+    n = cfg.num_samples
+    drawn = _draw(loaded, cfg, latent, gen, out, parallel.resolve_workers(workers), max_rounds)
+    if cfg.unique and len(out.pairs) < n:
+        logger.warning("only %d unique valid molecules after %d draws", len(out.pairs), drawn)
+    pairs = out.pairs[:n]
+    asked = {f"target_{k}": out.asked_column(k)[: len(pairs)] for k in targets}
+    return _frame(pairs, "prior" if not targets else "conditional", seed=cfg.seed,
+                  step=np.arange(len(pairs)), **asked)
+
+
+def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: torch.Generator,
+          out: _Collector, workers: int, max_rounds: int) -> int:
+    """Sample batches into ``out`` until it holds ``cfg.num_samples``; returns the draws.
+
+    On CPU with fork, each worker samples and decodes whole batches with one torch thread
+    (both cores busy, no oversubscription); otherwise (GPU, spawn) the model samples here and
+    the workers only decode."""
+    n, device = cfg.num_samples, device_of(loaded)
     use_pool = workers > 1 and n > cfg.batch_size
-    # On CPU with fork, each worker samples and decodes whole batches with one torch thread
-    # (both cores busy, no oversubscription); otherwise (GPU, spawn) the model samples here
-    # and the workers only decode.
     in_workers = use_pool and device.type == "cpu" and parallel.START_METHOD == "fork"
     drawn = 0
     with contextlib.ExitStack() as stack:
@@ -219,19 +232,14 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
                 pending.append([pool.apply_async(_decode_chunk, (loaded.vocab.to_list(), rows))
                                 for rows in (ids[:half], ids[half:]) if len(rows)])
             # Bounded look-ahead; with unique, counts lag by the batches in flight, and the
-            # extra molecules are cut below, so the result does not depend on the lag.
+            # extra molecules are cut by the caller, so the result does not depend on the lag.
             if len(pending) > (workers if cfg.unique else 2 * workers):
                 for r in pending.pop(0):
                     out.take(r.get())
         for parts in pending:
             for r in parts:
                 out.take(r.get())
-    if cfg.unique and len(out.pairs) < n:
-        logger.warning("only %d unique valid molecules after %d draws", len(out.pairs), drawn)
-    pairs = out.pairs[:n]
-    asked = {f"target_{k}": out.asked_column(k)[: len(pairs)] for k in targets}
-    return _frame(pairs, "prior" if not targets else "conditional", seed=cfg.seed,
-                  step=np.arange(len(pairs)), **asked)
+    return drawn
 
 
 def conditional(loaded: LoadedModel, targets: Sequence[dict], cfg: GenerateConfig | None = None,

@@ -31,7 +31,7 @@ from .checkpoint import (
 )
 from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
-from .data import EncodedDataset, bucketed_batches, collate, prepare, sequential_batches, split
+from .data import EncodedDataset, bucketed_batches, collate, prepare, split
 from .errors import CheckpointError, TrainingError
 from .latent import dataset_codes, dataset_ring_sizes
 from .model import (
@@ -44,7 +44,8 @@ from .model import (
     reconstruction_loss,
     token_accuracy,
 )
-from .vocab import Vocab, selfies_to_smiles
+from .validation import evaluate_dataset, property_targets
+from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
 
@@ -65,71 +66,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate_dataset(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, batch_size: int,
-                     device: torch.device, recon_size: int = 0,
-                     property_stats: dict | None = None,
-                     conditions: ConditionSpace | None = None) -> dict[str, float]:
-    """Validation metrics: loss terms, token accuracy, KL per molecule, active units
-    (Burda et al. 2016: Cov_x E[z_u] > 0.01) and exact greedy reconstruction of mu. A
-    conditional model is validated with every condition given."""
-    model.eval()
-    totals = {"recon": 0.0, "kl": 0.0, "acc": 0.0, "prop_mse": 0.0}
-    mus = []
-    n = 0
-    for idx in sequential_batches(len(ds), batch_size):
-        tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, idx))
-        cond = _full_condition(conditions, ds, idx, device)
-        mu, logvar = model.encode(tokens, lengths, cond)
-        logits = model.decoder(mu, tokens, cond)
-        b = len(idx)
-        totals["recon"] += float(reconstruction_loss(logits, tokens).sum())
-        totals["kl"] += float(kl_divergence(mu, logvar).sum())
-        totals["acc"] += float(token_accuracy(logits, tokens)) * b
-        if model.property_head is not None and property_stats:
-            y = _property_targets(ds, idx, property_stats).to(device)
-            totals["prop_mse"] += float(((model.property_head(mu) - y) ** 2).mean(1).sum())
-        mus.append(mu.cpu())
-        n += b
-    mu_all = torch.cat(mus)
-    active = int((mu_all.var(dim=0) > 0.01).sum()) if len(mu_all) > 1 else 0
-    out = {
-        "val_recon": totals["recon"] / n,
-        "val_kl": totals["kl"] / n,
-        "val_token_acc": totals["acc"] / n,
-        "active_units": float(active),
-    }
-    if model.property_head is not None and property_stats:
-        out["val_prop_mse"] = totals["prop_mse"] / n
-    if recon_size > 0:
-        sub = ds.subset(np.arange(min(recon_size, len(ds))))
-        out["val_exact_recon"] = exact_reconstruction(model, sub, vocab, batch_size, device)
-    return out
-
-
-@torch.no_grad()
-def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, vocab: Vocab, batch_size: int,
-                         device: torch.device) -> float:
-    """Fraction of molecules whose greedy decode of mu gives the same canonical SMILES."""
-    from . import chem  # here, not at import: training from a token file needs no RDKit
-
-    model.eval()
-    hits = 0
-    max_len = int(ds.tokens.shape[1]) + 10
-    for idx in sequential_batches(len(ds), batch_size):
-        tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, idx))
-        mu, _ = model.encode(tokens, lengths)
-        ids = model.decoder.generate(mu, max_length=max_len, greedy=True,
-                                     banned_first=vocab.structural_ids()).cpu().numpy()
-        for row, i in zip(ids, idx, strict=True):
-            smi = chem.canonical_smiles(selfies_to_smiles(vocab.to_selfies(row)))
-            hits += int(smi == ds.smiles[i])
-    return hits / max(len(ds), 1)
-
-
 def _add_prior_codes(model: SelfiesVAE, path: Path, ds: EncodedDataset, cfg: TrainConfig,
                      device: torch.device) -> None:
     """Store ``prior_codes`` of the checkpoint's own weights in it (the model in memory
@@ -140,18 +76,6 @@ def _add_prior_codes(model: SelfiesVAE, path: Path, ds: EncodedDataset, cfg: Tra
     state["prior"] = dataset_codes(model, ds, cfg.prior_codes, max(cfg.batch_size, 256),
                                    device, cfg.seed, names)
     save_checkpoint(path, state)
-
-
-def _full_condition(conditions: ConditionSpace | None, ds: EncodedDataset, idx: np.ndarray,
-                    device: torch.device) -> torch.Tensor | None:
-    if conditions is None:
-        return None
-    return conditions.training_vector(ds.properties, idx, 0.0, 0.0, None).to(device)
-
-
-def _property_targets(ds: EncodedDataset, idx: np.ndarray, stats: dict) -> torch.Tensor:
-    cols = [(np.nan_to_num(ds.properties[k][idx], nan=m) - m) / s for k, (m, s) in stats.items()]
-    return torch.from_numpy(np.stack(cols, axis=1).astype(np.float32))
 
 
 # --------------------------------------------------------------------------- training
@@ -278,7 +202,7 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
     metrics = {"recon": float(recon.detach()), "kl": float(kl_dims.detach().sum(1).mean()),
                "beta": beta}
     if "properties" in out:
-        y = _property_targets(ds, idx, loop.prop_stats).to(loop.device)
+        y = property_targets(ds, idx, loop.prop_stats).to(loop.device)
         prop_loss = torch.nn.functional.mse_loss(out["properties"].float(), y)
         loss = loss + cfg.property_weight * prop_loss
         metrics["prop_mse"] = float(prop_loss.detach())
@@ -302,8 +226,9 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
 def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg: ModelConfig,
                facts: dict, seconds: float) -> tuple[dict, bool]:
     """Validate, record, and write last.pt (and best.pt when it improved)."""
-    val = evaluate_dataset(loop.model, val_ds, val_ds.vocab, max(cfg.batch_size, 256),
-                           loop.device, cfg.recon_eval_size, loop.prop_stats, loop.conditions)
+    val = evaluate_dataset(loop.model, val_ds, max(cfg.batch_size, 256), loop.device,
+                           cfg.recon_eval_size, property_stats=loop.prop_stats,
+                           conditions=loop.conditions)
     val_loss = val["val_recon"] + cfg.beta_max * val["val_kl"]
     val.update(epoch=loop.epoch, step=loop.step, val_loss=val_loss, seconds=seconds)
     loop.history.append(val)
@@ -311,8 +236,8 @@ def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg:
     loop.best_val, loop.bad_epochs = (val_loss, 0) if improved else (loop.best_val,
                                                                      loop.bad_epochs + 1)
     state = {**model_record(loop.model, model_cfg, cfg.model_dump(mode="json"), val_ds.vocab,
-                            property_stats=loop.prop_stats, history=loop.history,
-                            conditions=loop.conditions, **facts),
+                            {**facts, "property_stats": loop.prop_stats, "history": loop.history,
+                             "conditions": loop.conditions}),
              **resume_record(loop.opt, loop.sched, loop.device, epoch=loop.epoch, step=loop.step,
                              best_val=loop.best_val, bad_epochs=loop.bad_epochs)}
     out_dir = Path(cfg.out_dir)
