@@ -102,32 +102,39 @@ class _Derivation(_RingAnalysis):
         if kind == _NOP:
             return
         if self.pend == _PEND_RING and kind != _EOS and kind != _DOT:
-            # any token is an index token here, read by its INDEX_CODE value
-            self.pend_value = self.pend_value * _BASE + t.code[tok]
-            self.pend_left -= 1
-            if self.pend_left == 0:
-                self._finish_index()
+            self._read_index(tok)  # any token is an index token here, read by its INDEX_CODE
             return
         self.version += 1
         split_of, self.split_of = self.split_of, -1
         if kind == _EOS or kind == _DOT:
-            if self.pend:  # _read_index_from_selfies: a missing index token reads as 0
-                self.pend_value *= _BASE**self.pend_left
-                self.pend_left = 0
-                self._finish_index()
-            self.split_of = -1
-            if kind == _EOS:
-                self.status = _DONE
-            else:  # decoder(): each '.'-fragment is derived from state 0, no root atom
-                self.levels = [[-1, 0, 0, -1]]
-            return
-        if self.pend:  # a branch's index token
-            self.pend_value = self.pend_value * _BASE + t.code[tok]
-            self.pend_left -= 1
-            if self.pend_left == 0:
-                self._finish_index()
-            return
+            self._end_fragment(kind)
+        elif self.pend:  # a branch's index token
+            self._read_index(tok)
+        else:
+            self._derive(tok, kind, split_of)
 
+    def _read_index(self, tok: int) -> None:
+        """One index token of the pending branch or ring."""
+        self.pend_value = self.pend_value * _BASE + self.t.code[tok]
+        self.pend_left -= 1
+        if self.pend_left == 0:
+            self._finish_index()
+
+    def _end_fragment(self, kind: int) -> None:
+        """<eos> ends the molecule; '.' starts a new fragment."""
+        if self.pend:  # _read_index_from_selfies: a missing index token reads as 0
+            self.pend_value *= _BASE**self.pend_left
+            self.pend_left = 0
+            self._finish_index()
+        self.split_of = -1
+        if kind == _EOS:
+            self.status = _DONE
+        else:  # decoder(): each '.'-fragment is derived from state 0, no root atom
+            self.levels = [[-1, 0, 0, -1]]
+
+    def _derive(self, tok: int, kind: int, split_of: int) -> None:
+        """An atom, branch, ring or epsilon token on the current level."""
+        t = self.t
         lvl = self.levels[-1]
         lvl[2] += 1  # n_derived += 1
         state = lvl[1]
