@@ -5,7 +5,6 @@ call molvae. Candidates are written to ``out_dir`` before anything is logged to 
 from __future__ import annotations
 
 import functools
-import json
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from molvae import candidates, conditions, generate, metrics, report
+from molvae import candidates, conditions, generate, metrics
 from molvae.checkpoint import load_model
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
@@ -23,8 +22,8 @@ from molvae.parallel import default_workers
 from molvae.train import train_model
 
 from . import review, runs
+from .outputs import IO_RETRIES, write_outputs
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
 
@@ -152,40 +151,6 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
     metrics.plot_distributions(gen_rows, train_rows, out_dir / "plots" / "properties.png",
                                labels=("generated", "training data"))
     return m
-
-
-@task(**IO_RETRIES, task_run_name="write tables, images and report")
-def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], cfg: RunConfig,
-                  summary: dict) -> Path:
-    """Every table, image, plot and the HTML report on disk (atomic writes)."""
-    for name, df in tables.items():
-        if df is not None and len(df):
-            report.write_table(df, out_dir / f"{name}.csv")
-    ranked, top = tables.get("candidates"), tables.get("top_candidates")
-    if top is not None and len(top):
-        report.top_grid(top, out_dir / "images" / "top_candidates.png", cfg.tracking.top_images)
-    if ranked is not None and len(ranked):
-        report.html_report(ranked, out_dir / "report.html", summary=review.readable(summary))
-    opt = tables.get("optimization_candidates")
-    if opt is not None and len(opt):
-        report.top_grid(opt.assign(valid=True), out_dir / "images" / "top_optimized.png",
-                        cfg.tracking.top_images)
-        report.trajectory_plot(tables["trajectory"], out_dir / "plots" / "trajectory.png",
-                               tables.get("baseline_trajectory"), title=cfg.optimize.objective)
-    cond = tables.get("conditional")
-    if cond is not None and len(cond):
-        report.condition_plot(cond, out_dir / "plots" / "conditional.png")
-    interp = tables.get("interpolation")
-    if interp is not None and len(interp):
-        report.interpolation_strips(interp, out_dir / "images" / "interpolation.png",
-                                    cfg.generate.interpolate)
-    near = tables.get("neighbors")
-    if near is not None and len(near):
-        report.neighbor_grid(near, out_dir / "images" / "neighbors.png")
-    if ranked is not None and len(ranked):
-        report.property_scatter(ranked, out_dir / "plots" / "qed_vs_sa.png")
-    report.write_text(json.dumps(summary, indent=2, default=str), out_dir / "summary.json")
-    return out_dir
 
 
 @task(**IO_RETRIES, task_run_name="log to MLflow")

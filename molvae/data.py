@@ -309,14 +309,10 @@ def prepare(
     if compute_properties:
         rows = chem.score_smiles(smiles, filters=(), property_names=compute_properties,
                                  workers=cfg.workers)
-        for p in compute_properties:
-            props[p] = np.array([r[p] for r in rows], dtype=np.float32)
-    report = {
-        "path": str(path),
-        "rows": total,
-        "kept": len(smiles),
-        "dropped": {r: int(drops.get(r, 0)) for r in DROP_REASONS},
-    }
+        props.update({p: np.array([r[p] for r in rows], dtype=np.float32)
+                      for p in compute_properties})
+    report = {"path": str(path), "rows": total, "kept": len(smiles),
+              "dropped": {r: int(drops.get(r, 0)) for r in DROP_REASONS}}
     ds = EncodedDataset(smiles, tokens, lengths, vocab_out, props, report, key)
     logger.info("prepared %s: kept %d of %d (%s)", path, len(smiles), total, _drop_text(drops))
     if use_cache:

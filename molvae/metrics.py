@@ -295,15 +295,9 @@ def evaluate(
         "heavy_atoms_ge10": float(np.mean([r["heavy_atoms"] >= 10 for r in valid_rows]))
         if valid_rows else 0.0,
     }
-    if with_fragments:
-        out["frag"] = _cosine(Counter(f for r in valid_rows for f in r["fragments"]),
-                              Counter(f for r in ref_valid for f in r["fragments"]))
-        out["scaf"] = _cosine(Counter(r["scaffold"] for r in valid_rows),
-                              Counter(r["scaffold"] for r in ref_valid))
+    out.update(_distances(valid_rows, ref_valid, with_fragments))
     if is_novel is not None:
         out["novelty"] = novelty(canonical, is_novel)
-    for p in PLOT_PROPERTIES:
-        out[f"w_{p}"] = wasserstein([r[p] for r in valid_rows], [r[p] for r in ref_valid])
     if with_fcd and len(valid_rows) < 2:
         logger.warning("FCD needs at least 2 valid molecules (%d here): reported as NaN",
                        len(valid_rows))
@@ -312,6 +306,19 @@ def evaluate(
         tick = progress and progress("FCD", len(valid_rows))
         out["fcd"] = fcd(canonical, ref_canon, cache_dir=cache_dir, progress=tick)
     return out, gen_rows, ref_rows
+
+
+def _distances(rows: list[dict], ref_rows: list[dict], with_fragments: bool) -> dict[str, float]:
+    """Fragment and scaffold cosine similarity (MOSES Frag, Scaf) and the Wasserstein
+    distance of each plotted property, between valid rows and valid reference rows."""
+    out = {f"w_{p}": wasserstein([r[p] for r in rows], [r[p] for r in ref_rows])
+           for p in PLOT_PROPERTIES}
+    if with_fragments:
+        out["frag"] = _cosine(Counter(f for r in rows for f in r["fragments"]),
+                              Counter(f for r in ref_rows for f in r["fragments"]))
+        out["scaf"] = _cosine(Counter(r["scaffold"] for r in rows),
+                              Counter(r["scaffold"] for r in ref_rows))
+    return out
 
 
 def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | Path,

@@ -221,13 +221,8 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
         eps = torch.randn(len(seeds), n_lat, mu.shape[1], generator=gen)
         z = (centre[:, None, :] + radius * eps).reshape(-1, mu.shape[1])
         decoded = _decode(loaded, z) if n_lat else []
-        smiles, start_of, from_z = [], [], []
-        for i in range(len(seeds)):
-            smiles += decoded[i * n_lat:(i + 1) * n_lat]
-            from_z += list(range(i * n_lat, (i + 1) * n_lat))
-            smiles += selfies_edits(best_smiles[i], n_edit, alphabet, rng)
-            from_z += [-1] * n_edit
-            start_of += [i] * cfg.num_starts
+        edits = [selfies_edits(b, n_edit, alphabet, rng) for b in best_smiles]
+        smiles, start_of, from_z = _proposals(decoded, edits, n_lat)
         rows = oracle(smiles, [seeds[i] for i in start_of])
         rec.add(rows, step, start_of)
         winner: dict[int, int] = {}  # seed -> its best row this round
@@ -248,11 +243,28 @@ def _constrained(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
         _tick(progress, oracle)
         if oracle.exhausted:
             break
-    sims = [chem.tanimoto(a, b) for a, b in zip(seeds, best_smiles, strict=True)]
-    rec.starts = pd.DataFrame({"seed": seeds, "seed_score": base_score, "best": best_smiles,
-                               "best_score": best, "improvement": best - base_score,
-                               "similarity": sims, "success": best > base_score})
+    rec.starts = _starts_table(seeds, base_score, best_smiles, best)
     return rec
+
+
+def _proposals(decoded: list[str], edits: list[list[str]], n_lat: int
+               ) -> tuple[list[str], list[int], list[int]]:
+    """One round's molecules, seed by seed: its ``n_lat`` decoded ones, then its edits;
+    with each molecule's seed and its row in the round's z (-1: an edit)."""
+    smiles, start_of, from_z = [], [], []
+    for i, seed_edits in enumerate(edits):
+        smiles += decoded[i * n_lat:(i + 1) * n_lat] + seed_edits
+        from_z += list(range(i * n_lat, (i + 1) * n_lat)) + [-1] * len(seed_edits)
+        start_of += [i] * (n_lat + len(seed_edits))
+    return smiles, start_of, from_z
+
+
+def _starts_table(seeds: list[str], base_score: np.ndarray, best_smiles: list[str],
+                  best: np.ndarray) -> pd.DataFrame:
+    sims = [chem.tanimoto(a, b) for a, b in zip(seeds, best_smiles, strict=True)]
+    return pd.DataFrame({"seed": seeds, "seed_score": base_score, "best": best_smiles,
+                         "best_score": best, "improvement": best - base_score,
+                         "similarity": sims, "success": best > base_score})
 
 
 def _turbo(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
