@@ -107,17 +107,29 @@ def code_version() -> str:
     return __version__
 
 
+@contextlib.contextmanager
+def _fluent_uri(uri: str):
+    """MLflow's fluent API (``log_model``) reads the process-wide tracking URI: set it for
+    the call only, and put the caller's back (library code changes no global state)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
 class MlflowTracker:
     """One MLflow run. Also a ``train.Callback``: per-epoch metrics are logged as they come."""
 
     def __init__(self, cfg: TrackingConfig, run_name: str | None = None,
                  tags: dict[str, str] | None = None, run_id: str | None = None):
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         self.cfg = cfg
-        self.uri = resolve_uri(cfg)
-        mlflow.set_tracking_uri(self.uri)
+        self.uri = resolve_uri(cfg)  # the client's; the process-wide URI stays as it was
         with store_lock(self.uri):  # two runs on a fresh store: one creates its tables
             self.client = MlflowClient(self.uri)
             if run_id is not None:
@@ -287,7 +299,7 @@ class MlflowTracker:
             signature = mlflow.models.infer_signature(
                 example, output,
                 params={"mode": "sample", "n": 10, "seed": 0, "temperature": 1.0})
-            with mlflow.start_run(run_id=self.run_id):
+            with _fluent_uri(self.uri), mlflow.start_run(run_id=self.run_id):
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(code),

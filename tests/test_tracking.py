@@ -31,3 +31,25 @@ def test_runs_at_once_on_a_fresh_store_both_log(tmp_path):
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("molvae").experiment_id])
     assert sorted(r.info.run_id for r in runs) == sorted(o[0].strip() for o in outs)
+
+
+def test_a_tracker_leaves_the_process_wide_tracking_uri_alone(tiny_trained, tmp_path,
+                                                              monkeypatch):
+    """Library code changes no global state: logging and registering a model on one store
+    leaves the caller's MLflow tracking URI (a notebook's, say) as it was."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from molvae.config import TrackingConfig
+    from molvae.tracking import MlflowTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mine = f"sqlite:///{tmp_path / 'notebook.db'}"
+    mlflow.set_tracking_uri(mine)
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    tr = MlflowTracker(TrackingConfig(tracking_uri=store), run_name="scoped")
+    version = tr.log_model(tiny_trained[1].checkpoint, "scoped-model")
+    tr.finish()
+    assert mlflow.get_tracking_uri() == mine
+    assert str(MlflowClient(store).get_model_version("scoped-model", version).version) == version
+    mlflow.set_tracking_uri(None)
