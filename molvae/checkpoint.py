@@ -311,6 +311,29 @@ def write_hashes(hashes: np.ndarray, folder: Path) -> dict:
     return {"name": path.name, "sha256": digest, "count": int(len(hashes))}
 
 
+def share_hashes(path: str | Path, other: str | Path) -> dict:
+    """Let the model at ``path`` judge novelty by the training-set hashes of ``other`` (a
+    model beside it, e.g. the one it was fine-tuned from), when its own training set is
+    part of that one's: a fine-tune on a subset then adds no hashes file. Checked, not
+    assumed; returns the reference now stored in ``path``."""
+    path, other = Path(path), Path(other)
+    state = read_checkpoint(path)
+    mine = _read_hashes(state, path)
+    theirs = _read_hashes(read_checkpoint(other), other)
+    ref = read_checkpoint(other).get("train_hashes_file")
+    if theirs is None or not isinstance(ref, dict) or other.parent.resolve() != path.parent.resolve():
+        raise CheckpointError(f"{other}: needs its training-set hashes in a file beside {path}")
+    if mine is None:
+        raise CheckpointError(f"{path}: has no training-set hashes to check against {other}'s")
+    if not np.isin(mine, theirs).all():
+        raise CheckpointError(f"{path}: its training set is not part of {other}'s; keep its own "
+                              "hashes")
+    state.pop("train_hashes", None)
+    state["train_hashes_file"] = dict(ref)
+    save_checkpoint(path, state)
+    return dict(ref)
+
+
 def companion_files(path: str | Path) -> list[Path]:
     """Files a checkpoint names beside itself (its training-set hashes): copy them with it."""
     ref = read_checkpoint(path).get("train_hashes_file")

@@ -189,3 +189,29 @@ def test_prior_codes_of_a_conditional_model_carry_their_values(cvae, test_smiles
     logps = {round(r["logp"], 3) for r in chem.score_smiles(test_smiles[:300], filters=(),
                                                            property_names=["logp"])}
     assert round(float(again.prior["properties"][0, 0]), 3) in logps
+
+
+def test_a_fine_tune_on_part_of_the_data_shares_the_base_models_hashes(tiny_trained, cvae,
+                                                                       tmp_path, capsys):
+    from molvae.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from molvae.cli import main
+    from molvae.errors import CheckpointError
+
+    models = tmp_path / "models"
+    assert main(["export", str(tiny_trained[1].checkpoint), str(models / "base.pt"),
+                 "--hashes-apart"]) == 0
+    assert main(["export", str(cvae.path), str(models / "cvae.pt"), "--half",
+                 "--hashes-of", str(models / "base.pt")]) == 0
+    assert "novelty judged by train_hashes_" in capsys.readouterr().out
+    assert len(list(models.glob("train_hashes_*.npy"))) == 1
+    assert (load_model(models / "cvae.pt").train_hashes == cvae.train_hashes).all()
+    # a model trained on molecules the other never saw keeps its own hashes
+    from molvae.checkpoint import share_hashes
+
+    state = read_checkpoint(cvae.path)
+    state["train_hashes"] = torch.cat([state["train_hashes"], torch.tensor([12345])])
+    save_checkpoint(models / "other.pt", state)
+    with pytest.raises(CheckpointError, match="not part of"):
+        share_hashes(models / "other.pt", models / "base.pt")
+    assert main(["export", str(cvae.path), str(models / "x.pt"), "--hashes-apart",
+                 "--hashes-of", str(models / "base.pt")]) == 1

@@ -45,6 +45,10 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     export_parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
                                help="whether the model samples greedy tokens by default "
                                     "(when generate.greedy is not set)")
+    export_parser.add_argument("--hashes-of", metavar="MODEL",
+                               help="judge novelty by MODEL's training-set hashes (a model in "
+                                    "DEST's folder whose training set holds this one's, e.g. "
+                                    "the model it was fine-tuned from): no new hashes file")
     export_parser.set_defaults(func=cmd_export)
 
 
@@ -61,9 +65,16 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-codes must be >= 1, got {args.max_codes}")
     if args.width is not None and not 0 < args.width < float("inf"):
         raise UsageError(f"--width must be a positive number, got {args.width}")
+    if args.hashes_of and args.hashes_apart:
+        raise UsageError("--hashes-of and --hashes-apart exclude each other")
     dest = export_model(check_input(args.src), args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
                         codes_8bit=args.codes_8bit, width=args.width, greedy=args.greedy)
+    if args.hashes_of:
+        from molvae.checkpoint import share_hashes
+
+        ref = share_hashes(dest, check_input(args.hashes_of))
+        print(f"novelty judged by {ref['name']} ({ref['count']:,} training molecules)")
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
 
 
