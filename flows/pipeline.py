@@ -162,7 +162,7 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
                              _model(model_path))
 
 
-@flow(name="molvae-train", log_prints=True)
+@flow(name="molvae-train", log_prints=True, persist_result=False)
 def train_flow(cfg: RunConfig) -> dict:
     """data -> preprocess (cached) -> train -> evaluate -> log and register the model."""
     digest = file_digest(cfg.data.path)
@@ -267,17 +267,26 @@ def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     return tables, m
 
 
-def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:
-    log = get_run_logger()
-    candidates.check_score_config(cfg.score)  # before a run is started anywhere
-    if do_optimize:  # an unknown objective, a callable that does not import: now, in one line
+def preflight(cfg: RunConfig, name: str) -> None:
+    """What a run checks before a run folder, an MLflow run or a Prefect flow run exists
+    (``run_flow`` calls it before starting the flow, so a bad setting leaves nothing
+    behind, not even Prefect's record of a failed flow): the score settings, the objective
+    (an unknown one, a callable that does not import), the model file, and the conditional
+    requests the model must take."""
+    candidates.check_score_config(cfg.score)
+    if name in ("optimize", "pipeline"):
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     model = Path(cfg.model_path or SHIPPED_MODEL)
-    if not cfg.retrain and not model.is_file():  # before a run folder or MLflow run exists
+    if name != "train" and not cfg.retrain and not model.is_file():
         raise CheckpointError(f"{model}: model file not found")
-    if cfg.conditional.targets and not cfg.retrain:  # a request this model cannot take: now
+    if name in ("generate", "pipeline") and cfg.conditional.targets and not cfg.retrain:
         for target in cfg.conditional.targets:
             generate.request(_model(str(model)), target)
+
+
+def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:
+    log = get_run_logger()
+    preflight(cfg, name)  # again, for flows called directly
     digest = file_digest(cfg.data.path) if Path(cfg.data.path).is_file() else ""
     run_id, out_dir = runs.start(cfg, name, digest)
     with runs.finishing(cfg, run_id) as state:
@@ -333,19 +342,19 @@ def _tracking_result(cfg: RunConfig, state: dict, run_id: str | None) -> dict:
     return out
 
 
-@flow(name="molvae-generate", log_prints=True)
+@flow(name="molvae-generate", log_prints=True, persist_result=False)
 def generate_flow(cfg: RunConfig) -> dict:
     """model -> sample / interpolate / neighbors in shards -> decode -> score -> rank -> log."""
     return _run(cfg, "generate", True, False)
 
 
-@flow(name="molvae-optimize", log_prints=True)
+@flow(name="molvae-optimize", log_prints=True, persist_result=False)
 def optimize_flow(cfg: RunConfig) -> dict:
     """model -> optimize (+ prior-sampling baseline) -> filter -> rank -> log."""
     return _run(cfg, "optimize", False, True)
 
 
-@flow(name="molvae-pipeline", log_prints=True)
+@flow(name="molvae-pipeline", log_prints=True, persist_result=False)
 def pipeline_flow(cfg: RunConfig) -> dict:
     """The whole run: reuse (or train) a model, generate, optimize, report."""
     return _run(cfg, "pipeline", True, True)
@@ -357,6 +366,7 @@ FLOWS = {"pipeline": pipeline_flow, "generate": generate_flow, "optimize": optim
 
 def run_flow(name: str, cfg: RunConfig) -> dict:
     """Run a flow with the configured task runner (threads, or Dask via prefect-dask)."""
+    preflight(cfg, name)
     fl = FLOWS[name]
     if cfg.runner == "dask":
         from prefect_dask import DaskTaskRunner

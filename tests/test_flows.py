@@ -89,6 +89,7 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     assert {"images/top_candidates.png", "images/interpolation.png"} <= imgs
     plots = {a.path for a in client.list_artifacts(res["run_id"], "plots")}
     assert {"plots/properties.png", "plots/trajectory.png"} <= plots
+    mlflow.set_tracking_uri(store)  # load_table searches the process-wide store
     table = client.load_table(experiment_id=run.info.experiment_id,
                               artifact_file="tables/candidates.json", run_ids=[res["run_id"]])
     assert len(table) == 120 and "qed" in table.columns

@@ -30,7 +30,10 @@ def test_cmaes_improves_over_its_start(shipped):
     _check_candidates(res)
     by_step = res.candidates.groupby("step").score
     assert res.candidates.score.max() > by_step.max().iloc[0]
-    assert by_step.mean().iloc[-1] > by_step.mean().iloc[0] + 1  # the search distribution moved
+    # the search distribution moved: the later steps' mean (not the last step alone: it is
+    # the budget's remainder, a few molecules) is well above the first step's
+    means = by_step.mean()
+    assert means.iloc[-(len(means) // 3):].mean() > means.iloc[0] + 1
     assert {"mw", "sa", "pass_moses"} <= set(res.candidates.columns)
 
 
