@@ -85,11 +85,15 @@ class ConditionSpace:
                 raise GenerationError(f"condition {name}: need finite values with low <= high, "
                                       f"got {lo}:{hi}")
             k = self.names.index(name)
-            if lo < self.low[k] or hi > self.high[k]:
+            # a value must lie in the covered range; a range must overlap it and is cut to
+            # it ("tpsa=0:90" asks for TPSA under 90 among what the model knows)
+            outside = (lo < self.low[k] or hi > self.high[k]) if lo == hi else (
+                hi < self.low[k] or lo > self.high[k])
+            if outside:
                 raise GenerationError(
                     f"condition {name}={_text(lo, hi)} is outside what the training data covers "
                     f"({self.low[k]:.4g} to {self.high[k]:.4g}, its 0.1-99.9% range)")
-            out[name] = (lo, hi)
+            out[name] = (max(lo, self.low[k]), min(hi, self.high[k])) if lo < hi else (lo, hi)
         return out
 
     def standardize(self, name: str, x):

@@ -65,11 +65,13 @@ def test_requests_are_parsed_and_checked_with_one_clear_error(cvae):
         parse_targets(["logp=1", "logp=2"])
     space = cvae.conditions
     assert space.check({"logp": 2.0, "qed": (0.6, 0.8)}) == {"logp": (2.0, 2.0), "qed": (0.6, 0.8)}
+    # a range reaching past the covered one is cut to it; one wholly outside is refused
+    assert space.check({"logp": (2.0, 50.0)}) == {"logp": (2.0, space.high[0])}
     for bad, match in [({"mw": 300}, "unknown condition 'mw'.*logp, qed"),
                        ({"logp": 40}, "outside what the training data covers"),
                        ({"logp": (3, 1)}, "low <= high"),
                        ({"logp": float("nan")}, "finite"),
-                       ({"qed": (0.5, 1.7)}, "outside")]:
+                       ({"qed": (1.5, 1.7)}, "outside")]:
         with pytest.raises(GenerationError, match=match):
             space.check(bad)
 
