@@ -1,7 +1,7 @@
 """Conditional generation (issue 21): requested against achieved properties.
 
     python benchmarks/conditional.py --model data/model/molvae_moses_cvae.pt [--n 1000]
-        [--modes codes+decoder,decoder] [--baseline 20000] [--json out.json]
+        [--modes codes+decoder,decoder] [--baseline 20000] [--width W] [--json out.json]
 
 For a grid of single-property targets (logP, TPSA, MW, QED inside the training range) and
 three joint targets, ``--n`` conditional samples each, per mode:
@@ -55,10 +55,11 @@ def scored(loaded, smiles: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def measure(loaded, target: dict, n: int, codes: bool, seed: int) -> dict:
+def measure(loaded, target: dict, n: int, codes: bool, seed: int, width: float | None) -> dict:
     asked_ranges = request(loaded, target)
     t = time.perf_counter()
-    df = sample(loaded, num_samples=n, seed=seed, condition=target, condition_codes=codes)
+    df = sample(loaded, num_samples=n, seed=seed, condition=target, condition_codes=codes,
+                prior_width=width)
     secs = time.perf_counter() - t
     valid = df[df.valid]
     smiles = valid.smiles.tolist()
@@ -89,6 +90,8 @@ def main() -> None:
     ap.add_argument("--modes", default="codes+decoder,decoder")
     ap.add_argument("--properties", default=",".join(GRID), help="grid properties to run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=float, help="prior width of the conditional samples "
+                    "(default: the model's)")
     ap.add_argument("--json")
     args = ap.parse_args()
     loaded = load_model(args.model)
@@ -109,7 +112,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         pairs: dict[str, tuple[list, list]] = {}
         for target in targets:
-            row = measure(loaded, target, args.n, mode == "codes+decoder", args.seed)
+            row = measure(loaded, target, args.n, mode == "codes+decoder", args.seed, args.width)
             rate = float(hits(request(loaded, target), base_vals).mean()) * len(base_smiles) / args.baseline
             row.update(mode=mode, baseline_hit=rate,
                        samples_per_hit=(1 / rate) if rate > 0 else None,
