@@ -1,7 +1,8 @@
 """Conditional generation (issue 21): requested against achieved properties.
 
     python benchmarks/conditional.py --model data/model/molvae_moses_cvae.pt [--n 1000]
-        [--modes codes+decoder,decoder] [--baseline 20000] [--width W] [--json out.json]
+        [--modes codes+decoder,decoder] [--baseline 20000] [--width W] [--guidance G]
+        [--json out.json]
 
 For a grid of single-property targets (logP, TPSA, MW, QED inside the training range) and
 three joint targets, ``--n`` conditional samples each, per mode:
@@ -55,11 +56,12 @@ def scored(loaded, smiles: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def measure(loaded, target: dict, n: int, codes: bool, seed: int, width: float | None) -> dict:
+def measure(loaded, target: dict, n: int, codes: bool, seed: int, width: float | None,
+            guidance: float) -> dict:
     asked_ranges = request(loaded, target)
     t = time.perf_counter()
     df = sample(loaded, num_samples=n, seed=seed, condition=target, condition_codes=codes,
-                prior_width=width)
+                prior_width=width, condition_guidance=guidance)
     secs = time.perf_counter() - t
     valid = df[df.valid]
     smiles = valid.smiles.tolist()
@@ -90,6 +92,8 @@ def main() -> None:
     ap.add_argument("--modes", default="codes+decoder,decoder")
     ap.add_argument("--properties", default=",".join(GRID), help="grid properties to run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, default=1.0,
+                    help="classifier-free guidance of the decoder (generate.condition_guidance)")
     ap.add_argument("--width", type=float, help="prior width of the conditional samples "
                     "(default: the model's)")
     ap.add_argument("--json")
@@ -112,7 +116,8 @@ def main() -> None:
     for mode in args.modes.split(","):
         pairs: dict[str, tuple[list, list]] = {}
         for target in targets:
-            row = measure(loaded, target, args.n, mode == "codes+decoder", args.seed, args.width)
+            row = measure(loaded, target, args.n, mode == "codes+decoder", args.seed, args.width,
+                          args.guidance)
             rate = float(hits(request(loaded, target), base_vals).mean()) * len(base_smiles) / args.baseline
             row.update(mode=mode, baseline_hit=rate,
                        samples_per_hit=(1 / rate) if rate > 0 else None,

@@ -136,6 +136,9 @@ class GenerateConfig(_Section):
     # with a condition: draw the prior codes of training molecules near the request (a
     # conditional prior p(z|c)) as well as telling the decoder (p(x|z,c))
     condition_codes: bool = True
+    # classifier-free guidance of a conditional decoder: 1 = the plain conditional model,
+    # > 1 follows the condition more closely (two decoder passes per token)
+    condition_guidance: float = Field(1.0, ge=0, le=20)
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2)
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around

@@ -86,7 +86,8 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
         z.to(device), cfg.max_length, cfg.temperature, uses_greedy(loaded, cfg) if greedy is None else greedy,
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
         constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
-        condition=None if condition is None else condition.to(device)).cpu().numpy()
+        condition=None if condition is None else condition.to(device),
+        guidance=cfg.condition_guidance).cpu().numpy()
 
 
 def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:

@@ -162,9 +162,12 @@ class Decoder(nn.Module):
                  banned_first: Sequence[int] = (), *,
                  constraint: DecodeConstraint | None = None,
                  top_p: float | None = None,
-                 condition: torch.Tensor | None = None) -> torch.Tensor:
+                 condition: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
-        ``condition`` (B, C): the condition input of a conditional model (None: none given).
+        ``condition`` (B, C): the condition input of a conditional model (None: none given);
+        ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
+        conditional log-probabilities pushed away from the unconditional ones,
+        log p_u + guidance * (log p_c - log p_u) (two decoder passes per step).
 
         ``banned_first``: ids never emitted first (<eos> always is). Finished molecules
         leave the batch, so the cost follows the mean length, not the max.
@@ -178,9 +181,11 @@ class Decoder(nn.Module):
         if top_p is not None and not 0.0 <= top_p <= 1.0:
             raise ValueError(f"top_p must be in [0, 1], got {top_p}")
         nucleus = top_p is not None and top_p < 1.0 and not greedy
-        z = with_condition(z, condition, self.condition_size)
-        first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         b = z.shape[0]
+        guided = condition is not None and guidance != 1.0
+        zc = with_condition(z, condition, self.condition_size)
+        z = torch.cat([zc, with_condition(z, None, self.condition_size)]) if guided else zc
+        first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
         h = self.initial_hidden(z)
         tok = torch.full((b,), BOS_ID, dtype=torch.long, device=z.device)
@@ -188,8 +193,11 @@ class Decoder(nn.Module):
         zg, step = self._step_fn(z)
         grammar = constraint.start(b) if constraint is not None else None
         for t in range(max_length):
-            h = step(tok, zg, h)
-            logits = self.out(h[-1])  # (b', V)
+            h = step(torch.cat([tok, tok]) if guided else tok, zg, h)
+            logits = self.out(h[-1])  # (b', V); guided: (2b', V), conditional rows first
+            if guided:
+                cond_lp, free_lp = torch.log_softmax(logits, dim=-1).chunk(2)
+                logits = free_lp + guidance * (cond_lp - free_lp)
             logits[:, PAD_ID] = -math.inf
             logits[:, BOS_ID] = -math.inf
             if t == 0:
@@ -214,7 +222,8 @@ class Decoder(nn.Module):
                 grammar.advance(alive, tok)
             running = tok != EOS_ID
             if not bool(running.all()):
-                alive, tok, zg, h = alive[running], tok[running], zg[running], h[:, running]
+                both = torch.cat([running, running]) if guided else running
+                alive, tok, zg, h = alive[running], tok[running], zg[both], h[:, both]
                 if alive.numel() == 0:
                     break
         return out
