@@ -163,7 +163,7 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
     monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
     out = tmp_path / "c.csv"
     rc = main(["sample", "-n", "40", "--model", str(cvae.path), "--condition", "logp=1.5:3",
-               "qed=0.8", "-o", str(out)])
+               "qed=0.8", "--guidance", "2", "-o", str(out)])
     text = capsys.readouterr().out
     assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
     df = pd.read_csv(out)

@@ -58,6 +58,9 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--condition", nargs="+", metavar="NAME=VALUE",
                         help="a conditional model: requested properties, a value or a range, "
                              "e.g. --condition logp=2:3 tpsa=70 mw=350 (generate.condition)")
+    parser.add_argument("--guidance", type=float,
+                        help="with --condition: classifier-free guidance, > 1 follows the "
+                             "condition more closely (generate.condition_guidance; default 1)")
     parser.set_defaults(func=cmd_sample)
 
 
@@ -80,6 +83,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.prior": args.prior,
         "generate.prior_width": args.prior_width,
         "generate.condition": parse_targets(args.condition) if args.condition else None,
+        "generate.condition_guidance": args.guidance,
     }, defaults=SAMPLE_DEFAULTS)
     t0 = time.perf_counter()
     _check_score(cfg)
