@@ -31,7 +31,8 @@ PYFUNC_CODE = '''\
 """molvae model for MLflow pyfunc (models-from-code).
 
 predict(model_input, params):
-  params mode="sample" (default): n, seed, temperature -> generated molecules
+  params mode="sample" (default): n, seed, temperature, condition ("logp=2:3 tpsa=70", a
+    conditional model's request) -> generated molecules
   params mode="reconstruct": model_input["smiles"] -> input, reconstructed, exact_match
   params mode="encode": model_input["smiles"] -> latent means/variances, elbo
 """
@@ -51,9 +52,13 @@ class MolvaeModel(mlflow.pyfunc.PythonModel):
         params = dict(params or {})
         mode = params.get("mode", "sample")
         if mode == "sample":
+            from molvae.conditions import parse_targets
+
+            condition = str(params.get("condition") or "")  # "logp=2:3 tpsa=70": a CVAE's request
             return generate.sample(self.loaded, num_samples=int(params.get("n", 10)),
                                    seed=int(params.get("seed", 0)),
-                                   temperature=float(params.get("temperature", 1.0)), workers=1)
+                                   temperature=float(params.get("temperature", 1.0)), workers=1,
+                                   condition=parse_targets(condition) if condition else {})
         smiles = list(pd.DataFrame(model_input)["smiles"])
         if mode == "reconstruct":
             return generate.reconstruct(self.loaded, smiles)
@@ -298,7 +303,8 @@ class MlflowTracker:
                                    "step": [0]})
             signature = mlflow.models.infer_signature(
                 example, output,
-                params={"mode": "sample", "n": 10, "seed": 0, "temperature": 1.0})
+                params={"mode": "sample", "n": 10, "seed": 0, "temperature": 1.0,
+                        "condition": ""})
             with _fluent_uri(self.uri), mlflow.start_run(run_id=self.run_id):
                 info = mlflow.pyfunc.log_model(
                     name="model",

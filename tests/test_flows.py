@@ -169,6 +169,14 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     assert "cond0_hit" in run.data.metrics
     plots = {a.path for a in MlflowClient(store).list_artifacts(res["run_id"], "plots")}
     assert "plots/conditional.png" in plots
+    # the registered model samples to a request for a reviewer too (pyfunc, MLflow's loader)
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(f"models:/molvae/{res['registered_version']}")
+    got = model.predict(pd.DataFrame({"smiles": ["CCO"]}),
+                        params={"mode": "sample", "n": 6, "condition": "logp=1:2"})
+    assert len(got) == 6 and got.target_logp.between(1, 2).all()
     # a request an unconditional model cannot take fails before any run folder exists
     bad = load_config(overrides=[f'model_path="{tiny.path}"', f'out_dir="{tmp_path / "bad"}"',
                                  f'tracking.tracking_uri="{store}"',
