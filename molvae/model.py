@@ -206,17 +206,8 @@ class Decoder(nn.Module):
                 banned = grammar.banned(alive)  # (b', V) or None
                 if banned is not None:
                     logits.masked_fill_(banned, -math.inf)
-            if greedy:
-                tok = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                if nucleus:
-                    sorted_p, order = probs.sort(dim=-1, descending=True)
-                    # drop a token when the mass before it already reaches top_p
-                    drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
-                    drop[:, 0] = False
-                    probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
-                tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            tok = (logits.argmax(-1) if greedy else
+                   _draw(logits, temperature, top_p if nucleus else None, generator))
             out[alive, t] = tok
             if grammar is not None:
                 grammar.advance(alive, tok)
@@ -227,6 +218,20 @@ class Decoder(nn.Module):
                 if alive.numel() == 0:
                     break
         return out
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_p: float | None,
+          generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from softmax(logits / temperature), within the nucleus ``top_p``
+    when given (the smallest set of tokens whose probability reaches it)."""
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p is not None:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # drop a token when the mass before it already reaches top_p
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
+        drop[:, 0] = False
+        probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 class PropertyHead(nn.Module):
