@@ -287,7 +287,7 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
         prior = _read_prior(keep["prior"], int(keep["prior"]["mu"].shape[1]), src, n_cond)
         keep["prior"] = {"width": float(width) if width is not None else prior["width"]}
         if "properties" in prior:
-            keep["prior"]["properties"] = prior["properties"]
+            keep["prior"]["properties"] = prior["properties"].half() if half else prior["properties"]
         for k in ("mu", "logvar"):
             if codes_8bit:
                 packed = _quantize(prior[k])
