@@ -9,7 +9,9 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     model_state      the SelfiesVAE state dict
     property_stats   {name: [mean, std]} of the property head's targets
     train_hashes     int64 tensor, sorted hashes of the training SMILES (novelty); or
-    train_hashes_file  {"name", "sha256", "count"}: the same in a .npy file beside it
+    train_hashes_file  {"name", "sha256", "count"}: the same in a .npy file beside it (with
+                     both keys, the hashes are the file's plus the inline ones: a fine-tune
+                     that shares its base model's file and adds a few molecules)
     history          list of per-epoch validation metrics
     info             {str: int | float | str}: data and run facts
     prior            optional {"mu", "logvar": (M, Z) float16, "width": float}; or 8-bit:
@@ -313,9 +315,10 @@ def write_hashes(hashes: np.ndarray, folder: Path) -> dict:
 
 def share_hashes(path: str | Path, other: str | Path) -> dict:
     """Let the model at ``path`` judge novelty by the training-set hashes of ``other`` (a
-    model beside it, e.g. the one it was fine-tuned from), when its own training set is
-    part of that one's: a fine-tune on a subset then adds no hashes file. Checked, not
-    assumed; returns the reference now stored in ``path``."""
+    model beside it, e.g. the one it was fine-tuned from) plus its own: it names other's
+    file and keeps inline only the hashes of its molecules that other did not train on (a
+    fine-tune on part of the same data adds kilobytes, not a file). Returns the reference
+    now stored in ``path`` with ``extra``, the number kept inline."""
     path, other = Path(path), Path(other)
     state = read_checkpoint(path)
     mine = _read_hashes(state, path)
@@ -324,14 +327,14 @@ def share_hashes(path: str | Path, other: str | Path) -> dict:
     if theirs is None or not isinstance(ref, dict) or other.parent.resolve() != path.parent.resolve():
         raise CheckpointError(f"{other}: needs its training-set hashes in a file beside {path}")
     if mine is None:
-        raise CheckpointError(f"{path}: has no training-set hashes to check against {other}'s")
-    if not np.isin(mine, theirs).all():
-        raise CheckpointError(f"{path}: its training set is not part of {other}'s; keep its own "
-                              "hashes")
+        raise CheckpointError(f"{path}: has no training-set hashes to merge with {other}'s")
+    extra = np.setdiff1d(mine, theirs)
     state.pop("train_hashes", None)
+    if len(extra):
+        state["train_hashes"] = torch.from_numpy(extra)
     state["train_hashes_file"] = dict(ref)
     save_checkpoint(path, state)
-    return dict(ref)
+    return {**ref, "extra": int(len(extra))}
 
 
 def companion_files(path: str | Path) -> list[Path]:
@@ -342,13 +345,20 @@ def companion_files(path: str | Path) -> list[Path]:
 
 
 def _read_hashes(state: dict, path: Path) -> np.ndarray | None:
-    """The training-set hashes: in the checkpoint, or in the file it names beside it."""
-    hashes = state.get("train_hashes")
-    if isinstance(hashes, torch.Tensor):
-        return hashes.numpy()
+    """The training-set hashes: in the checkpoint, in the file it names beside it, or both
+    (then their union)."""
+    inline = state.get("train_hashes")
+    inline = inline.numpy() if isinstance(inline, torch.Tensor) else None
     ref = state.get("train_hashes_file")
     if not isinstance(ref, dict):
-        return None
+        return inline
+    hashes = _hashes_file(ref, path)
+    if hashes is None or inline is None:
+        return hashes if hashes is not None else inline
+    return np.union1d(hashes, inline)
+
+
+def _hashes_file(ref: dict, path: Path) -> np.ndarray | None:
     file = path.parent / str(ref.get("name", ""))
     if not file.is_file():
         logger.warning("%s: training-set hashes %s not found beside it; novelty cannot be "

@@ -204,17 +204,24 @@ def test_a_fine_tune_on_part_of_the_data_shares_the_base_models_hashes(tiny_trai
                  "--hashes-apart"]) == 0
     assert main(["export", str(cvae.path), str(models / "cvae.pt"), "--half",
                  "--hashes-of", str(models / "base.pt")]) == 0
-    assert "novelty judged by train_hashes_" in capsys.readouterr().out
+    assert "and 0 more of this model's own" in capsys.readouterr().out
     assert len(list(models.glob("train_hashes_*.npy"))) == 1
     assert (load_model(models / "cvae.pt").train_hashes == cvae.train_hashes).all()
-    # a model trained on molecules the other never saw keeps its own hashes
+    # a model trained on molecules the base never saw keeps just those inline
     from molvae.checkpoint import share_hashes
 
     state = read_checkpoint(cvae.path)
-    state["train_hashes"] = torch.cat([state["train_hashes"], torch.tensor([12345])])
+    state["train_hashes"] = torch.cat([state["train_hashes"], torch.tensor([12345])]).sort().values
     save_checkpoint(models / "other.pt", state)
-    with pytest.raises(CheckpointError, match="not part of"):
-        share_hashes(models / "other.pt", models / "base.pt")
+    assert share_hashes(models / "other.pt", models / "base.pt")["extra"] == 1
+    kept = torch.load(models / "other.pt", weights_only=True)["train_hashes"]
+    assert kept.tolist() == [12345]
+    assert (load_model(models / "other.pt").train_hashes
+            == np.union1d(cvae.train_hashes, [12345])).all()
+    del state["train_hashes"]
+    save_checkpoint(models / "none.pt", state)
+    with pytest.raises(CheckpointError, match="no training-set hashes"):
+        share_hashes(models / "none.pt", models / "base.pt")
     assert main(["export", str(cvae.path), str(models / "x.pt"), "--hashes-apart",
                  "--hashes-of", str(models / "base.pt")]) == 1
 

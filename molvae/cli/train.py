@@ -46,9 +46,10 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
                                help="whether the model samples greedy tokens by default "
                                     "(when generate.greedy is not set)")
     export_parser.add_argument("--hashes-of", metavar="MODEL",
-                               help="judge novelty by MODEL's training-set hashes (a model in "
-                                    "DEST's folder whose training set holds this one's, e.g. "
-                                    "the model it was fine-tuned from): no new hashes file")
+                               help="judge novelty by MODEL's training-set hashes file (a model "
+                                    "in DEST's folder, e.g. the one this was fine-tuned from) "
+                                    "plus this model's molecules MODEL lacks, kept inline: no "
+                                    "new hashes file")
     export_parser.set_defaults(func=cmd_export)
 
 
@@ -74,7 +75,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         from molvae.checkpoint import share_hashes
 
         ref = share_hashes(dest, check_input(args.hashes_of))
-        print(f"novelty judged by {ref['name']} ({ref['count']:,} training molecules)")
+        print(f"novelty judged by {ref['name']} ({ref['count']:,} training molecules) and "
+              f"{ref['extra']:,} more of this model's own, kept in it")
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
 
 
