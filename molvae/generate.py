@@ -18,6 +18,7 @@ import torch
 
 from . import chem, parallel
 from .checkpoint import LoadedModel
+from .conditions import describe
 from .config import GenerateConfig, validate
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
@@ -135,18 +136,17 @@ def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[s
 class _Collector:
     """Sampled pairs in order; with ``unique``, only the first of each valid molecule."""
 
-    taken = 0
-
-    def asked_column(self, name: str) -> np.ndarray:
-        """The value asked for each kept pair (a conditional sample)."""
-        return np.concatenate([a[name] for a in self.asked])[np.asarray(self.kept, dtype=int)]
-
     def __init__(self, unique: bool, progress: Callable[[int], None] | None):
         self.unique, self.progress = unique, progress
         self.pairs: list[tuple[str, str]] = []
         self.seen: set[str] = set()
         self.asked: list[dict[str, np.ndarray]] = []  # per batch: the values asked for
         self.kept: list[int] = []  # per pair: its index among all draws
+        self.taken = 0  # draws taken so far
+
+    def asked_column(self, name: str) -> np.ndarray:
+        """The value asked for each kept pair (a conditional sample)."""
+        return np.concatenate([a[name] for a in self.asked])[np.asarray(self.kept, dtype=int)]
 
     def take(self, batch: list[tuple[str, str]]) -> None:
         start = self.taken
@@ -249,8 +249,6 @@ def conditional(loaded: LoadedModel, targets: Sequence[dict], cfg: GenerateConfi
     """``num_samples`` molecules for each request in ``targets`` (every request checked
     first), with ``request`` (its text) and ``request_id`` columns; the sampling settings
     of ``cfg``, each request with its own seed."""
-    from .conditions import describe
-
     checked = [request(loaded, t) for t in targets]
     if not checked:
         raise GenerationError("no conditional targets given")
