@@ -164,6 +164,8 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     if theirs != model_cfg:
         raise CheckpointError(f"{source}: model config differs from the requested one")
     model.load_state_dict(state["model_state"])
+    if state.get("conditions") is not None:  # its condition weights read its standardization
+        loop.conditions = ConditionSpace.from_record(state["conditions"])
     if resume is None:
         logger.info("starting from the weights of %s", source)
         return loop
