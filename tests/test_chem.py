@@ -206,3 +206,19 @@ def test_pathological_molecules_are_scored_not_stalled(name):
     0.4 s each on one core; the timeout guards against a stall, it is not a speed test)."""
     row = chem.score_smiles([PATHOLOGICAL[name]], workers=1)[0]
     assert row["valid"] and row["heavy_atoms"] >= 58 and "pass_pains" in row
+
+
+def test_one_atom_recursive_smarts_are_written_inline_only_where_they_mean_the_same():
+    from rdkit import Chem
+
+    from molvae.chem.alerts import inline_atoms
+
+    assert inline_atoms("[$([#44]),$([se])]") == "[#44,se]"
+    assert inline_atoms("[$([C&H1&$(C-F)]),$(C(F)F)]") == "[C&H1&$(C-F),$(C(F)F)]"
+    for same in ("[!$([C&H2])]", "[$([C,N])]", "[$([C;H2])]", "[$([C]C)]", "C[$(CO)]"):
+        assert inline_atoms(same) == same
+    metal = Chem.MolFromSmarts("[$([#44]),$([se]),$([#34])]")
+    plain = Chem.MolFromSmarts(inline_atoms("[$([#44]),$([se]),$([#34])]"))
+    for s in ("C[Se]c1ccccc1", "c1cc[se]c1", "CCO", "[Ru]"):
+        mol = Chem.MolFromSmiles(s)
+        assert mol.HasSubstructMatch(metal) == mol.HasSubstructMatch(plain)

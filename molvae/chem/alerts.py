@@ -67,12 +67,58 @@ class AlertSet:
         return len(self.matches(mol, bits))
 
 
+def inline_atoms(smarts: str) -> str:
+    """The same query with each recursive SMARTS that is one atom's expression, ``$([X])``,
+    written as ``X`` (``[$([#44]),$([se])]`` -> ``[#44,se]``): RDKit matches a recursive
+    query by a whole substructure search per molecule, the plain atom test is ~free. Only
+    where it means the same: not after ``!`` and X without a top-level ``,`` or ``;`` (SMARTS
+    has no parentheses inside an atom, and ``&`` binds tighter than ``,`` and ``;``)."""
+    out, i = [], 0
+    while i < len(smarts):
+        if smarts.startswith("$([", i) and (i == 0 or smarts[i - 1] != "!"):
+            end = _closing(smarts, i + 2)
+            body = smarts[i + 3:end]
+            if end > 0 and smarts[end + 1:end + 2] == ")" and not _top_level(body) & {",", ";"}:
+                out.append(inline_atoms(body))
+                i = end + 2
+                continue
+        out.append(smarts[i])
+        i += 1
+    return "".join(out)
+
+
+def _closing(s: str, i: int) -> int:
+    """Index of the ``]`` closing the ``[`` at ``i`` (-1 if none)."""
+    depth = 0
+    for j in range(i, len(s)):
+        depth += {"[": 1, "]": -1}.get(s[j], 0)
+        if depth == 0:
+            return j
+    return -1
+
+
+def _top_level(body: str) -> set[str]:
+    """The characters of ``body`` outside its parentheses."""
+    depth, chars = 0, set()
+    for ch in body:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0:
+            chars.add(ch)
+    return chars
+
+
 def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = ()) -> AlertSet:
     names = tuple(n for n, _ in rules)
-    queries = tuple(q for _, q in rules)
+    queries = tuple(_inlined(q) for _, q in rules)
     bits = (np.stack([pattern_bits(q) for q in queries]) if queries
             else np.zeros((0, PATTERN_BITS // 8), np.uint8))
     return AlertSet(names, queries, bits, unscreened)
+
+
+def _inlined(query: Chem.Mol) -> Chem.Mol:
+    smarts = Chem.MolToSmarts(query)
+    simpler = inline_atoms(smarts)
+    return query if simpler == smarts else (Chem.MolFromSmarts(simpler) or query)
 
 
 _ENTRY = re.compile(rb"1 0 0 (\d+) ")
