@@ -201,8 +201,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
 def _read_sampling(sampling, path) -> dict:
     if sampling is None:
         return {}
-    if not isinstance(sampling, dict) or set(sampling) - {"greedy"} or not all(
-            isinstance(v, bool) for v in sampling.values()):
+    kinds = {"greedy": bool, "refine": int}
+    if not isinstance(sampling, dict) or set(sampling) - set(kinds) or not all(
+            type(v) is kinds[k] for k, v in sampling.items()) or sampling.get("refine", 0) < 0:
         raise CheckpointError(f"{path}: incompatible checkpoint (malformed sampling defaults)")
     return dict(sampling)
 
@@ -259,7 +260,7 @@ def _quantize(x: torch.Tensor) -> dict[str, torch.Tensor]:
 def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
                  hashes_apart: bool = False, max_codes: int | None = None,
                  codes_8bit: bool = False, width: float | None = None,
-                 greedy: bool | None = None) -> Path:
+                 greedy: bool | None = None, refine: int | None = None) -> Path:
     """Strip optimizer and RNG state from a training checkpoint (a small inference file).
 
     ``half``: weights stored in float16 (loaded back into float32). ``hashes_apart``: the
@@ -268,7 +269,8 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     ``max_codes``: keep a seeded random subset of the stored prior codes. ``codes_8bit``:
     store them as 8-bit per-dimension grids (a quarter of float32, half of float16).
     ``width``: the prior width sampling uses by default; ``greedy``: whether this model
-    samples with greedy tokens by default (``generate.greedy`` unset).
+    samples with greedy tokens by default (``generate.greedy`` unset); ``refine``: its
+    refinement passes by default (``generate.refine`` unset).
     """
     state = read_checkpoint(src)
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
@@ -298,6 +300,8 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
                 keep["prior"][k] = prior[k].half()
     if greedy is not None:
         keep["sampling"] = {**keep.get("sampling", {}), "greedy": bool(greedy)}
+    if refine is not None:
+        keep["sampling"] = {**keep.get("sampling", {}), "refine": int(refine)}
     save_checkpoint(dest, keep)
     return dest
 

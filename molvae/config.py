@@ -123,6 +123,10 @@ class GenerateConfig(_Section):
     # novelty >= 0.85; benchmarks/sampling_frontier.py), else drawn
     greedy: bool | None = None
     top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling; None = off
+    # refinement passes: each decoded molecule encoded and its code decoded greedily again
+    # (odd molecules move to typical ones the model writes back to themselves); None: the
+    # model's stored choice (0 when it stores none)
+    refine: int | None = Field(None, ge=0, le=10)
     # never close a ring of a size the training data lacks; None: when the model stores them
     ring_grammar: bool | None = None
     max_length: int = Field(100, ge=1)

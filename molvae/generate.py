@@ -96,6 +96,34 @@ def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
     return bool(loaded.sampling.get("greedy", False)) if cfg.greedy is None else cfg.greedy
 
 
+def uses_refine(loaded: LoadedModel, cfg: GenerateConfig) -> int:
+    """``cfg.refine``, where None means: the model's stored choice (else 0)."""
+    return int(loaded.sampling.get("refine", 0)) if cfg.refine is None else cfg.refine
+
+
+def refined(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateConfig,
+            seed: int = 0, condition: torch.Tensor | None = None) -> list[tuple[str, str]]:
+    """One refinement pass over decoded (SELFIES, SMILES) pairs: each molecule encoded
+    (its canonical SELFIES, the latent mean; with a conditional model's condition input)
+    and that code decoded greedily. A slip of the decoder becomes an odd molecule that the
+    model does not write back to itself; the pass moves it to one it does (the decoder's
+    fixed points are its typical molecules). A molecule the model cannot encode, or whose
+    code decodes to nothing valid, stays as it was."""
+    batch = tokenize_smiles(loaded.vocab, [smi for _, smi in pairs], strict=False)
+    ok = np.flatnonzero(batch.ok)
+    out = list(pairs)
+    if not len(ok):
+        return out
+    cond = None if condition is None else condition[torch.from_numpy(ok)]
+    mu, _ = encode_batches(loaded.model, batch.tokens[ok], batch.lengths[ok], len(ok),
+                           device_of(loaded), cond)
+    for i, pair in zip(ok, decode_ids(loaded.vocab, _decode_batch(loaded, mu, seed, cfg, True, cond)),
+                       strict=True):
+        if pair[1]:
+            out[i] = pair
+    return out
+
+
 def uses_ring_grammar(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
     """``cfg.ring_grammar``, where None means: when the model stores its ring sizes."""
     return bool(loaded.ring_sizes) if cfg.ring_grammar is None else cfg.ring_grammar
@@ -130,7 +158,21 @@ def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[s
     """One batch of prior samples -> (SELFIES, canonical SMILES or '') pairs; in a worker
     process, with the model it was handed at fork and one torch thread."""
     loaded = loaded or _WORKER_MODEL
-    return decode_ids(loaded.vocab, _decode_batch(loaded, *job))
+    _, seed, cfg, _, cond = job
+    pairs = decode_ids(loaded.vocab, _decode_batch(loaded, *job))
+    for _ in range(uses_refine(loaded, cfg)):
+        pairs = refined(loaded, pairs, cfg, seed, cond)
+    return pairs
+
+
+class _Ready:
+    """A batch computed here, waiting in line with the workers' results."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self.pairs = pairs
+
+    def get(self) -> list[tuple[str, str]]:
+        return self.pairs
 
 
 class _Collector:
@@ -227,6 +269,8 @@ def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: to
                 continue
             if in_workers:
                 pending.append([pool.apply_async(_sample_chunk, (job,))])
+            elif uses_refine(loaded, cfg):  # refinement needs the model: here, in order
+                pending.append([_Ready(_sample_chunk(job, loaded))])
             else:
                 ids = _decode_batch(loaded, *job)
                 half = (len(ids) + 1) // 2

@@ -26,13 +26,16 @@ def device_of(loaded: LoadedModel) -> torch.device:
 
 @torch.no_grad()
 def encode_batches(model: SelfiesVAE, tokens: np.ndarray, lengths: np.ndarray, batch_size: int,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The one encoding loop: tokens (N, L), lengths (N,) -> mu, logvar (N, Z) on the CPU."""
+                   device: torch.device, condition: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one encoding loop: tokens (N, L), lengths (N,) (and a conditional model's
+    condition input (N, C)) -> mu, logvar (N, Z) on the CPU."""
     mus, lvs = [], []
     for idx in sequential_batches(len(tokens), batch_size):
         t = torch.from_numpy(np.asarray(tokens[idx], dtype=np.int64)).to(device)
         ln = torch.from_numpy(np.asarray(lengths[idx], dtype=np.int64)).to(device)
-        mu, lv = model.encode(t, ln)
+        c = None if condition is None else condition[torch.from_numpy(np.asarray(idx))].to(device)
+        mu, lv = model.encode(t, ln, c)
         mus.append(mu.cpu())
         lvs.append(lv.cpu())
     z = model.latent_size

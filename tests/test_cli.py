@@ -270,6 +270,7 @@ def test_sample_loads_no_prefect_mlflow_or_flows(tiny_trained, tmp_path):
     (["sample", "--temperature", "0"], ["sample", "--set", "generate.temperature=0"]),
     (["sample", "-n", "-3"], ["sample", "--set", "generate.num_samples=-3"]),
     (["sample", "--prior-width", "0"], ["sample", "--set", "generate.prior_width=0"]),
+    (["sample", "--refine", "-1"], ["sample", "--set", "generate.refine=-1"]),
     (["neighbors", "CCO", "--per-radius", "0"],
      ["neighbors", "CCO", "--set", "generate.neighbors_per_radius=0"]),
     (["optimize", "--oracle-budget", "0"], ["optimize", "--set", "optimize.oracle_budget=0"]),

@@ -213,3 +213,27 @@ def test_ring_grammar_and_top_p_reach_the_decoder(tiny):
         generate.sample(tiny, top_p=0, **kw)
     with pytest.raises(GenerationError, match="stores no training ring sizes"):
         generate.sample(dataclasses.replace(tiny, ring_sizes=None), ring_grammar=True, **kw)
+
+
+def test_refinement_passes_encode_and_decode_each_sample_again(tiny, tmp_path):
+    """A pass is the greedy reconstruction of each sampled molecule (kept as it was where
+    the model cannot encode it); passes compose; worker processes change nothing; a model's
+    stored choice is the default, and bad values are refused."""
+    from molvae.checkpoint import export_model, load_model
+
+    kw = {"num_samples": 150, "seed": 2, "batch_size": 64}
+    raw = generate.sample(tiny, workers=1, **kw).smiles.tolist()
+    once = generate.sample(tiny, workers=1, refine=1, **kw).smiles.tolist()
+    rec = generate.reconstruct(tiny, raw).reconstructed.tolist()
+    assert once == [r or s for s, r in zip(raw, rec, strict=True)] and once != raw
+    twice = generate.sample(tiny, workers=2, refine=2, **kw).smiles.tolist()
+    rec2 = generate.reconstruct(tiny, once).reconstructed.tolist()
+    assert twice == [r or s for s, r in zip(once, rec2, strict=True)]
+    assert generate.sample(tiny, workers=2, refine=1, **kw).smiles.tolist() == once
+    stored = load_model(export_model(tiny.path, tmp_path / "refining.pt", refine=1))
+    assert stored.sampling["refine"] == 1
+    assert generate.sample(stored, workers=1, **kw).smiles.tolist() == once
+    assert generate.sample(stored, workers=1, refine=0, **kw).smiles.tolist() == raw
+    for bad in (-1, 11):
+        with pytest.raises(ConfigError, match="refine"):
+            generate.sample(tiny, refine=bad, **kw)

@@ -53,6 +53,11 @@ def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
     state["prior"] = {"mu": z, "logvar": z, "width": 1.5}
     torch.save(state, tmp_path / "wide.pt")
     assert load_model(tmp_path / "wide.pt").prior["width"] == 1.5
+    for bad in ({"refine": -1}, {"refine": True}, {"greedy": 1}, {"beam": 3}):
+        state["sampling"] = bad
+        torch.save(state, tmp_path / "bad_sampling.pt")
+        with pytest.raises(CheckpointError, match="malformed sampling defaults"):
+            load_model(tmp_path / "bad_sampling.pt")
 
 
 def test_same_seed_same_molecules_across_save_and_load(tiny_trained, tmp_path):
@@ -224,8 +229,11 @@ def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_
     assert torch.allclose(small.model.decoder.initial_hidden(x), full, atol=1e-2)  # fp16-rounded
     # 8-bit codes on a per-dimension grid: within half a step of the float values
     assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "q.pt"),
-                 "--codes-8bit", "--width", "1.25"]) == 0
+                 "--codes-8bit", "--width", "1.25", "--refine", "2"]) == 0
     q = load_model(tmp_path / "models" / "q.pt")
+    assert q.sampling == {"refine": 2}
+    assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "r.pt"),
+                 "--refine", "11"]) == 1  # one line: "--refine must be 0-10 passes"
     assert torch.load(tmp_path / "models" / "q.pt", weights_only=True)["prior"]["mu"].dtype == torch.uint8
     assert q.prior["width"] == 1.25
     for k in ("mu", "logvar"):

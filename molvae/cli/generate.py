@@ -41,6 +41,9 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                              "default: the model's stored choice)")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: draw each token from the "
                         "smallest set holding this much probability (generate.top_p; 0 < p <= 1)")
+    parser.add_argument("--refine", type=int,
+                        help="refinement passes: each molecule encoded and decoded again, "
+                             "0 = off (generate.refine; default: the model's stored choice)")
     parser.add_argument("--ring-grammar", action=argparse.BooleanOptionalAction, default=None,
                         help="never close a ring of a size the training data lacks "
                              "(generate.ring_grammar; default: on when the model stores its "
@@ -76,6 +79,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.temperature": args.temperature,
         "generate.greedy": args.greedy,
         "generate.top_p": args.top_p,
+        "generate.refine": args.refine,
         "generate.ring_grammar": args.ring_grammar,
         "generate.unique": args.unique,
         "generate.batch_size": args.batch_size,

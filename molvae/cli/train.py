@@ -45,6 +45,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     export_parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
                                help="whether the model samples greedy tokens by default "
                                     "(when generate.greedy is not set)")
+    export_parser.add_argument("--refine", type=int,
+                               help="refinement passes the model samples with by default "
+                                    "(when generate.refine is not set; 0-10)")
     export_parser.add_argument("--hashes-of", metavar="MODEL",
                                help="judge novelty by MODEL's training-set hashes file (a model "
                                     "in DEST's folder, e.g. the one this was fine-tuned from) "
@@ -66,11 +69,14 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-codes must be >= 1, got {args.max_codes}")
     if args.width is not None and not 0 < args.width < float("inf"):
         raise UsageError(f"--width must be a positive number, got {args.width}")
+    if args.refine is not None and not 0 <= args.refine <= 10:
+        raise UsageError(f"--refine must be 0-10 passes, got {args.refine}")
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
     dest = export_model(check_input(args.src), args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
-                        codes_8bit=args.codes_8bit, width=args.width, greedy=args.greedy)
+                        codes_8bit=args.codes_8bit, width=args.width, greedy=args.greedy,
+                        refine=args.refine)
     if args.hashes_of:
         from molvae.checkpoint import share_hashes
 
