@@ -1,7 +1,7 @@
 """Conditional generation (issue 21): requested against achieved properties.
 
     python benchmarks/conditional.py --model data/model/molvae_moses_cvae.pt [--n 1000]
-        [--modes codes+decoder,decoder] [--baseline 20000] [--width W] [--guidance G]
+        [--modes codes+decoder,decoder] [--baseline 20000] [--width W] [--guidance G] [--refine K]
         [--json out.json]
 
 For a grid of single-property targets (logP, TPSA, MW, QED inside the training range) and
@@ -57,11 +57,11 @@ def scored(loaded, smiles: list[str]) -> dict[str, np.ndarray]:
 
 
 def measure(loaded, target: dict, n: int, codes: bool, seed: int, width: float | None,
-            guidance: float) -> dict:
+            guidance: float, refine: int | None = None) -> dict:
     asked_ranges = request(loaded, target)
     t = time.perf_counter()
     df = sample(loaded, num_samples=n, seed=seed, condition=target, condition_codes=codes,
-                prior_width=width, condition_guidance=guidance)
+                prior_width=width, condition_guidance=guidance, refine=refine)
     secs = time.perf_counter() - t
     valid = df[df.valid]
     smiles = valid.smiles.tolist()
@@ -96,6 +96,8 @@ def main() -> None:
                     help="classifier-free guidance of the decoder (generate.condition_guidance)")
     ap.add_argument("--width", type=float, help="prior width of the conditional samples "
                     "(default: the model's)")
+    ap.add_argument("--refine", type=int, help="refinement passes of the conditional and the "
+                    "baseline samples (default: the model's)")
     ap.add_argument("--json")
     args = ap.parse_args()
     loaded = load_model(args.model)
@@ -106,7 +108,7 @@ def main() -> None:
         j for j in JOINT if set(j) <= set(loaded.conditions.names)]
 
     t = time.perf_counter()
-    base = sample(loaded, num_samples=args.baseline, seed=args.seed + 1)
+    base = sample(loaded, num_samples=args.baseline, seed=args.seed + 1, refine=args.refine)
     base_smiles = base[base.valid].smiles.tolist()
     base_vals = scored(loaded, base_smiles)
     print(f"baseline: {args.baseline} unconditional samples in {time.perf_counter() - t:.0f} s",
@@ -117,7 +119,7 @@ def main() -> None:
         pairs: dict[str, tuple[list, list]] = {}
         for target in targets:
             row = measure(loaded, target, args.n, mode == "codes+decoder", args.seed, args.width,
-                          args.guidance)
+                          args.guidance, args.refine)
             rate = float(hits(request(loaded, target), base_vals).mean()) * len(base_smiles) / args.baseline
             row.update(mode=mode, baseline_hit=rate,
                        samples_per_hit=(1 / rate) if rate > 0 else None,

@@ -4,7 +4,7 @@
         [--train data/moses/train.csv.gz] [--json frontier.json] [--plot frontier.png]
 
 Each point samples n molecules with the shipped sampler and one set of [generate] settings
-(prior width, temperature, top-p, greedy tokens, ring grammar), and reports FCD against the
+(prior width, temperature, top-p, greedy tokens, ring grammar, refinement passes), and reports FCD against the
 shipped MOSES test 10k, novelty (against the full MOSES train when fetched), MOSES filters
 and the share with a ring of 8+ atoms. The plot marks the novelty 0.85 line: the default is
 the point with the lowest FCD to its right.
@@ -51,6 +51,10 @@ POINTS = {
     "greedy_grammar": {"greedy": True, "ring_grammar": True},
     "greedy_w1.2_grammar": {"greedy": True, "ring_grammar": True, "prior_width": 1.2},
     "greedy_w1.3_grammar": {"greedy": True, "ring_grammar": True, "prior_width": 1.3},
+    # refinement passes (generate.refine): each sample encoded and decoded greedily again
+    **{f"greedy_w{w:g}_grammar_r{k}": {"greedy": True, "ring_grammar": True, "prior_width": w,
+                                      "refine": k}
+       for w, k in ((1.25, 1), (1.25, 2), (1.25, 3), (1.4, 3), (1.5, 3), (1.5, 2))},
 }
 
 
@@ -63,7 +67,8 @@ def plot(results: dict, path: str) -> None:
     fig = Figure(figsize=(7.2, 4.8))
     ax = fig.subplots()
     for name, r in results.items():
-        colour = "tab:blue" if "grammar" in name else "tab:gray"
+        colour = ("tab:green" if "_r" in name else "tab:blue" if "grammar" in name
+                  else "tab:gray")
         if name == DEFAULT:
             ax.scatter(r["novelty"], r["fcd"], color="tab:red", marker="*", s=160, zorder=3,
                        label="default now")
@@ -75,7 +80,8 @@ def plot(results: dict, path: str) -> None:
     ax.set_xlabel("novelty (share of valid samples not in MOSES train)")
     ax.set_ylabel("FCD vs MOSES test 10k (lower is better)")
     ax.set_title("Decode-time choices, 10,000 samples each (blue: ring grammar; grey: without; "
-                 "p = top-p, T = temperature, w = prior width)", fontsize=8)
+                 "green: refined; p = top-p, T = temperature, w = prior width, r = refinement "
+                 "passes)", fontsize=8)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
