@@ -124,6 +124,26 @@ def refined(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: Generate
     return out
 
 
+def refine(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateConfig,
+           passes: int, seed: int = 0, condition: torch.Tensor | None = None
+           ) -> list[tuple[str, str]]:
+    """``passes`` refinement passes (``refined``). A molecule a pass leaves as it was is a
+    fixed point (the next pass would write it back again), so each pass takes only the
+    molecules the last one changed."""
+    out = list(pairs)
+    moving = np.arange(len(out))
+    for _ in range(passes):
+        if not len(moving):
+            break
+        cond = None if condition is None else condition[torch.from_numpy(moving)]
+        new = refined(loaded, [out[i] for i in moving], cfg, seed, cond)
+        changed = np.array([new[j][1] != out[i][1] for j, i in enumerate(moving)], dtype=bool)
+        for j, i in enumerate(moving):
+            out[i] = new[j]
+        moving = moving[changed]
+    return out
+
+
 def uses_ring_grammar(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
     """``cfg.ring_grammar``, where None means: when the model stores its ring sizes."""
     return bool(loaded.ring_sizes) if cfg.ring_grammar is None else cfg.ring_grammar
@@ -160,9 +180,7 @@ def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[s
     loaded = loaded or _WORKER_MODEL
     _, seed, cfg, _, cond = job
     pairs = decode_ids(loaded.vocab, _decode_batch(loaded, *job))
-    for _ in range(uses_refine(loaded, cfg)):
-        pairs = refined(loaded, pairs, cfg, seed, cond)
-    return pairs
+    return refine(loaded, pairs, cfg, uses_refine(loaded, cfg), seed, cond)
 
 
 class _Ready:
