@@ -54,7 +54,8 @@ POINTS = {
     # refinement passes (generate.refine): each sample encoded and decoded greedily again
     **{f"greedy_w{w:g}_grammar_r{k}": {"greedy": True, "ring_grammar": True, "prior_width": w,
                                       "refine": k}
-       for w, k in ((1.25, 1), (1.25, 2), (1.25, 3), (1.4, 3), (1.5, 3), (1.5, 2))},
+       for w, k in ((1.25, 1), (1.25, 2), (1.25, 3), (1.3, 1), (1.3, 2), (1.3, 3), (1.3, 4),
+                    (1.3, 5), (1.3, 10), (1.35, 10), (1.4, 3), (1.5, 3))},
 }
 
 
