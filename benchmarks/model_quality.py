@@ -1,6 +1,6 @@
 """The quality dashboard (issue 16): where a model's samples lose fidelity, row by row.
 
-    python benchmarks/model_quality.py [--model data/model/molvae_moses.pt] [--n 10000]
+    python benchmarks/model_quality.py [--model data/model/molvae_moses_cvae.pt] [--n 10000]
         [--set generate.top_p=0.9 --set generate.ring_grammar=true ...] [--rows prior,latent]
         [--train data/moses/train.csv.gz] [--json out.json]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from molvae.config import RunConfig, flatten
+from molvae.config import SHIPPED_MODEL, RunConfig, flatten
 
 # config sections each flow reads (the others keep their defaults and are not logged)
 SECTIONS = {
@@ -83,7 +83,7 @@ def used_params(cfg: RunConfig, name: str) -> dict[str, str]:
     params = {k: v for k, v in flatten(cfg).items() if k.split(".")[0] in sections}
     params.update({k: str(getattr(cfg, k)) for k in RUN_KEYS[name]})
     if "model_path" in params and cfg.model_path is None and not cfg.retrain:
-        params["model_path"] = "shipped (data/model/molvae_moses.pt)"
+        params["model_path"] = f"shipped (data/model/{SHIPPED_MODEL.name})"
     return params
 
 

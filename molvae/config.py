@@ -35,7 +35,8 @@ REPO_DIR = PACKAGE_DIR.parent
 DATA_DIR = REPO_DIR / "data"
 SHIPPED_TRAIN = REPO_DIR / "data" / "moses_train_100k.csv.gz"
 SHIPPED_TEST = REPO_DIR / "data" / "moses_test_10k.csv.gz"
-SHIPPED_MODEL = REPO_DIR / "data" / "model" / "molvae_moses.pt"
+# the default model: the conditional one (it samples unconditionally when asked nothing)
+SHIPPED_MODEL = REPO_DIR / "data" / "model" / "molvae_moses_cvae.pt"
 
 
 class _Section(BaseModel):
@@ -125,7 +126,7 @@ class GenerateConfig(_Section):
     top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling; None = off
     # refinement passes: each decoded molecule encoded and its code decoded greedily again
     # (odd molecules move to typical ones the model writes back to themselves); None: the
-    # model's stored choice (0 when it stores none)
+    # model's stored choice (0 when it stores none, or with a condition)
     refine: int | None = Field(None, ge=0, le=10)
     # never close a ring of a size the training data lacks; None: when the model stores them
     ring_grammar: bool | None = None

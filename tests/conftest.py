@@ -13,7 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_TRAIN = REPO / "data" / "moses_train_100k.csv.gz"
 SHIPPED_TEST = REPO / "data" / "moses_test_10k.csv.gz"
-SHIPPED_MODEL = REPO / "data" / "model" / "molvae_moses.pt"
+SHIPPED_MODEL = REPO / "data" / "model" / "molvae_moses_cvae.pt"  # the default model
 
 TINY_MODEL = {"embedding_size": 16, "encoder_hidden_size": 32, "latent_size": 8,
               "decoder_hidden_size": 64}

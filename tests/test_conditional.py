@@ -126,6 +126,34 @@ def test_conditional_sampling_records_what_was_asked_and_steers_the_codes(cvae):
     assert "target_logp" not in plain and (plain.source == "prior").all()
 
 
+def test_a_request_is_refined_only_when_asked_and_with_its_condition(cvae, tmp_path):
+    """The model's stored refinement applies to unconditional samples; a request samples
+    unrefined unless generate.refine says otherwise, and then the encoder and decoder of
+    each pass are told the request."""
+    from molvae.checkpoint import export_model, load_model
+    from molvae.generate import refine, sample, settings
+
+    stored = load_model(export_model(cvae.path, tmp_path / "refining.pt", refine=2))
+    kw = {"num_samples": 120, "seed": 4, "workers": 1}
+    assert sample(stored, **kw).smiles.tolist() == sample(cvae, refine=2, **kw).smiles.tolist()
+    ask = {"logp": (1.0, 2.0)}
+    raw = sample(stored, condition=ask, **kw)
+    assert raw.smiles.tolist() == sample(cvae, condition=ask, **kw).smiles.tolist()
+    once = sample(stored, condition=ask, refine=1, **kw)
+    cond = cvae.conditions.vector({"logp": raw.target_logp.to_numpy()}, len(raw))
+    cfg = settings(num_samples=120)
+    want = refine(cvae, list(zip(raw.selfies, raw.smiles, strict=True)), cfg, 1, 0, cond)
+    assert once.smiles.tolist() == [smi for _, smi in want]
+    # the request reaches the encoder of a pass: it moves the codes
+    from molvae.latent import device_of, encode_batches
+    from molvae.vocab import tokenize_smiles
+
+    batch = tokenize_smiles(cvae.vocab, ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"])
+    told = encode_batches(cvae.model, batch.tokens, batch.lengths, 3, device_of(cvae), cond[:3])
+    plain = encode_batches(cvae.model, batch.tokens, batch.lengths, 3, device_of(cvae))
+    assert not torch.allclose(told[0], plain[0])
+
+
 def test_conditional_requests_fail_in_one_line(cvae, tiny):
     from molvae.generate import sample
 
