@@ -105,24 +105,22 @@ def uses_refine(loaded: LoadedModel, cfg: GenerateConfig) -> int:
     return 0 if cfg.condition else int(loaded.sampling.get("refine", 0))
 
 
-def refined(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateConfig,
-            seed: int = 0, condition: torch.Tensor | None = None) -> list[tuple[str, str]]:
+def _refine_pass(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateConfig,
+                 seed: int, condition: torch.Tensor | None) -> list[tuple[str, str]]:
     """One refinement pass over decoded (SELFIES, SMILES) pairs: each molecule encoded
     (its canonical SELFIES, the latent mean; with a conditional model's condition input)
     and that code decoded greedily. A slip of the decoder becomes an odd molecule that the
     model does not write back to itself; the pass moves it to one it does (the decoder's
     fixed points are its typical molecules). A molecule the model cannot encode, or whose
     code decodes to nothing valid, stays as it was."""
-    batch = tokenize_smiles(loaded.vocab, [smi for _, smi in pairs], strict=False)
-    ok = np.flatnonzero(batch.ok)
+    mu, _, errors = codes(loaded, [smi for _, smi in pairs], len(pairs), False, condition)
+    ok = np.flatnonzero([e is None for e in errors])
     out = list(pairs)
     if not len(ok):
         return out
     cond = None if condition is None else condition[torch.from_numpy(ok)]
-    mu, _ = encode_batches(loaded.model, batch.tokens[ok], batch.lengths[ok], len(ok),
-                           device_of(loaded), cond)
-    for i, pair in zip(ok, decode_ids(loaded.vocab, _decode_batch(loaded, mu, seed, cfg, True, cond)),
-                       strict=True):
+    ids = _decode_batch(loaded, mu[torch.from_numpy(ok)], seed, cfg, True, cond)
+    for i, pair in zip(ok, decode_ids(loaded.vocab, ids), strict=True):
         if pair[1]:
             out[i] = pair
     return out
@@ -131,7 +129,7 @@ def refined(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: Generate
 def refine(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateConfig,
            passes: int, seed: int = 0, condition: torch.Tensor | None = None
            ) -> list[tuple[str, str]]:
-    """``passes`` refinement passes (``refined``). A molecule a pass leaves as it was is a
+    """``passes`` refinement passes (``_refine_pass``). A molecule a pass leaves as it was is a
     fixed point (the next pass would write it back again), so each pass takes only the
     molecules the last one changed."""
     out = list(pairs)
@@ -140,7 +138,7 @@ def refine(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateC
         if not len(moving):
             break
         cond = None if condition is None else condition[torch.from_numpy(moving)]
-        new = refined(loaded, [out[i] for i in moving], cfg, seed, cond)
+        new = _refine_pass(loaded, [out[i] for i in moving], cfg, seed, cond)
         changed = np.array([new[j][1] != out[i][1] for j, i in enumerate(moving)], dtype=bool)
         for j, i in enumerate(moving):
             out[i] = new[j]

@@ -166,8 +166,7 @@ class FingerprintIndex:
                 a = q.sum(1, dtype=np.int64).astype(np.float64)
                 inter = torch.from_numpy(
                     (sp.csr_matrix(q[:, self.rare], dtype=np.float32) @ self._sparse_t).toarray())
-                common = torch.from_numpy(q[:, self.common].astype(np.float32))
-                inter += common.to(self._dense.dtype) @ self._dense.T
+                inter += torch.from_numpy(q[:, self.common]).to(self._dense.dtype) @ self._dense.T
                 # Within one bit count b, the most similar is the largest intersection c
                 # (c / (a + b - c) grows with c): one max per count, then compare counts.
                 c = np.empty((len(q), len(group_b)))
