@@ -57,7 +57,7 @@ def scored(loaded, smiles: list[str]) -> dict[str, np.ndarray]:
 
 
 def measure(loaded, target: dict, n: int, codes: bool, seed: int, width: float | None,
-            guidance: float, refine: int | None = None) -> dict:
+            guidance: float | None, refine: int | None = None) -> dict:
     asked_ranges = request(loaded, target)
     t = time.perf_counter()
     df = sample(loaded, num_samples=n, seed=seed, condition=target, condition_codes=codes,
@@ -92,8 +92,8 @@ def main() -> None:
     ap.add_argument("--modes", default="codes+decoder,decoder")
     ap.add_argument("--properties", default=",".join(GRID), help="grid properties to run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--guidance", type=float, default=1.0,
-                    help="classifier-free guidance of the decoder (generate.condition_guidance)")
+    ap.add_argument("--guidance", type=float, help="classifier-free guidance of the decoder "
+                    "(generate.condition_guidance; default: the model's)")
     ap.add_argument("--width", type=float, help="prior width of the conditional samples "
                     "(default: the model's)")
     ap.add_argument("--refine", type=int, help="refinement passes of the conditional and the "

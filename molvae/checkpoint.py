@@ -17,7 +17,9 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     prior            optional {"mu", "logvar": (M, Z) float16, "width": float}; or 8-bit:
                      "mu", "logvar" (M, Z) uint8 with "mu_grid", "logvar_grid" (2, Z): offset, step
     ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
-    sampling         optional {"greedy": bool}: how this model samples by default
+    sampling         optional {"greedy": bool, "refine": int, "condition_width": float,
+                     "condition_guidance": float}: how this model samples by default (the
+                     last two: a conditional model's prior width and guidance for requests)
     conditions       optional (a conditional model) {"names", "mean", "std", "low", "high"}:
                      lists, the ConditionSpace; its prior then adds "properties" (M, K)
                      float32, the values of those properties for the codes' molecules
@@ -198,12 +200,24 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     )
 
 
+SAMPLING_KINDS = {"greedy": bool, "refine": int, "condition_width": float,
+                  "condition_guidance": float}
+
+
+def _sampling_ok(name: str, value) -> bool:
+    if type(value) is not SAMPLING_KINDS.get(name):
+        return False
+    if name == "refine":
+        return 0 <= value <= 10
+    if name == "condition_width":
+        return 0 < value < math.inf
+    return name != "condition_guidance" or 0 <= value <= 20
+
+
 def _read_sampling(sampling, path) -> dict:
     if sampling is None:
         return {}
-    kinds = {"greedy": bool, "refine": int}
-    if not isinstance(sampling, dict) or set(sampling) - set(kinds) or not all(
-            type(v) is kinds[k] for k, v in sampling.items()) or sampling.get("refine", 0) < 0:
+    if not isinstance(sampling, dict) or not all(_sampling_ok(k, v) for k, v in sampling.items()):
         raise CheckpointError(f"{path}: incompatible checkpoint (malformed sampling defaults)")
     return dict(sampling)
 
@@ -260,7 +274,7 @@ def _quantize(x: torch.Tensor) -> dict[str, torch.Tensor]:
 def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
                  hashes_apart: bool = False, max_codes: int | None = None,
                  codes_8bit: bool = False, width: float | None = None,
-                 greedy: bool | None = None, refine: int | None = None) -> Path:
+                 sampling: dict | None = None) -> Path:
     """Strip optimizer and RNG state from a training checkpoint (a small inference file).
 
     ``half``: weights stored in float16 (loaded back into float32). ``hashes_apart``: the
@@ -268,10 +282,20 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     shared by every model trained on the same data) and the checkpoint names that file.
     ``max_codes``: keep a seeded random subset of the stored prior codes. ``codes_8bit``:
     store them as 8-bit per-dimension grids (a quarter of float32, half of float16).
-    ``width``: the prior width sampling uses by default; ``greedy``: whether this model
-    samples with greedy tokens by default (``generate.greedy`` unset); ``refine``: its
-    refinement passes by default (``generate.refine`` unset).
+    ``width``: the prior width sampling uses by default; ``sampling``: sampling defaults
+    stored with the model, used where the config leaves them unset ({"greedy": bool,
+    "refine": passes 0-10, "condition_width": prior width of requests, "condition_guidance":
+    their guidance 0-20}); merged into those the source stores.
     """
+    sampling = {**(sampling or {})}
+    for k, v in sampling.items():  # ints are fine where floats are stored
+        if SAMPLING_KINDS.get(k) is float and type(v) is int:
+            sampling[k] = float(v)
+    bad = [f"{k}={v!r}" for k, v in sampling.items() if not _sampling_ok(k, v)]
+    if bad:  # before any work
+        raise ValueError(f"bad sampling defaults {', '.join(bad)} (names: "
+                         f"{', '.join(SAMPLING_KINDS)}; refine 0-10, condition_width > 0, "
+                         "condition_guidance 0-20)")
     state = read_checkpoint(src)
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
     dest = Path(dest)
@@ -298,10 +322,8 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
                 keep["prior"][k], keep["prior"][f"{k}_grid"] = packed["codes"], packed["grid"]
             else:
                 keep["prior"][k] = prior[k].half()
-    if greedy is not None:
-        keep["sampling"] = {**keep.get("sampling", {}), "greedy": bool(greedy)}
-    if refine is not None:
-        keep["sampling"] = {**keep.get("sampling", {}), "refine": int(refine)}
+    if sampling:
+        keep["sampling"] = {**keep.get("sampling", {}), **sampling}
     save_checkpoint(dest, keep)
     return dest
 

@@ -133,7 +133,9 @@ class GenerateConfig(_Section):
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)
-    prior_width: float | None = Field(None, gt=0)  # posterior spread scale; None = the model's
+    # posterior spread scale; None = the model's (with a condition: its stored width for
+    # requests, if any)
+    prior_width: float | None = Field(None, gt=0)
     seed: int = 0
     # a conditional model: requested properties, {name: value} or {name: [low, high]}
     # (e.g. {"logp": [2, 3], "tpsa": 70}); empty: unconditional sampling
@@ -142,8 +144,9 @@ class GenerateConfig(_Section):
     # conditional prior p(z|c)) as well as telling the decoder (p(x|z,c))
     condition_codes: bool = True
     # classifier-free guidance of a conditional decoder: 1 = the plain conditional model,
-    # > 1 follows the condition more closely (two decoder passes per token)
-    condition_guidance: float = Field(1.0, ge=0, le=20)
+    # > 1 follows the condition more closely (two decoder passes per token); None: the
+    # model's stored choice (1 when it stores none)
+    condition_guidance: float | None = Field(None, ge=0, le=20)
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2)
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around

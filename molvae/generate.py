@@ -88,12 +88,28 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
         constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
         condition=None if condition is None else condition.to(device),
-        guidance=cfg.condition_guidance).cpu().numpy()
+        guidance=uses_guidance(loaded, cfg)).cpu().numpy()
 
 
 def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
     """``cfg.greedy``, where None means: the model's stored choice (else drawn tokens)."""
     return bool(loaded.sampling.get("greedy", False)) if cfg.greedy is None else cfg.greedy
+
+
+def uses_guidance(loaded: LoadedModel, cfg: GenerateConfig) -> float:
+    """``cfg.condition_guidance``, where None means: the model's stored choice for requests
+    (else 1, no guidance)."""
+    if cfg.condition_guidance is not None:
+        return cfg.condition_guidance
+    return float(loaded.sampling.get("condition_guidance", 1.0)) if cfg.condition else 1.0
+
+
+def uses_width(loaded: LoadedModel, cfg: GenerateConfig) -> float | None:
+    """``cfg.prior_width``, where None means: with a condition, the model's stored width for
+    requests, if any; else None (the width stored with the codes)."""
+    if cfg.prior_width is not None or not cfg.condition:
+        return cfg.prior_width
+    return loaded.sampling.get("condition_width")
 
 
 def uses_refine(loaded: LoadedModel, cfg: GenerateConfig) -> int:
@@ -245,8 +261,8 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
         ring_constraint(loaded)  # fails here, with its one line, if the model cannot
     targets = request(loaded, cfg.condition)
     gen = torch.Generator(device=device_of(loaded)).manual_seed(cfg.seed)
-    latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, cfg.prior_width, targets,
-                         cfg.condition_codes)
+    latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, uses_width(loaded, cfg),
+                         targets, cfg.condition_codes)
     out = _Collector(cfg.unique, progress)
     n = cfg.num_samples
     drawn = _draw(loaded, cfg, latent, gen, out, parallel.resolve_workers(workers), max_rounds)

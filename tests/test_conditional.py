@@ -133,7 +133,7 @@ def test_a_request_is_refined_only_when_asked_and_with_its_condition(cvae, tmp_p
     from molvae.checkpoint import export_model, load_model
     from molvae.generate import refine, sample, settings
 
-    stored = load_model(export_model(cvae.path, tmp_path / "refining.pt", refine=2))
+    stored = load_model(export_model(cvae.path, tmp_path / "refining.pt", sampling={"refine": 2}))
     kw = {"num_samples": 120, "seed": 4, "workers": 1}
     assert sample(stored, **kw).smiles.tolist() == sample(cvae, refine=2, **kw).smiles.tolist()
     ask = {"logp": (1.0, 2.0)}
@@ -152,6 +152,36 @@ def test_a_request_is_refined_only_when_asked_and_with_its_condition(cvae, tmp_p
     told = encode_batches(cvae.model, batch.tokens, batch.lengths, 3, device_of(cvae), cond[:3])
     plain = encode_batches(cvae.model, batch.tokens, batch.lengths, 3, device_of(cvae))
     assert not torch.allclose(told[0], plain[0])
+
+
+def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tmp_path):
+    """``molvae export --condition-width W --condition-guidance G``: requests sample with W
+    and G unless the config sets them; unconditional sampling does not change."""
+    from molvae.checkpoint import export_model, load_model
+    from molvae.cli import main
+    from molvae.generate import sample
+
+    dest = tmp_path / "asking.pt"
+    assert main(["export", str(cvae.path), str(dest), "--condition-width", "0.5",
+                 "--condition-guidance", "3"]) == 0
+    stored = load_model(dest)
+    assert stored.sampling == {"condition_width": 0.5, "condition_guidance": 3.0}
+    kw = {"num_samples": 60, "seed": 2, "workers": 1}
+    ask = {"logp": (1.0, 2.0)}
+    got = sample(stored, condition=ask, **kw).smiles.tolist()
+    assert got == sample(cvae, condition=ask, prior_width=0.5, condition_guidance=3,
+                         **kw).smiles.tolist()
+    assert got != sample(cvae, condition=ask, **kw).smiles.tolist()
+    assert sample(stored, condition=ask, prior_width=1.0, condition_guidance=1,
+                  **kw).smiles.tolist() == sample(cvae, condition=ask, prior_width=1.0,
+                                                  **kw).smiles.tolist()
+    assert sample(stored, **kw).smiles.tolist() == sample(cvae, **kw).smiles.tolist()
+    for bad in ({"condition_width": 0}, {"condition_guidance": 25}, {"refine": 11}, {"beam": 2}):
+        with pytest.raises(ValueError, match="bad sampling defaults"):
+            export_model(cvae.path, tmp_path / "bad.pt", sampling=bad)
+    assert not (tmp_path / "bad.pt").exists()
+    for flag in (["--condition-width", "0"], ["--condition-guidance", "21"]):
+        assert main(["export", str(cvae.path), str(tmp_path / "bad.pt"), *flag]) == 1
 
 
 def test_conditional_requests_fail_in_one_line(cvae, tiny):

@@ -230,7 +230,7 @@ def test_refinement_passes_encode_and_decode_each_sample_again(tiny, tmp_path):
     rec2 = generate.reconstruct(tiny, once).reconstructed.tolist()
     assert twice == [r or s for s, r in zip(once, rec2, strict=True)]
     assert generate.sample(tiny, workers=2, refine=1, **kw).smiles.tolist() == once
-    stored = load_model(export_model(tiny.path, tmp_path / "refining.pt", refine=1))
+    stored = load_model(export_model(tiny.path, tmp_path / "refining.pt", sampling={"refine": 1}))
     assert stored.sampling["refine"] == 1
     assert generate.sample(stored, workers=1, **kw).smiles.tolist() == once
     assert generate.sample(stored, workers=1, refine=0, **kw).smiles.tolist() == raw

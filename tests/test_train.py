@@ -53,7 +53,9 @@ def test_training_stores_posterior_codes_as_the_prior(tiny_trained, tmp_path):
     state["prior"] = {"mu": z, "logvar": z, "width": 1.5}
     torch.save(state, tmp_path / "wide.pt")
     assert load_model(tmp_path / "wide.pt").prior["width"] == 1.5
-    for bad in ({"refine": -1}, {"refine": True}, {"greedy": 1}, {"beam": 3}):
+    for bad in ({"refine": -1}, {"refine": True}, {"greedy": 1}, {"beam": 3}, {"refine": 11},
+                {"condition_width": 0.0}, {"condition_width": "wide"}, {"condition_guidance": 21.0},
+                {"condition_guidance": 3}):
         state["sampling"] = bad
         torch.save(state, tmp_path / "bad_sampling.pt")
         with pytest.raises(CheckpointError, match="malformed sampling defaults"):

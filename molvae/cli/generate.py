@@ -57,13 +57,14 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                              "(posterior); auto = posterior when the model has them (generate.prior)")
     parser.add_argument("--prior-width", type=float,
                         help="scale of the posterior spreads (generate.prior_width; default: the "
-                             "model's stored width)")
+                             "model's stored width, with --condition its width for requests)")
     parser.add_argument("--condition", nargs="+", metavar="NAME=VALUE",
                         help="a conditional model: requested properties, a value or a range, "
                              "e.g. --condition logp=2:3 tpsa=70 mw=350 (generate.condition)")
     parser.add_argument("--guidance", type=float,
                         help="with --condition: classifier-free guidance, > 1 follows the "
-                             "condition more closely (generate.condition_guidance; default 1)")
+                             "condition more closely (generate.condition_guidance; default: the "
+                             "model's stored choice, else 1)")
     parser.set_defaults(func=cmd_sample)
 
 

@@ -48,6 +48,12 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     export_parser.add_argument("--refine", type=int,
                                help="refinement passes the model samples with by default "
                                     "(when generate.refine is not set; 0-10)")
+    export_parser.add_argument("--condition-width", type=float,
+                               help="a conditional model: the prior width of requests by "
+                                    "default (when generate.prior_width is not set)")
+    export_parser.add_argument("--condition-guidance", type=float,
+                               help="a conditional model: the guidance of requests by default "
+                                    "(when generate.condition_guidance is not set; 0-20)")
     export_parser.add_argument("--hashes-of", metavar="MODEL",
                                help="judge novelty by MODEL's training-set hashes file (a model "
                                     "in DEST's folder, e.g. the one this was fine-tuned from) "
@@ -71,12 +77,19 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(f"--width must be a positive number, got {args.width}")
     if args.refine is not None and not 0 <= args.refine <= 10:
         raise UsageError(f"--refine must be 0-10 passes, got {args.refine}")
+    if args.condition_width is not None and not 0 < args.condition_width < float("inf"):
+        raise UsageError(f"--condition-width must be a positive number, got {args.condition_width}")
+    if args.condition_guidance is not None and not 0 <= args.condition_guidance <= 20:
+        raise UsageError(f"--condition-guidance must be 0-20, got {args.condition_guidance}")
+    sampling = {k: v for k, v in {"greedy": args.greedy, "refine": args.refine,
+                                  "condition_width": args.condition_width,
+                                  "condition_guidance": args.condition_guidance}.items()
+                if v is not None}
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
     dest = export_model(check_input(args.src), args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
-                        codes_8bit=args.codes_8bit, width=args.width, greedy=args.greedy,
-                        refine=args.refine)
+                        codes_8bit=args.codes_8bit, width=args.width, sampling=sampling)
     if args.hashes_of:
         from molvae.checkpoint import share_hashes
 
