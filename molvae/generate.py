@@ -129,7 +129,8 @@ def _refine_pass(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: Gen
     model does not write back to itself; the pass moves it to one it does (the decoder's
     fixed points are its typical molecules). A molecule the model cannot encode, or whose
     code decodes to nothing valid, stays as it was."""
-    mu, _, errors = codes(loaded, [smi for _, smi in pairs], len(pairs), False, condition)
+    mu, _, errors = codes(loaded, [smi for _, smi in pairs], len(pairs), False, condition,
+                          canonical=True)
     ok = np.flatnonzero([e is None for e in errors])
     out = list(pairs)
     if not len(ok):

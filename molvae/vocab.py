@@ -172,11 +172,13 @@ class TokenBatch:
         return np.array([e is None for e in self.errors], dtype=bool)
 
 
-def tokenize_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True) -> TokenBatch:
+def tokenize_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True,
+                    canonical: bool = False) -> TokenBatch:
     """User molecules -> model input with a fixed vocabulary (the model's).
 
     With ``strict``, an invalid SMILES or unknown tokens raise InvalidMoleculeError;
-    otherwise such molecules get an error string and the batch goes on.
+    otherwise such molecules get an error string and the batch goes on. ``canonical``: the
+    SMILES are RDKit canonical already (decoded molecules are), not parsed again.
     """
     from . import chem  # here, not at import: training from a token file needs no RDKit
 
@@ -184,7 +186,7 @@ def tokenize_smiles(vocab: Vocab, smiles: Sequence[str], strict: bool = True) ->
     canon: list[str] = []
     errors: list[str | None] = []
     for s in smiles:
-        can = chem.canonical_smiles(s)
+        can = (s or None) if canonical else chem.canonical_smiles(s)
         err, ids = None, []
         if can is None:
             err = f"not a valid molecule: {s!r}"

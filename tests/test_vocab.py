@@ -32,6 +32,18 @@ def test_round_trip_on_the_shipped_test_sample():
     assert len(smiles) == 10_000 and not mismatches, mismatches[:5]
 
 
+def test_canonical_input_skips_parsing_with_the_same_tokens():
+    """tokenize_smiles(canonical=True) (what a refinement pass uses on decoded molecules)
+    gives the tokens of the parsing path for canonical SMILES, and an error for ''."""
+    smiles = [chem.canonical_smiles(s) for s in pd.read_csv(SHIPPED_TEST)["SMILES"][:500]]
+    v = Vocab.build([smiles_to_selfies(s) for s in smiles])
+    parsed = tokenize_smiles(v, smiles + [""], strict=False)
+    trusted = tokenize_smiles(v, smiles + [""], strict=False, canonical=True)
+    assert (parsed.tokens == trusted.tokens).all() and parsed.canonical == trusted.canonical
+    assert trusted.ok.tolist() == [True] * 500 + [False]
+    assert "not a valid molecule" in trusted.errors[-1]
+
+
 def test_vocab_encode_decode_and_serialization():
     v = Vocab.build(["[C][O]", "[C][=C][Br]"])
     assert v.to_list()[:3] == ["<pad>", "<bos>", "<eos>"]
