@@ -262,12 +262,14 @@ def prepare(
     cfg: DataConfig,
     vocab: Vocab | None = None,
     compute_properties: Sequence[str] = (),
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int], Callable[[int], object]] | None = None,
     use_cache: bool = True,
 ) -> EncodedDataset:
     """Load -> clean -> encode ``cfg.path``; cached on disk by content + settings.
 
-    ``progress(done, total)`` is called as molecules are cleaned.
+    ``progress(stage, total)`` is called as each stage starts ("clean+encode", then
+    "properties" when any are computed) and returns ``update(n)``, called as n more
+    molecules are done (``molvae.cli.common.StageBars``: one bar per stage)
     """
     path = Path(cfg.path)
     if not path.is_file():
@@ -290,14 +292,7 @@ def prepare(
 
     mols = read_molecules(path, cfg.smiles_column, cfg.property_columns, cfg.limit)
     total = len(mols.smiles)
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total)
-
+    tick = progress("clean+encode", total) if progress else None
     keep, can, sel, drops = clean(mols.smiles, cfg.standardize, cfg.max_tokens, cfg.workers, tick)
     tokens, lengths, vocab_out, ok = tokenize_selfies(sel, vocab)
     drops["unknown_tokens"] += int((~ok).sum())
@@ -308,7 +303,8 @@ def prepare(
     props = {c: v[keep_idx] for c, v in mols.properties.items()}
     if compute_properties:
         rows = chem.score_smiles(smiles, filters=(), property_names=compute_properties,
-                                 workers=cfg.workers)
+                                 workers=cfg.workers, progress=progress and progress(
+                                     "properties", len(smiles)))
         props.update({p: np.array([r[p] for r in rows], dtype=np.float32)
                       for p in compute_properties})
     report = {"path": str(path), "rows": total, "kept": len(smiles),

@@ -164,3 +164,24 @@ print("ok", len(r.history))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok 1", out.stderr[-2000:]
+
+
+def test_preparation_reports_each_stage_and_a_cache_hit_none(tmp_path):
+    """progress(stage, total) -> update(n): cleaning, then the computed properties (the
+    training bars of a conditional model), each counted to its total; a cache hit reports
+    nothing."""
+    seen: dict[str, list[int]] = {}
+
+    def progress(stage: str, total: int):
+        seen[stage] = [total, 0]
+        return lambda n: seen[stage].__setitem__(1, seen[stage][1] + n)
+
+    rows = [f"{s},1" for s in GOOD] + ["junk,2"]
+    cfg = _cfg(tmp_path, _csv(tmp_path, rows))
+    ds = prepare(cfg, compute_properties=["logp", "qed"], progress=progress)
+    assert list(seen) == ["clean+encode", "properties"]
+    assert seen == {"clean+encode": [5, 5], "properties": [4, 4]}
+    assert ds.properties["logp"].shape == (4,)
+    seen.clear()
+    prepare(cfg, compute_properties=["logp", "qed"], progress=progress)
+    assert seen == {}

@@ -80,26 +80,6 @@ def progress_bar(total: int | None, desc: str, unit: str = "mol"):
                 mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
 
-class CountBar:
-    """A ``progress(done, total)`` callback whose bar opens on the first call (so a cache
-    hit shows none) and closes when ``done`` reaches ``total``."""
-
-    def __init__(self, desc: str, unit: str = "mol") -> None:
-        self.desc, self.unit, self.bar = desc, unit, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = progress_bar(total, self.desc, self.unit)
-        self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 class StageBars:
     """``progress(stage, total) -> update``: one bar per stage, the previous one closed;
     ``seconds``: each stage's wall time, from its start to the next one's (or close)."""

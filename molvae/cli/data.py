@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import CountBar, UsageError, add_config_options, check_input, load_run_config
+from .common import StageBars, UsageError, add_config_options, check_input, load_run_config
 
 DATASETS = ("moses",)
 
@@ -74,11 +74,11 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         "data.max_tokens": args.max_tokens,
         "data.cache_dir": args.cache_dir,
     })
-    bar = CountBar("clean+encode")
+    bars = StageBars()
     try:
-        ds = prepare(cfg.data, progress=bar)
+        ds = prepare(cfg.data, progress=bars)
     finally:
-        bar.close()
+        bars.close()
     report = ds.report
     drops = ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v) or "none"
     print(f"kept {report['kept']} of {report['rows']} molecules (dropped: {drops}); "

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .common import CountBar, add_config_options, load_run_config, progress_bar
+from .common import StageBars, add_config_options, load_run_config, progress_bar
 
 logger = logging.getLogger("molvae")
 
@@ -102,11 +102,14 @@ def cmd_export(args: argparse.Namespace) -> None:
 class ProgressCallback:
     """A train.Callback: tqdm bar with loss, reconstruction, KL and token accuracy."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_bars: StageBars | None = None) -> None:
         self.bar = None
         self.info: dict = {}
+        self.data_bars = data_bars  # the data preparation's bars, closed as training starts
 
     def on_train_start(self, info: dict) -> None:
+        if self.data_bars is not None:
+            self.data_bars.close()
         self.info = info
         logger.info("training %s parameters on %s molecules (%s validation), device %s",
                     f"{info['parameters']:,}", f"{info['train_size']:,}",
@@ -147,8 +150,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         "train.init_from": args.init_from,
         "train.overwrite": args.overwrite,
     })
-    result = train_model(cfg.data, cfg.model, cfg.train, callbacks=[ProgressCallback()],
-                         resume=args.resume, data_progress=CountBar("clean+encode"))
+    data_bars = StageBars()
+    result = train_model(cfg.data, cfg.model, cfg.train, callbacks=[ProgressCallback(data_bars)],
+                         resume=args.resume, data_progress=data_bars)
     last = result.history[-1] if result.history else {}
     print(f"model: {result.best_checkpoint}  (last: {result.checkpoint}); "
           f"{result.seconds / 60:.1f} min; val exact recon "
