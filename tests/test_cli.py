@@ -68,6 +68,7 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
                               "step", "qed", "plogp", "pass_pains", "score", "reasons",
                               "nearest_known", "nearest_similarity"} <= set(df.columns)
     assert "seconds: sample" in r.stderr and "nearest" in r.stderr  # stage times
+    assert "sampler: stored codes at width 1, tokens drawn at temperature 1" in r.stderr
     ok = df[df.valid]
     assert ok.nearest_similarity.between(0, 1).all() and (ok.nearest_known != "").all()
     pd.DataFrame({"SMILES": test_smiles[:20] + ["junk"]}).to_csv(tmp_path / "in.csv", index=False)

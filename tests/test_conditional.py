@@ -176,6 +176,13 @@ def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tmp_path
                   **kw).smiles.tolist() == sample(cvae, condition=ask, prior_width=1.0,
                                                   **kw).smiles.tolist()
     assert sample(stored, **kw).smiles.tolist() == sample(cvae, **kw).smiles.tolist()
+    from molvae.cli.generate import sampler_text
+    from molvae.generate import settings
+
+    assert sampler_text(stored, settings(condition=ask)).endswith("guidance 3")
+    assert "stored codes at width 0.5," in sampler_text(stored, settings(condition=ask))
+    assert "0.5" not in sampler_text(stored, settings()) and "guidance" not in sampler_text(
+        stored, settings())
     for bad in ({"condition_width": 0}, {"condition_guidance": 25}, {"refine": 11}, {"beam": 2}):
         with pytest.raises(ValueError, match="bad sampling defaults"):
             export_model(cvae.path, tmp_path / "bad.pt", sampling=bad)
@@ -222,8 +229,9 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
     out = tmp_path / "c.csv"
     rc = main(["sample", "-n", "40", "--model", str(cvae.path), "--condition", "logp=1.5:3",
                "qed=0.8", "--guidance", "2", "-o", str(out)])
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
     assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
+    assert "sampler: stored codes at width " in err and err.count("guidance 2") == 1, err
     df = pd.read_csv(out)
     assert len(df) == 40 and df.target_logp.between(1.5, 3).all() and "logp" in df
     for args, msg in [(["--condition", "tpsa=60"], "unknown condition 'tpsa'"),

@@ -95,6 +95,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     loaded = load_model(args.model)
     resolve_prior(loaded, cfg.generate.prior)  # fail before the progress bar appears
     request(loaded, cfg.generate.condition)
+    print(sampler_text(loaded, cfg.generate), file=sys.stderr)
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(loaded, cfg.generate, progress=bar.update)
     bar.close()
@@ -110,6 +111,30 @@ def cmd_sample(args: argparse.Namespace) -> None:
         print(summary(df, request(loaded, cfg.generate.condition)))
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())
           + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
+
+
+def sampler_text(loaded, g) -> str:
+    """The sampler ``g`` (a GenerateConfig) amounts to with ``loaded``'s stored defaults:
+    "sampler: stored codes at width 1.3, greedy tokens, ring grammar, 10 refinement passes"."""
+    from molvae import generate
+    from molvae.latent import resolve_prior
+
+    if resolve_prior(loaded, g.prior) == "posterior":
+        parts = [f"stored codes at width {generate.uses_width(loaded, g) or loaded.prior['width']:g}"]
+    else:
+        parts = ["z ~ N(0, I)"]
+    if generate.uses_greedy(loaded, g):
+        parts.append("greedy tokens")
+    else:
+        parts.append(f"tokens drawn at temperature {g.temperature:g}"
+                     + (f", top-p {g.top_p:g}" if g.top_p else ""))
+    if generate.uses_ring_grammar(loaded, g):
+        parts.append("ring grammar")
+    if passes := generate.uses_refine(loaded, g):
+        parts.append(f"{passes} refinement pass{'es' if passes > 1 else ''}")
+    if g.condition:
+        parts.append(f"guidance {generate.uses_guidance(loaded, g):g}")
+    return "sampler: " + ", ".join(parts)
 
 
 def _check_score(cfg) -> None:
