@@ -15,6 +15,18 @@ SHIPPED_TRAIN = REPO / "data" / "moses_train_100k.csv.gz"
 SHIPPED_TEST = REPO / "data" / "moses_test_10k.csv.gz"
 SHIPPED_MODEL = REPO / "data" / "model" / "molvae_moses_cvae.pt"  # the default model
 
+
+
+def pytest_configure(config):
+    """One torch thread per test process under xdist (make test: two processes, two
+    cores): the tests' many tiny tensor ops run ~4x slower when each process's intra-op
+    threads wait for a core the other process holds (see molvae.parallel.torch_threads)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 TINY_MODEL = {"embedding_size": 16, "encoder_hidden_size": 32, "latent_size": 8,
               "decoder_hidden_size": 64}
 
