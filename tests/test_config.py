@@ -11,9 +11,18 @@ def test_defaults_load_and_flatten():
 
 
 def test_shipped_toml_is_the_default(tmp_path):
+    """molvae.toml lists every option with its default: loading it changes nothing."""
     from tests.conftest import REPO
 
-    assert load_config(REPO / "molvae.toml").model.latent_size == 128
+    shipped, default = flatten(load_config(REPO / "molvae.toml")), flatten(load_config())
+    differ = {k: (v, default[k]) for k, v in shipped.items() if v != default[k]
+              and str((REPO / v).resolve()) != default[k]}  # relative paths: the repo's
+    assert set(shipped) == set(default) and not differ, differ
+    text = (REPO / "molvae.toml").read_text()
+    sections = {k.split(".")[0] for k in default if "." in k}
+    names = {k.split(".")[1] if k.split(".")[0] in sections else k.split(".")[0] for k in default}
+    missing = sorted(n for n in names if f"\n{n} =" not in text and f"\n# {n} =" not in text)
+    assert not missing, missing
 
 
 def test_every_unknown_key_is_listed_in_one_error(tmp_path):
