@@ -128,16 +128,23 @@ def _refine_pass(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: Gen
     and that code decoded greedily. A slip of the decoder becomes an odd molecule that the
     model does not write back to itself; the pass moves it to one it does (the decoder's
     fixed points are its typical molecules). A molecule the model cannot encode, or whose
-    code decodes to nothing valid, stays as it was."""
-    mu, _, errors = codes(loaded, [smi for _, smi in pairs], len(pairs), False, condition,
-                          canonical=True)
-    ok = np.flatnonzero([e is None for e in errors])
+    code decodes to nothing valid, stays as it was; one written back token for token is
+    the same molecule, with its canonical SELFIES (no SELFIES decoding or RDKit needed)."""
+    batch = tokenize_smiles(loaded.vocab, [smi for _, smi in pairs], False, canonical=True)
+    ok = np.flatnonzero(batch.ok)
     out = list(pairs)
     if not len(ok):
         return out
     cond = None if condition is None else condition[torch.from_numpy(ok)]
-    ids = _decode_batch(loaded, mu[torch.from_numpy(ok)], seed, cfg, True, cond)
-    for i, pair in zip(ok, decode_ids(loaded.vocab, ids), strict=True):
+    mu, _ = encode_batches(loaded.model, batch.tokens[ok], batch.lengths[ok], len(ok),
+                           device_of(loaded), cond)
+    ids = _decode_batch(loaded, mu, seed, cfg, True, cond)
+    lengths = batch.lengths[ok]
+    same = np.array([np.array_equal(row[: n - 1], tokens[1:n]) for row, tokens, n
+                     in zip(ids, batch.tokens[ok], lengths, strict=True)], dtype=bool)
+    for i, row in zip(ok[same], ids[same], strict=True):
+        out[i] = (loaded.vocab.to_selfies(row), pairs[i][1])
+    for i, pair in zip(ok[~same], decode_ids(loaded.vocab, ids[~same]), strict=True):
         if pair[1]:
             out[i] = pair
     return out
