@@ -370,6 +370,12 @@ def companion_files(path: str | Path) -> list[Path]:
     return [file] if file is not None and file.is_file() else []
 
 
+def training_hashes(path: str | Path) -> np.ndarray | None:
+    """The sorted training-set hashes of the checkpoint at ``path`` (inline, in its file, or
+    both); None when it stores none."""
+    return _read_hashes(read_checkpoint(path), Path(path))
+
+
 def _read_hashes(state: dict, path: Path) -> np.ndarray | None:
     """The training-set hashes: in the checkpoint, in the file it names beside it, or both
     (then their union)."""

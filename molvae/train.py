@@ -28,6 +28,7 @@ from .checkpoint import (
     resume_record,
     save_checkpoint,
     smiles_hashes,
+    training_hashes,
 )
 from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
@@ -293,7 +294,11 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),
             "device": str(loop.device), **data_info}
-    facts = {"train_hashes": torch.from_numpy(np.sort(smiles_hashes(train_ds.smiles))), "info": info,
+    hashes = np.sort(smiles_hashes(train_ds.smiles))
+    source = resume if resume is not None else cfg.init_from
+    if source is not None and (theirs := training_hashes(source)) is not None:
+        hashes = np.union1d(hashes, theirs)  # a fine-tune has trained on its start's molecules
+    facts = {"train_hashes": torch.from_numpy(hashes), "info": info,
              "ring_sizes": dataset_ring_sizes(train_ds)}
     for cb in callbacks:
         cb.on_train_start(info)

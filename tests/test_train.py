@@ -161,6 +161,16 @@ def test_init_from_fine_tunes_from_the_weights(tiny_trained, tmp_path):
     assert tuned.history[0]["val_recon"] < 0.8 * fresh.history[0]["val_recon"]
     assert read_checkpoint(tuned.checkpoint)["train_config"]["init_from"] == str(
         result.best_checkpoint)
+    # a fine-tune on other molecules has trained on its start's too: novelty counts both
+    moved = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c", split_seed=7)
+    other_split = train_model(moved, ModelConfig(**TINY_MODEL),
+                              TrainConfig(**{**common, "recon_eval_size": 0}, prior_codes=0,
+                                          out_dir=tmp_path / "moved",
+                                          init_from=result.best_checkpoint))
+    start = read_checkpoint(result.best_checkpoint)["train_hashes"].numpy()
+    own = read_checkpoint(fresh.checkpoint)["train_hashes"].numpy()
+    both = load_model(other_split.checkpoint).train_hashes
+    assert set(start) <= set(both) and 0 < len(np.setdiff1d(both, start)) < 0.1 * len(own)
     other = ModelConfig(**{**TINY_MODEL, "latent_size": 4})
     with pytest.raises(CheckpointError, match="model config differs"):
         train_model(data, other, TrainConfig(**common, out_dir=tmp_path / "x",
