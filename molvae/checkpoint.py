@@ -200,18 +200,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     )
 
 
-SAMPLING_KINDS = {"greedy": bool, "refine": int, "condition_width": float,
-                  "condition_guidance": float}
+# sampling defaults a model may store: name -> (type, low, high), low excluded for the width
+SAMPLING_KINDS = {"greedy": (bool, 0, 1), "refine": (int, 0, 10),
+                  "condition_width": (float, 0, math.inf), "condition_guidance": (float, 0, 20)}
 
 
 def _sampling_ok(name: str, value) -> bool:
-    if type(value) is not SAMPLING_KINDS.get(name):
-        return False
-    if name == "refine":
-        return 0 <= value <= 10
-    if name == "condition_width":
-        return 0 < value < math.inf
-    return name != "condition_guidance" or 0 <= value <= 20
+    kind, low, high = SAMPLING_KINDS.get(name, (None, 0, 0))
+    return type(value) is kind and low <= value <= high and (name != "condition_width" or
+                                                             0 < value < math.inf)
 
 
 def _read_sampling(sampling, path) -> dict:
@@ -287,10 +284,8 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     "refine": passes 0-10, "condition_width": prior width of requests, "condition_guidance":
     their guidance 0-20}); merged into those the source stores.
     """
-    sampling = {**(sampling or {})}
-    for k, v in sampling.items():  # ints are fine where floats are stored
-        if SAMPLING_KINDS.get(k) is float and type(v) is int:
-            sampling[k] = float(v)
+    sampling = {k: float(v) if SAMPLING_KINDS.get(k, (None,))[0] is float and type(v) is int
+                else v for k, v in (sampling or {}).items()}  # ints fine where floats are stored
     bad = [f"{k}={v!r}" for k, v in sampling.items() if not _sampling_ok(k, v)]
     if bad:  # before any work
         raise ValueError(f"bad sampling defaults {', '.join(bad)} (names: "
@@ -371,8 +366,7 @@ def companion_files(path: str | Path) -> list[Path]:
 
 
 def training_hashes(path: str | Path) -> np.ndarray | None:
-    """The sorted training-set hashes of the checkpoint at ``path`` (inline, in its file, or
-    both); None when it stores none."""
+    """The checkpoint's sorted training-set hashes (inline, in its file or both), or None."""
     return _read_hashes(read_checkpoint(path), Path(path))
 
 
