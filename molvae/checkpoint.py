@@ -17,9 +17,8 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     prior            optional {"mu", "logvar": (M, Z) float16, "width": float}; or 8-bit:
                      "mu", "logvar" (M, Z) uint8 with "mu_grid", "logvar_grid" (2, Z): offset, step
     ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
-    sampling         optional {"greedy": bool, "refine": int, "condition_width": float,
-                     "condition_guidance": float}: how this model samples by default (the
-                     last two: a conditional model's prior width and guidance for requests)
+    sampling         optional {name: value}, SAMPLING_KINDS: how this model samples by default
+                     (condition_*: a conditional model's prior width and guidance for requests)
     conditions       optional (a conditional model) {"names", "mean", "std", "low", "high"}:
                      lists, the ConditionSpace; its prior then adds "properties" (M, K)
                      float32, the values of those properties for the codes' molecules
@@ -200,21 +199,28 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     )
 
 
-# sampling defaults a model may store: name -> (type, low, high), low excluded for the width
-SAMPLING_KINDS = {"greedy": (bool, 0, 1), "refine": (int, 0, 10),
-                  "condition_width": (float, 0, math.inf), "condition_guidance": (float, 0, 20)}
+# sampling defaults a model may store: name -> the values allowed (type included)
+SAMPLING_KINDS = {"greedy": lambda v: type(v) is bool,
+                  "refine": lambda v: type(v) is int and 0 <= v <= 10,
+                  "condition_width": lambda v: type(v) is float and 0 < v < math.inf,
+                  "condition_guidance": lambda v: type(v) is float and 0 <= v <= 20}
 
 
-def _sampling_ok(name: str, value) -> bool:
-    kind, low, high = SAMPLING_KINDS.get(name, (None, 0, 0))
-    return type(value) is kind and low <= value <= high and (name != "condition_width" or
-                                                             0 < value < math.inf)
+def check_sampling(sampling: dict) -> dict:
+    """Sampling defaults to store in a model (ints taken for floats); ValueError names bad ones."""
+    out = {k: float(v) if k.startswith("condition_") and type(v) is int else v
+           for k, v in sampling.items()}
+    if bad := [f"{k}={v!r}" for k, v in out.items() if not (k in SAMPLING_KINDS and SAMPLING_KINDS[k](v))]:
+        raise ValueError(f"bad sampling defaults {', '.join(bad)} ({', '.join(SAMPLING_KINDS)}; "
+                         "refine 0-10, condition_width > 0, condition_guidance 0-20)")
+    return out
 
 
 def _read_sampling(sampling, path) -> dict:
     if sampling is None:
         return {}
-    if not isinstance(sampling, dict) or not all(_sampling_ok(k, v) for k, v in sampling.items()):
+    if not isinstance(sampling, dict) or not all(
+            k in SAMPLING_KINDS and SAMPLING_KINDS[k](v) for k, v in sampling.items()):
         raise CheckpointError(f"{path}: incompatible checkpoint (malformed sampling defaults)")
     return dict(sampling)
 
@@ -284,13 +290,7 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     "refine": passes 0-10, "condition_width": prior width of requests, "condition_guidance":
     their guidance 0-20}); merged into those the source stores.
     """
-    sampling = {k: float(v) if SAMPLING_KINDS.get(k, (None,))[0] is float and type(v) is int
-                else v for k, v in (sampling or {}).items()}  # ints fine where floats are stored
-    bad = [f"{k}={v!r}" for k, v in sampling.items() if not _sampling_ok(k, v)]
-    if bad:  # before any work
-        raise ValueError(f"bad sampling defaults {', '.join(bad)} (names: "
-                         f"{', '.join(SAMPLING_KINDS)}; refine 0-10, condition_width > 0, "
-                         "condition_guidance 0-20)")
+    sampling = check_sampling(sampling or {})  # before any work
     state = read_checkpoint(src)
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
     dest = Path(dest)

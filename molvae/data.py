@@ -302,9 +302,9 @@ def prepare(
         raise DataError(f"{path}: no valid molecules left after cleaning ({_drop_text(drops)})")
     props = {c: v[keep_idx] for c, v in mols.properties.items()}
     if compute_properties:
+        tick = progress("properties", len(smiles)) if progress else None
         rows = chem.score_smiles(smiles, filters=(), property_names=compute_properties,
-                                 workers=cfg.workers, progress=progress and progress(
-                                     "properties", len(smiles)))
+                                 workers=cfg.workers, progress=tick)
         props.update({p: np.array([r[p] for r in rows], dtype=np.float32)
                       for p in compute_properties})
     report = {"path": str(path), "rows": total, "kept": len(smiles),

@@ -44,12 +44,11 @@ def encode_batches(model: SelfiesVAE, tokens: np.ndarray, lengths: np.ndarray, b
 
 @torch.no_grad()
 def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
-          strict: bool = True, condition: torch.Tensor | None = None, canonical: bool = False
+          strict: bool = True, condition: torch.Tensor | None = None
           ) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """mu and logvar (N, Z) of each molecule (with a conditional model's condition input
-    (N, C)) and its error; rows of failed molecules are NaN. ``canonical``: the SMILES are
-    RDKit canonical already (see ``tokenize_smiles``)."""
-    batch = tokenize_smiles(loaded.vocab, smiles, strict, canonical)
+    (N, C)) and its error; rows of failed molecules are NaN."""
+    batch = tokenize_smiles(loaded.vocab, smiles, strict)
     mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, device_of(loaded),
                             condition)
     bad = torch.from_numpy(~batch.ok)

@@ -65,7 +65,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from molvae.checkpoint import export_model
+    from molvae.checkpoint import check_sampling, export_model
 
     from .common import UsageError, check_input
 
@@ -75,16 +75,12 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-codes must be >= 1, got {args.max_codes}")
     if args.width is not None and not 0 < args.width < float("inf"):
         raise UsageError(f"--width must be a positive number, got {args.width}")
-    if args.refine is not None and not 0 <= args.refine <= 10:
-        raise UsageError(f"--refine must be 0-10 passes, got {args.refine}")
-    if args.condition_width is not None and not 0 < args.condition_width < float("inf"):
-        raise UsageError(f"--condition-width must be a positive number, got {args.condition_width}")
-    if args.condition_guidance is not None and not 0 <= args.condition_guidance <= 20:
-        raise UsageError(f"--condition-guidance must be 0-20, got {args.condition_guidance}")
-    sampling = {k: v for k, v in {"greedy": args.greedy, "refine": args.refine,
-                                  "condition_width": args.condition_width,
-                                  "condition_guidance": args.condition_guidance}.items()
-                if v is not None}
+    try:
+        sampling = check_sampling({k: v for k, v in {
+            "greedy": args.greedy, "refine": args.refine, "condition_width": args.condition_width,
+            "condition_guidance": args.condition_guidance}.items() if v is not None})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
     dest = export_model(check_input(args.src), args.dest, half=args.half,
