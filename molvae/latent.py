@@ -24,22 +24,34 @@ def device_of(loaded: LoadedModel) -> torch.device:
     return next(loaded.model.parameters()).device
 
 
+# Rows per encoder batch on the CPU: molecules sorted by length and encoded in batches of
+# this many, each trimmed to its longest, so the GRU runs ~the mean length instead of the
+# longest molecule's (1.5x faster on 1,000 MOSES molecules at 128 than one padded batch;
+# the same numbers: a row's result does not depend on its batch).
+CPU_BUCKET = 128
+
+
 @torch.no_grad()
 def encode_batches(model: SelfiesVAE, tokens: np.ndarray, lengths: np.ndarray, batch_size: int,
                    device: torch.device, condition: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """The one encoding loop: tokens (N, L), lengths (N,) (and a conditional model's
-    condition input (N, C)) -> mu, logvar (N, Z) on the CPU."""
-    mus, lvs = [], []
-    for idx in sequential_batches(len(tokens), batch_size):
-        t = torch.from_numpy(np.asarray(tokens[idx], dtype=np.int64)).to(device)
-        ln = torch.from_numpy(np.asarray(lengths[idx], dtype=np.int64)).to(device)
-        c = None if condition is None else condition[torch.from_numpy(np.asarray(idx))].to(device)
-        mu, lv = model.encode(t, ln, c)
-        mus.append(mu.cpu())
-        lvs.append(lv.cpu())
+    condition input (N, C)) -> mu, logvar (N, Z) on the CPU, in input order; batches of
+    similar lengths (at most ``batch_size``, on the CPU ``CPU_BUCKET``)."""
     z = model.latent_size
-    return (torch.cat(mus) if mus else torch.empty(0, z), torch.cat(lvs) if lvs else torch.empty(0, z))
+    mu, lv = torch.empty(len(tokens), z), torch.empty(len(tokens), z)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    size = min(batch_size, CPU_BUCKET) if device.type == "cpu" else batch_size
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
+        width = int(lengths[idx].max())
+        t = torch.from_numpy(np.asarray(tokens[idx, :width], dtype=np.int64)).to(device)
+        rows = torch.from_numpy(idx)
+        c = None if condition is None else condition[rows].to(device)
+        m, v = model.encode(t, torch.from_numpy(lengths[idx]).to(device), c)
+        mu[rows], lv[rows] = m.float().cpu(), v.float().cpu()
+    return mu, lv
 
 
 @torch.no_grad()
