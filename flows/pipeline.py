@@ -4,7 +4,6 @@ call molvae. Candidates are written to ``out_dir`` before anything is logged to 
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
@@ -13,24 +12,20 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from molvae import candidates, conditions, generate, metrics
-from molvae.checkpoint import load_model
-from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, GenerateConfig, RunConfig
+from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
 from molvae.errors import CheckpointError
 from molvae.optimization import Objective, optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
 
-from . import review, runs
+from . import review, runs, shards
 from .outputs import IO_RETRIES, write_outputs
 
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
 
-@functools.lru_cache(maxsize=4)
-def _model(path: str):
-    return load_model(path)
-
+_model = shards.model
 
 # --------------------------------------------------------------------------- tasks
 
@@ -76,20 +71,26 @@ def load(path: str) -> str:
     return path
 
 
-def _sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int]
-            ) -> pd.DataFrame:
-    cfg = generate.settings(GenerateConfig.model_validate(gen), num_samples=n, seed=seed)
-    return generate.sample(_model(model_path), cfg, workers=1, part=part, code_seed=gen["seed"])
-
-
 @task(cache_policy=NO_CACHE, task_run_name="sample {n} molecules (shard {part})")
 def sample_shard(model_path: str, n: int, seed: int, gen: dict,
                  part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
-    """One shard, in this process, without worker processes: a flow's process runs other
-    threads (Prefect's, other tasks'), and a process forked while they hold a lock can hang
-    (seen with sampling workers forked beside the interpolation task). Shards run in
-    parallel as tasks instead."""
-    return _sample(model_path, n, seed, gen, part)
+    """One shard, in this process, without worker processes (a flow's process runs other
+    threads, and a process forked beside them can hang: see ``shards``); on Dask, shards
+    run in parallel as tasks."""
+    return shards.sample(model_path, n, seed, gen, part)
+
+
+@task(cache_policy=NO_CACHE, task_run_name=lambda: _shards_name())
+def sample_shards(model_path: str, jobs: list[tuple], workers: int) -> pd.DataFrame:
+    """Every shard (n, seed, gen, part) in worker processes of their own (``shards``)."""
+    return pd.concat(shards.sample_all(model_path, jobs, workers), ignore_index=True)
+
+
+def _shards_name() -> str:
+    from prefect.runtime import task_run
+
+    jobs = task_run.parameters.get("jobs") or []
+    return f"sample {sum(j[0] for j in jobs):,} molecules ({len(jobs)} shards)"
 
 
 @task(cache_policy=NO_CACHE, task_run_name="interpolate and explore neighbours")
@@ -104,7 +105,7 @@ def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @task(cache_policy=NO_CACHE, task_run_name="sample to the conditional requests")
 def sample_conditional(model_path: str, cfg: RunConfig) -> pd.DataFrame:
-    c = cfg.conditional  # in this process, like sample_shard
+    c = cfg.conditional  # in this process (see flows.shards)
     return generate.conditional(_model(model_path), c.targets, cfg.generate, c.num_samples,
                                 workers=1)
 
@@ -145,7 +146,7 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
         with_fragments=False, cache_dir=cfg.data.cache_dir, generated_rows=rows)
     train_ref = read_molecules(cfg.data.path, cfg.data.smiles_column, limit=2000).smiles
     # Cached by content (shipped for the default data). One process: other tasks' threads
-    # are running, and a process forked beside them can hang (see sample_shard).
+    # are running, and a process forked beside them can hang (see flows.shards).
     train_rows = metrics.reference_rows([s for s in train_ref if s], cfg.data.cache_dir,
                                         workers=1, with_fragments=False)
     metrics.plot_distributions(gen_rows, train_rows, out_dir / "plots" / "properties.png",
@@ -185,10 +186,13 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
              for i in range(cfg.shards)]
     t0 = time.perf_counter()
     walks = walk.submit(model_path, cfg)
-    futures = [sample_shard.submit(model_path, n, g.seed + 1000 * i, g.model_dump(),
-                                   (i, cfg.shards))  # shards share no stored code
-               for i, n in enumerate(sizes) if n]
-    samples = pd.concat([f.result() for f in futures], ignore_index=True)
+    jobs = [(n, g.seed + 1000 * i, g.model_dump(), (i, cfg.shards))  # no stored code shared
+            for i, n in enumerate(sizes) if n]
+    if cfg.runner == "dask":
+        futures = [sample_shard.submit(model_path, *job) for job in jobs]
+        samples = pd.concat([f.result() for f in futures], ignore_index=True)
+    else:
+        samples = sample_shards.submit(model_path, jobs, default_workers()).result()
     interp, near = walks.result()
     t1 = time.perf_counter()
     # Threads share one process: one scoring task with a process pool keeps both cores busy.

@@ -237,3 +237,15 @@ def test_refinement_passes_encode_and_decode_each_sample_again(tiny, tmp_path):
     for bad in (-1, 11):
         with pytest.raises(ConfigError, match="refine"):
             generate.sample(tiny, refine=bad, **kw)
+
+
+def test_sampling_workers_of_a_flow_fail_in_one_line(tmp_path):
+    """A flow's shards sampled by worker interpreters: one that fails (here: no model
+    file) is one line naming the cause, not a hang or a worker's traceback."""
+    from flows.shards import sample_all
+    from molvae.config import GenerateConfig
+
+    gen = GenerateConfig().model_dump()
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(GenerationError, match="sampling worker failed: .*missing.pt"):
+        sample_all(str(missing), [(10, 0, gen, (0, 2)), (10, 1000, gen, (1, 2))], 2)
