@@ -40,12 +40,18 @@ def sample(model_path: str, n: int, seed: int, gen: dict, part: tuple[int, int] 
     return generate.sample(model(model_path), cfg, workers=1, part=part, code_seed=gen["seed"])
 
 
+# Fewer molecules than this are sampled here: a worker interpreter takes ~4 s to start
+# (torch, RDKit), about what one core needs for 1,000 refined samples.
+MIN_FOR_WORKERS = 2000
+
+
 def sample_all(model_path: str, jobs: Sequence[tuple[int, int, dict, tuple[int, int]]],
                workers: int) -> list[pd.DataFrame]:
     """Each shard's molecules, jobs (n, seed, gen, part) in order, over ``workers`` worker
-    interpreters (one: here), shards dealt out in turn."""
+    interpreters, shards dealt out in turn; here, one after the other, with one worker or
+    fewer than ``MIN_FOR_WORKERS`` molecules in all."""
     workers = min(workers, len(jobs))
-    if workers <= 1:
+    if workers <= 1 or sum(job[0] for job in jobs) < MIN_FOR_WORKERS:
         return [sample(model_path, *job) for job in jobs]
     dealt = [list(range(w, len(jobs), workers)) for w in range(workers)]
     procs = []

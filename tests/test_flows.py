@@ -68,16 +68,8 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, cache)
     res = run_flow("pipeline", cfg)
     out = Path(res["out_dir"])
-    cands = pd.read_csv(out / "candidates.csv", keep_default_na=False)
+    cands = pd.read_csv(out / "candidates.csv")
     assert len(cands) == 120 and cands.unique.sum() > 0
-    # the shards, sampled in worker processes, are those sampled here one after the other
-    from flows.shards import sample
-
-    gen = cfg.generate.model_dump()
-    local = [sample(str(cfg.model_path), 60, cfg.generate.seed + 1000 * i, gen, (i, 2))
-             for i in range(2)]
-    generated = cands.sort_values(["seed", "step"], kind="stable")  # the file is in rank order
-    assert generated.smiles.tolist() == pd.concat(local).smiles.tolist()
     client = MlflowClient(store)
     run = client.get_run(res["run_id"])
     assert run.info.status == "FINISHED"

@@ -239,13 +239,22 @@ def test_refinement_passes_encode_and_decode_each_sample_again(tiny, tmp_path):
             generate.sample(tiny, refine=bad, **kw)
 
 
-def test_sampling_workers_of_a_flow_fail_in_one_line(tmp_path):
-    """A flow's shards sampled by worker interpreters: one that fails (here: no model
-    file) is one line naming the cause, not a hang or a worker's traceback."""
-    from flows.shards import sample_all
+def test_sampling_workers_of_a_flow_give_the_shards_sampled_here(tiny_trained, monkeypatch,
+                                                                 tmp_path):
+    """A flow's shards sampled by worker interpreters (``flows.shards``) are the molecules
+    of the same shards sampled here; a worker that fails (here: no model file) is one line
+    naming the cause, not a hang or a worker's traceback."""
+    from flows import shards
     from molvae.config import GenerateConfig
 
+    monkeypatch.setattr(shards, "MIN_FOR_WORKERS", 0)  # workers even for a few molecules
     gen = GenerateConfig().model_dump()
+    jobs = [(30, 1000 * i, gen, (i, 3)) for i in range(3)]
+    path = str(tiny_trained[1].checkpoint)
+    here = [shards.sample(path, *job) for job in jobs]
+    there = shards.sample_all(path, jobs, 2)
+    for a, b in zip(here, there, strict=True):
+        pd.testing.assert_frame_equal(a, b)
     missing = tmp_path / "missing.pt"
     with pytest.raises(GenerationError, match="sampling worker failed: .*missing.pt"):
-        sample_all(str(missing), [(10, 0, gen, (0, 2)), (10, 1000, gen, (1, 2))], 2)
+        shards.sample_all(str(missing), jobs, 2)
