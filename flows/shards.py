@@ -11,10 +11,12 @@ script without an ``if __name__ == "__main__"`` guard again in every worker).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import pandas as pd
@@ -55,27 +57,34 @@ def sample_all(model_path: str, jobs: Sequence[tuple[int, int, dict, tuple[int, 
         return [sample(model_path, *job) for job in jobs]
     dealt = [list(range(w, len(jobs), workers)) for w in range(workers)]
     procs = []
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(_stop, procs)
         for rows in dealt:
+            # stderr to a file: a pipe nobody reads while stdout is read could fill and stall
+            err = stack.enter_context(tempfile.TemporaryFile())
             proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            procs.append(proc)
+                                    stdout=subprocess.PIPE, stderr=err)
+            procs.append((proc, err))
             proc.stdin.write(pickle.dumps((model_path, [jobs[i] for i in rows])))
             proc.stdin.close()
         out: list[pd.DataFrame | None] = [None] * len(jobs)
-        for proc, rows in zip(procs, dealt, strict=True):
-            data, err = proc.stdout.read(), proc.stderr.read()
+        for (proc, err), rows in zip(procs, dealt, strict=True):
+            data = proc.stdout.read()
             if proc.wait() != 0:
-                tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-                raise GenerationError(f"a sampling worker failed: {tail[0]}")
+                err.seek(0)
+                tail = err.read().decode(errors="replace").strip().splitlines()[-1:]
+                raise GenerationError(f"a sampling worker failed: {(tail or ['no message'])[0]}")
             for i, df in zip(rows, pickle.loads(data), strict=True):
                 out[i] = df
         return out
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+
+
+def _stop(procs: list) -> None:
+    for proc, _ in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 def _main() -> None:

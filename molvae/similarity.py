@@ -11,7 +11,7 @@ exact intersection. Batches of queries run on threads, one per core, each with a
 one-thread BLAS (both release the interpreter lock): 2x the speed of one batch at a time
 with a multi-threaded BLAS, where the sparse product used one core. 10,000 queries x
 100,000 molecules: ~8 s on 2 cores here, where RDKit's ``BulkTanimotoSimilarity`` one
-query at a time takes ~420 s (``benchmarks/nearest.py``).
+query at a time takes ~300 s (``benchmarks/nearest.py``).
 """
 
 from __future__ import annotations
