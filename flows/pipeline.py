@@ -25,8 +25,6 @@ from .outputs import IO_RETRIES, write_outputs
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
 
-_model = shards.model
-
 # --------------------------------------------------------------------------- tasks
 
 
@@ -67,7 +65,7 @@ def train(cfg: RunConfig, tracker_id: str | None) -> str:
 
 @task(**IO_RETRIES, task_run_name="load the model")
 def load(path: str) -> str:
-    _model(path)  # fails here, with retries, if the file is missing or corrupt
+    shards.model(path)  # fails here, with retries, if the file is missing or corrupt
     return path
 
 
@@ -95,7 +93,7 @@ def _shards_name() -> str:
 
 @task(cache_policy=NO_CACHE, task_run_name="interpolate and explore neighbours")
 def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    loaded, g = _model(model_path), cfg.generate
+    loaded, g = shards.model(model_path), cfg.generate
     interp = (generate.interpolate(loaded, g.interpolate, g.interpolation_steps)
               if len(g.interpolate) >= 2 else pd.DataFrame())
     near = [generate.neighbors(loaded, s, g.neighbor_radii, g.neighbors_per_radius, g.seed)
@@ -106,13 +104,13 @@ def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 @task(cache_policy=NO_CACHE, task_run_name="sample to the conditional requests")
 def sample_conditional(model_path: str, cfg: RunConfig) -> pd.DataFrame:
     c = cfg.conditional  # in this process (see flows.shards)
-    return generate.conditional(_model(model_path), c.targets, cfg.generate, c.num_samples,
+    return generate.conditional(shards.model(model_path), c.targets, cfg.generate, c.num_samples,
                                 workers=1)
 
 
 @task(cache_policy=NO_CACHE, task_run_name=lambda: _sized("score", "df"))
 def score_shard(model_path: str, df: pd.DataFrame, cfg: RunConfig, workers: int) -> pd.DataFrame:
-    return candidates.annotate(df, cfg.score, _model(model_path), workers=workers)
+    return candidates.annotate(df, cfg.score, shards.model(model_path), workers=workers)
 
 
 @task(cache_policy=NO_CACHE, task_run_name=lambda: _sized("find nearest known molecules of", "df"))
@@ -129,7 +127,7 @@ def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool =
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
              .smiles if method == "gradient" else [])
     # A baseline is kept for its scores only: no full property panel on its molecules.
-    res = optimize(_model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s],
+    res = optimize(shards.model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s],
                    annotate=not baseline, scorers=cfg.scorers)
     return {"candidates": res.candidates, "trajectory": res.trajectory,
             "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts,
@@ -142,7 +140,7 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
     ref = read_molecules(SHIPPED_TEST).smiles
     rows = df.to_dict("records") if "pass_moses" in df and "heavy_atoms" in df else None
     m, gen_rows, ref_rows = metrics.evaluate(
-        df["smiles"].tolist(), [s for s in ref if s], _model(model_path).is_novel,
+        df["smiles"].tolist(), [s for s in ref if s], shards.model(model_path).is_novel,
         with_fragments=False, cache_dir=cfg.data.cache_dir, generated_rows=rows)
     train_ref = read_molecules(cfg.data.path, cfg.data.smiles_column, limit=2000).smiles
     # Cached by content (shipped for the default data). One process: other tasks' threads
@@ -160,7 +158,7 @@ def log_to_mlflow(cfg: RunConfig, run_id: str, out_dir: Path, summary: dict, mod
     """Everything of a finished run folder, its dataset and its model (registered once per
     weights); returns the model version."""
     return review.log_folder(runs.tracker(cfg, run_id), cfg, out_dir, summary, name, model_path,
-                             _model(model_path))
+                             shards.model(model_path))
 
 
 @flow(name="molvae-train", log_prints=True, persist_result=False)
@@ -238,7 +236,7 @@ def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     df = sample_conditional(model_path, cfg)
     workers = cfg.score.workers or default_workers()
     df = candidates.mark_unique(score_shard(model_path, df, cfg, workers))
-    space, targets = _model(model_path).conditions, cfg.conditional.targets
+    space, targets = shards.model(model_path).conditions, cfg.conditional.targets
     df = conditions.mark_hits(df, space, targets)
     best = [candidates.rank(part[part["hit"]]).head(CONDITIONAL_TOP)
             for _, part in df.groupby("request_id", sort=True)]
@@ -285,7 +283,7 @@ def preflight(cfg: RunConfig, name: str) -> None:
         raise CheckpointError(f"{model}: model file not found")
     if name in ("generate", "pipeline") and cfg.conditional.targets and not cfg.retrain:
         for target in cfg.conditional.targets:
-            generate.request(_model(str(model)), target)
+            generate.request(shards.model(str(model)), target)
 
 
 def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:

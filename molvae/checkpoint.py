@@ -210,7 +210,7 @@ def check_sampling(sampling: dict) -> dict:
     """Sampling defaults to store in a model (ints taken for floats); ValueError names bad ones."""
     out = {k: float(v) if k.startswith("condition_") and type(v) is int else v
            for k, v in sampling.items()}
-    if bad := [f"{k}={v!r}" for k, v in out.items() if not (k in SAMPLING_KINDS and SAMPLING_KINDS[k](v))]:
+    if bad := [f"{k}={v!r}" for k, v in out.items() if not SAMPLING_KINDS.get(k, lambda _: False)(v)]:
         raise ValueError(f"bad sampling defaults {', '.join(bad)} ({', '.join(SAMPLING_KINDS)}; "
                          "refine 0-10, condition_width > 0, condition_guidance 0-20)")
     return out
@@ -220,7 +220,7 @@ def _read_sampling(sampling, path) -> dict:
     if sampling is None:
         return {}
     if not isinstance(sampling, dict) or not all(
-            k in SAMPLING_KINDS and SAMPLING_KINDS[k](v) for k, v in sampling.items()):
+            SAMPLING_KINDS.get(k, lambda _: False)(v) for k, v in sampling.items()):
         raise CheckpointError(f"{path}: incompatible checkpoint (malformed sampling defaults)")
     return dict(sampling)
 

@@ -68,6 +68,7 @@ class FingerprintIndex:
         self.order = np.argsort(counts, kind="stable")
         sorted_counts = counts[self.order]
         self.group_counts, self.group_starts = np.unique(sorted_counts, return_index=True)
+        self._bounds = [*self.group_starts.tolist(), len(self.order)]  # rows of each count
         by_freq = np.argsort(-freq, kind="stable")
         self.common, self.rare = np.sort(by_freq[:DENSE_BITS]), np.sort(by_freq[DENSE_BITS:])
         dense = np.empty((len(self.bits), DENSE_BITS), dtype=np.float32)
@@ -156,10 +157,9 @@ class FingerprintIndex:
         # Within one bit count b, the most similar is the largest intersection c
         # (c / (a + b - c) grows with c): one max per count, then compare counts.
         rows = np.arange(len(q))
-        bounds = [*self.group_starts.tolist(), len(self.order)]
-        c = np.empty((len(q), len(bounds) - 1))
-        where = np.empty((len(q), len(bounds) - 1), dtype=np.int64)
-        for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        c = np.empty((len(q), len(self.group_counts)))
+        where = np.empty((len(q), len(self.group_counts)), dtype=np.int64)
+        for g, (lo, hi) in enumerate(zip(self._bounds[:-1], self._bounds[1:], strict=True)):
             idx = inter[:, lo:hi].argmax(1)
             c[:, g], where[:, g] = inter[rows, idx + lo], idx + lo
         sim = c / np.maximum(a[:, None] + self.group_counts[None, :] - c, 1)
