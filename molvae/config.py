@@ -98,6 +98,9 @@ class TrainConfig(_Section):
     property_weight: float = Field(1.0, ge=0)
     patience: int = Field(3, ge=1)  # early stopping on validation loss
     max_minutes: float | None = Field(None, gt=0)  # stop after this much training time
+    # with max_minutes: shorten the cosine so it reaches lr_min as the time runs out (the
+    # pace re-measured every 20 steps), not cut off mid-decay when epochs do not all fit
+    lr_fit_to_time: bool = False
     init_from: Path | None = None  # start from these weights (fresh optimizer and schedule)
     freeze_encoder: bool = False  # train the decoder only (encoder and latent head fixed)
     # condition dropout of a conditional model: the whole condition vector is dropped with

@@ -104,6 +104,7 @@ class _Loop:
     conditions: ConditionSpace | None = None
     epoch: int = 0
     step: int = 0
+    total_steps: int = 1  # the cosine's length (lr_fit_to_time shortens it)
     best_val: float = math.inf
     bad_epochs: int = 0
     history: list[dict] = field(default_factory=list)
@@ -135,9 +136,6 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
             p.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = math.ceil(len(train_ds) / cfg.batch_size) * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: lr_factor(t, total, cfg.lr_warmup_steps, cfg.lr_min / cfg.lr))
     props = list(model_cfg.property_names)
     missing = [p for p in props if p not in train_ds.properties]
     if missing:
@@ -146,7 +144,10 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
                  float(np.nanstd(train_ds.properties[p]) or 1.0)) for p in props}
     conditions = (ConditionSpace.fit(model_cfg.conditions, train_ds.properties)
                   if model_cfg.conditions else None)
-    loop = _Loop(model, opt, sched, trainable, device, stats, conditions)
+    loop = _Loop(model, opt, None, trainable, device, stats, conditions,  # type: ignore[arg-type]
+                 total_steps=math.ceil(len(train_ds) / cfg.batch_size) * cfg.epochs)
+    loop.sched = torch.optim.lr_scheduler.LambdaLR(  # reads total_steps as it changes
+        opt, lambda t: lr_factor(t, loop.total_steps, cfg.lr_warmup_steps, cfg.lr_min / cfg.lr))
     source = resume if resume is not None else cfg.init_from  # weights to start from
     if source is None:
         return loop
@@ -175,7 +176,7 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
         raise CheckpointError(f"{source}: cannot resume from an inference export (no "
                               f"{', '.join(missing)}); use --init-from to fine-tune from it")
     opt.load_state_dict(state["optimizer_state"])
-    sched.load_state_dict(state["scheduler_state"])
+    loop.sched.load_state_dict(state["scheduler_state"])
     loop.epoch, loop.step = state["epoch"], state["step"]
     loop.best_val, loop.bad_epochs = state["best_val"], state["bad_epochs"]
     loop.history = list(state["history"])
@@ -304,7 +305,7 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
         cb.on_train_start(info)
     t0 = time.perf_counter()
     out_of_time = lambda: bool(cfg.max_minutes) and time.perf_counter() - t0 > cfg.max_minutes * 60  # noqa: E731
-    stopped_early = False
+    stopped_early, first_step = False, loop.step
     while loop.epoch < cfg.epochs:
         loop.model.train()
         rng = np.random.default_rng([cfg.seed, loop.epoch])
@@ -312,6 +313,9 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
             metrics = train_step(loop, train_ds, idx, cfg)
             for cb in callbacks:
                 cb.on_batch_end(loop.step, metrics)
+            if cfg.lr_fit_to_time and cfg.max_minutes and loop.step % 20 == 0:
+                _fit_to_time(loop, cfg, info["steps_per_epoch"] * cfg.epochs,
+                             loop.step - first_step, time.perf_counter() - t0)
             if out_of_time():
                 break
         loop.epoch += 1
@@ -334,6 +338,18 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
     for cb in callbacks:
         cb.on_train_end(result)
     return result
+
+
+def _fit_to_time(loop: _Loop, cfg: TrainConfig, by_epochs: int, steps: int,
+                 seconds: float) -> None:
+    """Shorten the cosine so it ends as ``cfg.max_minutes`` runs out, at the pace of the
+    ``steps`` taken in ``seconds`` so far (validations included); never longer than
+    ``by_epochs`` steps."""
+    if steps <= 0 or seconds <= 0:
+        return
+    left = max(0.0, cfg.max_minutes * 60 - seconds)
+    fits = loop.step + int(0.98 * left * steps / seconds)
+    loop.total_steps = max(loop.step + 1, min(by_epochs, fits))
 
 
 def _store_codes(loop: _Loop, train_ds: EncodedDataset, cfg: TrainConfig) -> None:

@@ -110,3 +110,19 @@ def chemprop_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("chemprop") / "logp.pt"
     models.save_model(path, model)
     return path
+
+
+@pytest.fixture
+def run_main(capsys, monkeypatch):
+    """Run ``main(args)`` in this process: (exit code, stdout, stderr)."""
+    from molvae.cli import main
+
+    monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
+
+    def run(*args):
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run

@@ -19,22 +19,6 @@ def molvae(*args, cwd=None):
 
 
 @pytest.fixture
-def run_main(capsys, monkeypatch):
-    """Run ``main(args)`` in this process: (exit code, stdout, stderr)."""
-    from molvae.cli import main
-
-    monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
-
-    def run(*args):
-        capsys.readouterr()
-        rc = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return run
-
-
-@pytest.fixture
 def cli(run_main):
     """``run_main`` for commands that must not hit a bug: a traceback fails the test."""
     from molvae.cli import BUG_LINE

@@ -3,6 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
+from molvae.checkpoint import read_checkpoint
 from molvae.config import DataConfig
 from molvae.data import (
     DataError,
@@ -13,7 +14,7 @@ from molvae.data import (
     split,
 )
 from molvae.vocab import Vocab
-from tests.conftest import SHIPPED_TRAIN
+from tests.conftest import SHIPPED_MODEL, SHIPPED_TRAIN
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 GOOD = [ASPIRIN, "c1ccccc1O", "CCN(CC)CC", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
@@ -131,9 +132,10 @@ def test_split_and_collate(tmp_path):
     assert tokens.shape[1] == lengths.max() and tokens.dtype == np.int64
 
 
-def test_token_file_round_trip_and_training_without_rdkit(tmp_path):
-    """`data prepare --export` writes a token file that `data.path` takes as it is; training
-    from it imports no RDKit (the GPU machine has none)."""
+def test_token_file_round_trip_and_training_without_rdkit(tmp_path, run_main):
+    """`data prepare --export` writes a token file that `data.path` takes as it is, with the
+    properties it was asked for (float16) in the vocabulary of the model named; training a
+    conditional model from it imports no RDKit (the GPU machine has none)."""
     import subprocess
     import sys
 
@@ -141,29 +143,50 @@ def test_token_file_round_trip_and_training_without_rdkit(tmp_path):
     from molvae.data import export_tokens, prepare
 
     cfg = DataConfig(path=SHIPPED_TRAIN, limit=400, cache_dir=tmp_path / "cache")
-    ds = prepare(cfg)
-    path = export_tokens(ds, tmp_path / "tokens.npz")
+    ds = prepare(cfg, compute_properties=["logp", "mw"])
+    rc, out, err = run_main("data", "prepare", str(SHIPPED_TRAIN), "--set", "data.limit=400",
+                            "--cache-dir", str(tmp_path / "cache"), "--properties", "logp, mw",
+                            "--vocab-of", str(SHIPPED_MODEL), "--export", str(tmp_path / "t.npz"))
+    assert rc == 0, err
+    path = tmp_path / "t.npz"
     back = prepare(DataConfig(path=path, limit=300, cache_dir=tmp_path / "cache2"))
-    assert len(back) == 300 and back.vocab == ds.vocab and back.smiles == ds.smiles[:300]
-    assert np.array_equal(back.tokens, ds.tokens[:300, : back.tokens.shape[1]])
+    assert len(back) == 300 and back.smiles == ds.smiles[:300]
+    assert back.vocab.to_list() == read_checkpoint(SHIPPED_MODEL)["vocab"]
+    for name in ("logp", "mw"):
+        assert back.properties[name].dtype == np.float32
+        assert np.allclose(back.properties[name], ds.properties[name][:300], rtol=1e-3, atol=2e-3)
     with pytest.raises(DataError, match="must end in .npz"):
         export_tokens(ds, tmp_path / "tokens.csv")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a molvae token file"):
         prepare(DataConfig(path=tmp_path / "junk.npz"))
+    with pytest.raises(DataError, match="lacks properties qed"):
+        prepare(DataConfig(path=path), compute_properties=["logp", "qed"])
     code = f"""
 import sys
 sys.modules["rdkit"] = None  # any RDKit import now fails
 from molvae.config import DataConfig, ModelConfig, TrainConfig
 from molvae.train import train_model
 r = train_model(DataConfig(path=r"{path}"), ModelConfig(embedding_size=8, encoder_hidden_size=8,
-                latent_size=4, decoder_hidden_size=16),
+                latent_size=4, decoder_hidden_size=16, conditions=["logp", "mw"]),
                 TrainConfig(epochs=1, batch_size=64, out_dir=r"{tmp_path / 'run'}", threads=1,
                             recon_eval_size=0, prior_codes=50, amp=True))
 print("ok", len(r.history))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok 1", out.stderr[-2000:]
+
+
+def test_prepare_refuses_unknown_properties_and_unreadable_vocabularies(tmp_path, run_main):
+    args = ("data", "prepare", str(SHIPPED_TRAIN), "--set", "data.limit=50",
+            "--cache-dir", str(tmp_path / "c"))
+    rc, _, err = run_main(*args, "--properties", "logp,potency")
+    assert rc == 1 and "potency" in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = run_main(*args, "--vocab-of", str(tmp_path / "none.pt"))
+    assert rc == 1 and "none.pt" in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    rc, _, err = run_main(*args, "--vocab-of", str(tmp_path / "bad.pt"))
+    assert rc == 1 and "not a readable molvae checkpoint" in err, err
 
 
 def test_preparation_reports_each_stage_and_a_cache_hit_none(tmp_path):

@@ -208,6 +208,32 @@ def test_learning_rate_warms_up_then_decays_to_the_floor(tmp_path):
     assert all(a >= b for a, b in zip(lrs[3:-1], lrs[4:], strict=True))
 
 
+def test_fit_to_time_ends_the_decay_as_the_time_budget_runs_out(tmp_path):
+    lrs: list[float] = []
+
+    class Record:
+        def on_train_start(self, info): ...
+        def on_batch_end(self, step, metrics): lrs.append(metrics["lr"])
+        def on_epoch_end(self, epoch, metrics): ...
+        def on_train_end(self, result): ...
+
+    data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c")
+    common = dict(epochs=10_000, batch_size=64, lr=1e-3, lr_min=1e-5,
+                  recon_eval_size=0, prior_codes=0, threads=1)
+    for fit, minutes in ((False, 0.03), (True, 0.1)):
+        lrs.clear()
+        cfg = TrainConfig(**common, max_minutes=minutes, lr_fit_to_time=fit,
+                          out_dir=tmp_path / f"r{fit}")
+        train_model(data, ModelConfig(**TINY_MODEL), cfg, callbacks=[Record()])
+        assert 10 < len(lrs) < 10_000 * 24  # stopped by the clock, far inside the epochs
+        if fit:  # the cosine reached (about) its floor as the time ran out
+            assert lrs[-1] < 1e-4
+            assert all(a >= b - 1e-9 for a, b in zip(lrs[50:], lrs[51:], strict=False)) or \
+                max(lrs[-20:]) < 1e-4
+        else:  # the schedule of 10,000 epochs had hardly begun
+            assert lrs[-1] > 9e-4
+
+
 def test_freeze_encoder_trains_the_decoder_only(tiny_trained, tmp_path):
     _, result = tiny_trained
     data = DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "cache")

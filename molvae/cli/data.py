@@ -38,6 +38,12 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     prepare_parser.add_argument("--max-tokens", type=int,
                                 help="data.max_tokens (default 100)")
     prepare_parser.add_argument("--cache-dir", help="data.cache_dir (default .molvae_cache)")
+    prepare_parser.add_argument("--properties", metavar="NAMES",
+                                help="comma-separated RDKit properties to compute and keep "
+                                     "(a conditional model's conditions, e.g. mw,logp,qed)")
+    prepare_parser.add_argument("--vocab-of", metavar="MODEL",
+                                help="encode with MODEL's vocabulary (data to fine-tune MODEL "
+                                     "on; molecules with other tokens are dropped)")
     prepare_parser.add_argument("--export", metavar="TOKENS.npz",
                                 help="also write a compressed token file that `--data` (train) "
                                      "takes as it is: no source file, no RDKit needed (GPU runs)")
@@ -74,9 +80,16 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
         "data.max_tokens": args.max_tokens,
         "data.cache_dir": args.cache_dir,
     })
+    names = [p.strip() for p in (args.properties or "").split(",") if p.strip()]
+    vocab = None
+    if args.vocab_of:
+        from molvae.checkpoint import read_checkpoint
+        from molvae.vocab import Vocab
+
+        vocab = Vocab(read_checkpoint(check_input(args.vocab_of))["vocab"])
     bars = StageBars()
     try:
-        ds = prepare(cfg.data, progress=bars)
+        ds = prepare(cfg.data, vocab=vocab, compute_properties=names, progress=bars)
     finally:
         bars.close()
     report = ds.report
