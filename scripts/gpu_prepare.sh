@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare, on this (CPU) machine, what a lent GPU machine needs for scripts/gpu_train.sh:
-#   gpu/train_tokens.npz  the full MOSES training set as a compressed token file, in the shipped
-#                         model's vocabulary, with its conditions computed (no RDKit there)
+#   gpu/train_tokens.npz  a random SAMPLE (default 1,000,000) of the MOSES training set as a
+#                         compressed token file, in the shipped model's vocabulary, with its
+#                         conditions computed (no RDKit there); ~27 MB, so that it travels with
+#                         the working tree (64 MiB in all). Takes ~35 min on 2 cores.
 #   .whl/                 pure-Python wheels the device image lacks (selfies, pydantic and kin)
 # Both are git-ignored; the device `run` carries them: carry = [".whl", "gpu"].
 set -euo pipefail
@@ -11,7 +13,10 @@ BIN=${BIN:-.venv/bin}
 mkdir -p gpu
 MODEL=${MODEL:-data/model/molvae_moses_cvae.pt}
 CONDITIONS=${CONDITIONS-mw,logp,tpsa,hbd,hba,qed,sa}
-"$BIN/molvae" data prepare data/moses/train.csv.gz --vocab-of "$MODEL" \
+SAMPLE=${SAMPLE:-1000000}
+SRC=.molvae_cache/moses_train_sample_$SAMPLE.csv.gz  # not in gpu/: that folder travels
+"$BIN/molvae" data sample data/moses/train.csv.gz "$SRC" -n "$SAMPLE" --seed 15
+"$BIN/molvae" data prepare "$SRC" --vocab-of "$MODEL" \
     --properties "$CONDITIONS" --export gpu/train_tokens.npz
 rm -rf .whl && mkdir -p .whl
 # The device's python3 is 3.12 with torch, numpy, pandas, tqdm; these are missing there.

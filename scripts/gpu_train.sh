@@ -44,6 +44,17 @@ if [ -n "$CONDITIONS" ]; then  # mw,logp -> ["mw","logp"]
 fi
 # shellcheck disable=SC2086
 "$PY" -m molvae.cli train "${args[@]}" ${EXTRA:-} 2>&1 | tee "$OUT/train.log"
+# the run's pace and validation per epoch (the figures a README reports)
+"$PY" - "$OUT/run/last.pt" <<'PYEOF'
+import sys, torch
+s = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+n, steps = s["info"]["train_size"], s["info"]["steps_per_epoch"]
+for h in s["history"]:
+    print(f"epoch {h['epoch']:3d} step {h['step']:6d} {h['seconds']:7.1f}s val_recon "
+          f"{h['val_recon']:.4f} val_kl {h['val_kl']:.2f} val_loss {h['val_loss']:.4f}")
+h = s["history"][-1]
+print(f"{n:,} molecules, {steps} steps/epoch; {h['step'] * n / steps / h['seconds']:,.0f} mol/s")
+PYEOF
 # fp16 weights, 8-bit prior codes, no optimizer; novelty judged by the shipped models' hashes
 # file (the same training set) plus the few hashes it lacks, inline: < 16 MB. The export is
 # written beside that file (as --hashes-of requires), then moved to $OUT.
