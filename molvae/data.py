@@ -358,16 +358,21 @@ def save_cache(ds: EncodedDataset, path: Path, compress: bool = False) -> None:
     meta = {"version": CACHE_VERSION, "vocab": ds.vocab.to_list(), "report": ds.report,
             "key": ds.key, "properties": list(ds.properties)}
     smiles_blob = np.frombuffer("\n".join(ds.smiles).encode(), dtype=np.uint8)
-    # a token file (compressed) keeps properties in float16: a third of the size, and precise
-    # enough for conditions (logP to ~0.004, MW to ~0.25)
-    arrays = {f"prop_{k}": v.astype(np.float16) if compress else v
-              for k, v in ds.properties.items()}
+    arrays = {f"prop_{k}": _half(v) if compress else v for k, v in ds.properties.items()}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
         (np.savez_compressed if compress else np.savez)(
             fh, tokens=ds.tokens, lengths=ds.lengths, smiles=smiles_blob,
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     os.replace(tmp, path)
+
+
+def _half(values: np.ndarray) -> np.ndarray:
+    """A token file's property column in float16 (a third of the size; logP to ~0.004, MW
+    to ~0.25: precise enough for conditions), unless that would overflow (a data column of
+    values beyond 65,504 stays float32)."""
+    half = values.astype(np.float16)
+    return half if np.array_equal(np.isfinite(half), np.isfinite(values)) else values
 
 
 def load_cache(path: str | Path) -> EncodedDataset:

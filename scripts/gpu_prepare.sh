@@ -2,7 +2,7 @@
 # Prepare, on this (CPU) machine, what a lent GPU machine needs for scripts/gpu_train.sh:
 #   gpu/train_tokens.npz  a random SAMPLE (default 1,000,000) of the MOSES training set as a
 #                         compressed token file, in the shipped model's vocabulary, with its
-#                         conditions computed (no RDKit there); ~27 MB, so that it travels with
+#                         conditions computed (no RDKit there); ~25 MB, so that it travels with
 #                         the working tree (64 MiB in all). Takes ~35 min on 2 cores.
 #   .whl/                 pure-Python wheels the device image lacks (selfies, pydantic and kin)
 # Both are git-ignored; the device `run` carries them: carry = [".whl", "gpu"].

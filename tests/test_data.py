@@ -1,4 +1,5 @@
 import gzip
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -155,6 +156,9 @@ def test_token_file_round_trip_and_training_without_rdkit(tmp_path, run_main):
     for name in ("logp", "mw"):
         assert back.properties[name].dtype == np.float32
         assert np.allclose(back.properties[name], ds.properties[name][:300], rtol=1e-3, atol=2e-3)
+    big = replace(ds, properties={"ic50_nm": np.linspace(1.0, 2e5, len(ds), dtype=np.float32)})
+    kept = prepare(DataConfig(path=export_tokens(big, tmp_path / "big.npz"))).properties
+    assert np.array_equal(kept["ic50_nm"], big.properties["ic50_nm"])  # too big for float16
     with pytest.raises(DataError, match="must end in .npz"):
         export_tokens(ds, tmp_path / "tokens.csv")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
