@@ -222,3 +222,30 @@ def test_one_atom_recursive_smarts_are_written_inline_only_where_they_mean_the_s
     for s in ("C[Se]c1ccccc1", "c1cc[se]c1", "CCO", "[Ru]"):
         mol = Chem.MolFromSmiles(s)
         assert mol.HasSubstructMatch(metal) == mol.HasSubstructMatch(plain)
+
+
+def test_relaxed_smarts_drop_recursion_and_never_miss_a_match(test_smiles):
+    """``relax`` keeps a recursive SMARTS' first atom (spliced with ``&``: ``[N$(a)]`` must
+    not read as sodium) and turns what it cannot keep into ``*``; every molecule a query
+    matches, its relaxed form matches too (that is what lets it screen)."""
+    from rdkit import Chem
+
+    from molvae.chem.alerts import _alternatives, catalog_alerts, relax
+
+    assert relax("[N$(a1aaaaa1)]") == "[N&a]"
+    assert relax("[C&!$(C=O)]") == "[C&*]"
+    assert relax("[$([N,O]C),C]") == "[*,C]"
+    assert relax("[$([C&$(CO)]N)]") == "[C&C]"
+    assert relax("O=C[$(CS(=O)=O);!$(CN)]") == "O=C[C;*]"
+    assert relax("CC(=O)[O,N]") == "CC(=O)[O,N]"
+    assert _alternatives("[$(CC),$(N(=O)=O)]") == ["CC", "N(=O)=O"]
+    for whole in ("[$(CC);$(N)]", "[$(CC)]C", "[C,$(CC)]"):
+        assert _alternatives(whole) == [whole]
+    nih = catalog_alerts("nih")
+    mols = [chem.to_mol(s) for s in test_smiles[:300] + ["O=C(Oc1c(F)cc(C#N)cc1F)C", "[Se]1C=CC=C1"]]
+    for query, loose in zip(nih.queries, nih.relaxed, strict=True):
+        if loose is None:
+            continue
+        for mol in mols:
+            assert not mol.HasSubstructMatch(query) or mol.HasSubstructMatch(loose), \
+                (Chem.MolToSmarts(query), Chem.MolToSmiles(mol))

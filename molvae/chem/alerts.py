@@ -4,8 +4,11 @@ An ``AlertSet`` holds the queries of one rule family (RDKit's PAINS, Brenk and N
 catalogs, the MOSES MCF + PAINS rules, QED's 116 unwanted groups) with each query's RDKit
 pattern fingerprint. A query can only match a molecule whose pattern fingerprint holds
 every bit of the query's (that is what the fingerprint is made for), so one vectorized
-bit test skips ~95% of the queries before any substructure search; the answers are the
-same as matching every query (``tests/test_chem.py`` checks it on 20,000 molecules).
+bit test skips ~95% of the queries before any substructure search. A query with recursive
+SMARTS (``$(...)``, which RDKit evaluates over the whole molecule before matching, at up
+to ~0.1 ms a query) is first tried in a relaxed, recursion-free form that every match of
+the query also matches (``relax``): most candidates stop there. The answers are the same
+as matching every query (``tests/test_chem.py``; ``benchmarks/scoring.py --check``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class AlertSet:
     queries: tuple[Chem.Mol, ...]
     bits: np.ndarray  # (len(queries), PATTERN_BITS // 8) uint8
     unscreened: tuple = ()  # (name, FilterCatalogEntry)
+    relaxed: tuple = ()  # per query: None (no recursion in it) or its relaxed query/bundle
 
     def candidates(self, bits: np.ndarray) -> np.ndarray:
         """Indices of the queries the screen cannot rule out for a molecule's ``bits``."""
@@ -52,6 +56,9 @@ class AlertSet:
         molecule's ``pattern_bits``, passed when it is shared with other sets)."""
         found = []
         for i in self.candidates(pattern_bits(mol) if bits is None else bits):
+            loose = self.relaxed[i] if self.relaxed else None
+            if loose is not None and not mol.HasSubstructMatch(loose):
+                continue
             if mol.HasSubstructMatch(self.queries[i]):
                 found.append(self.names[i])
                 if first_only:
@@ -87,6 +94,50 @@ def inline_atoms(smarts: str) -> str:
     return "".join(out)
 
 
+def relax(smarts: str) -> str:
+    """A recursion-free SMARTS that matches wherever ``smarts`` does (and maybe more): each
+    ``$(X)`` becomes X's first atom (the atom a recursive SMARTS tests), relaxed in turn, or
+    ``*`` where that atom's expression holds ``,`` or ``;`` (it could not be spliced in
+    without changing precedence); each ``!$(X)`` becomes ``*``. Spliced in with ``&``, which
+    binds as tightly as the implicit AND it may replace (``[N$(a)]`` -> ``[N&a]``, not
+    ``[Na]``)."""
+    out, i = [], 0
+    while i < len(smarts):
+        negated = smarts.startswith("!$(", i)
+        if negated or smarts.startswith("$(", i):
+            start = i + 2 + negated
+            end = _paren_closing(smarts, start - 1)
+            out.append("&" + ("*" if negated else _first_atom(smarts[start:end])) + "&")
+            i = end + 1
+            continue
+        out.append(smarts[i])
+        i += 1
+    text = re.sub("&+", "&", "".join(out))
+    return re.sub(r"&(?=[\],;])", "", re.sub(r"(?<=[\[,;])&", "", text))
+
+
+_SYMBOL = re.compile(r"Cl|Br|[BCNOSPFIbcnospaA*]")
+
+
+def _first_atom(smarts: str) -> str:
+    """The expression of a SMARTS string's first atom, relaxed (``*`` if not one AND)."""
+    if smarts.startswith("["):
+        inner = relax(smarts[1:_closing(smarts, 0)])
+        return "*" if _top_level(inner) & {",", ";"} else inner
+    m = _SYMBOL.match(smarts)
+    return m.group(0) if m else "*"
+
+
+def _paren_closing(s: str, i: int) -> int:
+    """Index of the ``)`` closing the ``(`` at ``i``."""
+    depth = 0
+    for j in range(i, len(s)):
+        depth += {"(": 1, ")": -1}.get(s[j], 0)
+        if depth == 0:
+            return j
+    raise ValueError(f"unbalanced parentheses in SMARTS {s!r}")
+
+
 def _closing(s: str, i: int) -> int:
     """Index of the ``]`` closing the ``[`` at ``i`` (-1 if none)."""
     depth = 0
@@ -110,9 +161,50 @@ def _top_level(body: str) -> set[str]:
 def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = ()) -> AlertSet:
     names = tuple(n for n, _ in rules)
     queries = tuple(_inlined(q) for _, q in rules)
-    bits = (np.stack([pattern_bits(q) for q in queries]) if queries
+    relaxed = tuple(map(_relaxed, queries))
+    bits = (np.stack([pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol)
+                      else pattern_bits(q) for q, r in zip(queries, relaxed, strict=True)])
+            if queries
             else np.zeros((0, PATTERN_BITS // 8), np.uint8))
-    return AlertSet(names, queries, bits, unscreened)
+    return AlertSet(names, queries, bits, unscreened, relaxed)
+
+
+def _relaxed(query: Chem.Mol) -> Chem.Mol | Chem.MolBundle | None:
+    """A recursion-free query that matches wherever ``query`` does (None: it has no recursion,
+    or the relaxed form did not parse): its ``relax`` form; for a query that is one atom and
+    nothing but recursive alternatives, ``[$(X),$(Y)]`` (it matches where X or Y does), a
+    bundle of the relaxed X and Y whole (matched when one is), which screen far more than
+    their first atoms."""
+    smarts = Chem.MolToSmarts(query)
+    if "$(" not in smarts:
+        return None
+    with rdBase.BlockLogs():
+        forms = [Chem.MolFromSmarts(relax(x)) for x in _alternatives(smarts)]
+    if any(f is None for f in forms):
+        return None
+    if len(forms) == 1:
+        return forms[0]
+    bundle = Chem.MolBundle()
+    for f in forms:
+        bundle.AddMol(f)
+    return bundle
+
+
+def _alternatives(smarts: str) -> list[str]:
+    """``[$(X),$(Y)]`` -> [X, Y]; any other SMARTS -> [itself]."""
+    if not smarts.startswith("[") or _closing(smarts, 0) != len(smarts) - 1:
+        return [smarts]
+    parts, i, inner = [], 0, smarts[1:-1]
+    while inner.startswith("$(", i):
+        end = _paren_closing(inner, i + 1)
+        parts.append(inner[i + 2:end])
+        i = end + 1
+        if i == len(inner):
+            return parts
+        if inner[i] != ",":
+            break
+        i += 1
+    return [smarts]
 
 
 def _inlined(query: Chem.Mol) -> Chem.Mol:
