@@ -51,11 +51,16 @@ class AlertSet:
         return np.flatnonzero(~(self.bits & ~bits).any(1))
 
     def matches(self, mol: Chem.Mol, bits: np.ndarray | None = None,
-                first_only: bool = False) -> list[str]:
+                first_only: bool = False, target=None) -> list[str]:
         """Names of the queries ``mol`` matches, in the set's order (``bits``: the
-        molecule's ``pattern_bits``, passed when it is shared with other sets)."""
+        molecule's ``pattern_bits``, passed when it is shared with other sets). ``target``:
+        a callable giving the molecule to match instead, called only when some query passes
+        the screen (the MOSES rules match the explicit-H form; ``heavy_screen``)."""
         found = []
-        for i in self.candidates(pattern_bits(mol) if bits is None else bits):
+        candidates = self.candidates(pattern_bits(mol) if bits is None else bits)
+        if target is not None and (len(candidates) or self.unscreened):
+            mol = target()
+        for i in candidates:
             loose = self.relaxed[i] if self.relaxed else None
             if loose is not None and not mol.HasSubstructMatch(loose):
                 continue
@@ -158,15 +163,31 @@ def _top_level(body: str) -> set[str]:
     return chars
 
 
-def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = ()) -> AlertSet:
+def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
+          heavy_screen: bool = False) -> AlertSet:
+    """``heavy_screen``: queries matched against the explicit-H molecule screened by the
+    H-less molecule's bits: a query's bits taken without its hydrogen atoms (each remaining
+    bit comes from atoms of one element, which a match maps to heavy atoms, present in the
+    H-less molecule with the same bonds), so the costly H-form pattern bits are never made."""
     names = tuple(n for n, _ in rules)
     queries = tuple(_inlined(q) for _, q in rules)
     relaxed = tuple(map(_relaxed, queries))
-    bits = (np.stack([pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol)
-                      else pattern_bits(q) for q, r in zip(queries, relaxed, strict=True)])
-            if queries
-            else np.zeros((0, PATTERN_BITS // 8), np.uint8))
+    screened = [_without_h(q) for q in queries] if heavy_screen else queries
+    bits = (np.stack([pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol) and not heavy_screen
+                      else pattern_bits(q) for q, r in zip(screened, relaxed, strict=True)])
+            if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8))
     return AlertSet(names, queries, bits, unscreened, relaxed)
+
+
+def _without_h(query: Chem.Mol) -> Chem.Mol:
+    """The query with its hydrogen atoms (``[#1]``) and their bonds removed."""
+    hydrogens = [a.GetIdx() for a in query.GetAtoms() if a.GetAtomicNum() == 1]
+    if not hydrogens:
+        return query
+    rw = Chem.RWMol(query)
+    for i in sorted(hydrogens, reverse=True):
+        rw.RemoveAtom(i)
+    return rw.GetMol()
 
 
 def _relaxed(query: Chem.Mol) -> Chem.Mol | Chem.MolBundle | None:
@@ -265,7 +286,7 @@ def moses_rules() -> AlertSet:
                 rules.append((f"PAINS:{reg}" if reg else "PAINS", row[0].strip()))
     with rdBase.BlockLogs():
         parsed = [(n, Chem.MolFromSmarts(s)) for n, s in rules]
-    return _make([(n, q) for n, q in parsed if q is not None])
+    return _make([(n, q) for n, q in parsed if q is not None], heavy_screen=True)
 
 
 @functools.cache

@@ -16,14 +16,14 @@ from .alerts import CATALOGS, catalog_alerts, moses_rules
 MOSES_ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 
 
-def moses_alerts(mol: Chem.Mol, first_only: bool = False, *, h_mol: Chem.Mol | None = None,
-                 h_bits: np.ndarray | None = None) -> list[str]:
+def moses_alerts(mol: Chem.Mol, first_only: bool = False, *,
+                 bits: np.ndarray | None = None) -> list[str]:
     """Names of the MOSES filter rules a molecule breaks (Polykovskiy et al. 2020; same
     rules as ``moses.metrics.mol_passes_filters``): ``ring>=8``, ``charge``, ``atom:X``,
     then the MCF and PAINS SMARTS by name (``MCF7``, ``PAINS:ene_rhod_A(235)``). Empty =
-    passes. The SMARTS match the molecule with explicit Hs (``h_mol``, with its pattern
-    bits ``h_bits``, when the caller has them already); ``first_only`` stops at the first
-    broken rule."""
+    passes. The SMARTS match the molecule with explicit Hs, made only when a rule passes
+    the screen by the molecule's own pattern bits (``bits``, when the caller has them);
+    ``first_only`` stops at the first broken rule."""
     alerts = []
     largest = max((len(r) for r in mol.GetRingInfo().AtomRings()), default=0)
     if largest >= 8:
@@ -34,9 +34,7 @@ def moses_alerts(mol: Chem.Mol, first_only: bool = False, *, h_mol: Chem.Mol | N
                       if a.GetSymbol() not in MOSES_ALLOWED_ATOMS})
     if alerts and first_only:
         return alerts[:1]
-    if h_mol is None:
-        h_mol = Chem.AddHs(mol)
-    return alerts + moses_rules().matches(h_mol, h_bits, first_only)
+    return alerts + moses_rules().matches(mol, bits, first_only, target=lambda: Chem.AddHs(mol))
 
 
 def passes_moses(mol: Chem.Mol) -> bool:

@@ -31,9 +31,10 @@ def score_one(
     600``; empty when all pass).
 
     The molecule is parsed once and what several parts need is computed once: its
-    pattern fingerprint (screening PAINS, Brenk, NIH and QED's alerts), its explicit-H form
-    (MOSES rules), MW/logP/HBD/TPSA/rotatable bonds (QED, Lipinski, Veber, windows), SA
-    (pLogP). Values equal the single functions' (``PROPERTIES``, ``FILTERS``).
+    pattern fingerprint (screening PAINS, Brenk, NIH, MOSES and QED's alerts; the MOSES
+    rules then match its explicit-H form, made only when a rule passes the screen),
+    MW/logP/HBD/TPSA/rotatable bonds (QED, Lipinski, Veber, windows), SA (pLogP).
+    Values equal the single functions' (``PROPERTIES``, ``FILTERS``).
     Never raises on a bad molecule: it returns ``valid = False`` with empty fields.
     """
     names = list(PROPERTIES if property_names is None else property_names)
@@ -88,7 +89,7 @@ class _Panel:
     def __init__(self, mol: Chem.Mol):
         self.mol = mol
         self.values: dict[str, float] = {}
-        self._bits = self._h = None
+        self._bits = None
 
     @property
     def bits(self):
@@ -118,10 +119,7 @@ class _Panel:
         if name in CATALOGS:
             return catalog_alerts(name).matches(self.mol, self.bits, first_only)
         if name == "moses":
-            if self._h is None:
-                h_mol = Chem.AddHs(self.mol)
-                self._h = h_mol, pattern_bits(h_mol)
-            return moses_alerts(self.mol, first_only, h_mol=self._h[0], h_bits=self._h[1])
+            return moses_alerts(self.mol, first_only, bits=self.bits)
         if name not in THRESHOLD_RULES:
             return [] if FILTERS[name](self.mol) else ["failed"]
         values = {prop: self.prop(prop) for _, prop, _ in THRESHOLD_RULES[name]}
