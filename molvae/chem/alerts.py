@@ -7,8 +7,7 @@ every bit of the query's (that is what the fingerprint is made for), so one vect
 bit test skips ~95% of the queries before any substructure search. A query with recursive
 SMARTS (``$(...)``, which RDKit evaluates over the whole molecule before matching, at up
 to ~0.1 ms a query) is first tried in a relaxed, recursion-free form that every match of
-the query also matches (``relax``): most candidates stop there. Atom lists (``[F,Cl,Br,I]``),
-which set no fingerprint bits, screen by the elements present (``element_masks``). The answers are the same
+the query also matches (``relax``): most candidates stop there. The answers are the same
 as matching every query (``tests/test_chem.py``; ``benchmarks/scoring.py --check``).
 """
 
@@ -46,7 +45,6 @@ class AlertSet:
     bits: np.ndarray  # (len(queries), PATTERN_BITS // 8) uint8
     unscreened: tuple = ()  # (name, FilterCatalogEntry)
     relaxed: tuple = ()  # per query: None (no recursion in it) or its relaxed query/bundle
-    elements: tuple = ()  # per query: element masks (``element_masks``), one each must meet
 
     def candidates(self, bits: np.ndarray) -> np.ndarray:
         """Indices of the queries the screen cannot rule out for a molecule's ``bits``."""
@@ -60,9 +58,6 @@ class AlertSet:
         the screen (the MOSES rules match the explicit-H form; ``heavy_screen``)."""
         found = []
         candidates = self.candidates(pattern_bits(mol) if bits is None else bits)
-        if self.elements and len(candidates):
-            present = _present(mol)
-            candidates = [i for i in candidates if all(m & present for m in self.elements[i])]
         if target is not None and (len(candidates) or self.unscreened):
             mol = target()
         for i in candidates:
@@ -102,60 +97,6 @@ def inline_atoms(smarts: str) -> str:
         out.append(smarts[i])
         i += 1
     return "".join(out)
-
-
-def _present(mol: Chem.Mol) -> int:
-    """The elements of a molecule as a bit mask (bit n: atomic number n), hydrogen always
-    counted (implicit hydrogens become atoms in an explicit-H form)."""
-    mask = 2
-    for atom in mol.GetAtoms():
-        mask |= 1 << atom.GetAtomicNum()
-    return mask
-
-
-_ELEMENT = re.compile(r"#(\d+)|([A-Z][a-z]?|[bcnops]|se|as|te)")
-
-
-def element_masks(query: Chem.Mol) -> tuple[int, ...]:
-    """Masks of elements a molecule must contain for ``query`` to match (one element of
-    each mask): one per query atom whose every alternative names an element (``[F,Cl,Br]``,
-    ``[N&X3,n]``, ``[#80,se]``), kept when it spares carbon (a mask that holds carbon screens
-    out almost nothing). Pattern fingerprints miss these: an atom list sets no bits."""
-    masks = set()
-    for atom in query.GetAtoms():
-        smarts = atom.GetSmarts()
-        body = smarts[1:-1] if smarts.startswith("[") else smarts
-        if "$(" in body:
-            continue
-        for part in body.split(";"):  # each ;-part must hold on its own
-            mask = _alternatives_mask(part)
-            if mask and not mask & (1 << 6):
-                masks.add(mask)
-    return tuple(sorted(masks))
-
-
-def _alternatives_mask(part: str) -> int:
-    """Elements one of which every ``,``-alternative of ``part`` requires (0: some
-    alternative names no element, e.g. ``*``, ``R0&D2``, ``!#6``)."""
-    symbols, mask = _symbols(), 0
-    for alt in part.split(","):
-        numbers = []
-        for prim in alt.split("&"):
-            m = _ELEMENT.fullmatch(prim)
-            if m and m.group(1):
-                numbers.append(int(m.group(1)))
-            elif m and prim != "H" and prim.capitalize() in symbols:  # lone H: an H count
-                numbers.append(symbols[prim.capitalize()])
-        if not numbers:
-            return 0
-        mask |= 1 << numbers[0]
-    return mask
-
-
-@functools.cache
-def _symbols() -> dict[str, int]:
-    table = Chem.GetPeriodicTable()
-    return {table.GetElementSymbol(n): n for n in range(1, 119)}
 
 
 def relax(smarts: str) -> str:
@@ -235,8 +176,7 @@ def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
     bits = (np.stack([pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol) and not heavy_screen
                       else pattern_bits(q) for q, r in zip(screened, relaxed, strict=True)])
             if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8))
-    return AlertSet(names, queries, bits, unscreened, relaxed,
-                    tuple(map(element_masks, queries)))
+    return AlertSet(names, queries, bits, unscreened, relaxed)
 
 
 def _without_h(query: Chem.Mol) -> Chem.Mol:
