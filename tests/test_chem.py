@@ -241,6 +241,9 @@ def test_relaxed_smarts_drop_recursion_and_never_miss_a_match(test_smiles):
     assert relax("O=C[$(CS(=O)=O);!$(CN)]") == "O=C[C;*]"
     assert relax("CC(=O)[O,N]") == "CC(=O)[O,N]"
     assert _alternatives("[$(CC),$(N(=O)=O)]") == ["CC", "N(=O)=O"]
+    assert _alternatives("[$(CC") == ["[$(CC"]
+    with pytest.raises(ValueError, match="unbalanced"):
+        relax("[C&$(CC]")
     for whole in ("[$(CC);$(N)]", "[$(CC)]C", "[C,$(CC)]"):
         assert _alternatives(whole) == [whole]
     nih = catalog_alerts("nih")

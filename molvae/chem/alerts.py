@@ -111,7 +111,9 @@ def relax(smarts: str) -> str:
         negated = smarts.startswith("!$(", i)
         if negated or smarts.startswith("$(", i):
             start = i + 2 + negated
-            end = _paren_closing(smarts, start - 1)
+            end = _closing(smarts, start - 1, "()")
+            if end < 0:
+                raise ValueError(f"unbalanced parentheses in SMARTS {smarts!r}")
             out.append("&" + ("*" if negated else _first_atom(smarts[start:end])) + "&")
             i = end + 1
             continue
@@ -133,21 +135,12 @@ def _first_atom(smarts: str) -> str:
     return m.group(0) if m else "*"
 
 
-def _paren_closing(s: str, i: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``i``."""
-    depth = 0
+def _closing(s: str, i: int, pair: str = "[]") -> int:
+    """Index of the ``]`` closing the ``[`` at ``i`` (-1 if none); ``pair="()"``: the same
+    for parentheses."""
+    depth, step = 0, {pair[0]: 1, pair[1]: -1}
     for j in range(i, len(s)):
-        depth += {"(": 1, ")": -1}.get(s[j], 0)
-        if depth == 0:
-            return j
-    raise ValueError(f"unbalanced parentheses in SMARTS {s!r}")
-
-
-def _closing(s: str, i: int) -> int:
-    """Index of the ``]`` closing the ``[`` at ``i`` (-1 if none)."""
-    depth = 0
-    for j in range(i, len(s)):
-        depth += {"[": 1, "]": -1}.get(s[j], 0)
+        depth += step.get(s[j], 0)
         if depth == 0:
             return j
     return -1
@@ -199,8 +192,11 @@ def _relaxed(query: Chem.Mol) -> Chem.Mol | Chem.MolBundle | None:
     smarts = Chem.MolToSmarts(query)
     if "$(" not in smarts:
         return None
-    with rdBase.BlockLogs():
-        forms = [Chem.MolFromSmarts(relax(x)) for x in _alternatives(smarts)]
+    try:
+        with rdBase.BlockLogs():
+            forms = [Chem.MolFromSmarts(relax(x)) for x in _alternatives(smarts)]
+    except ValueError:  # unbalanced: RDKit writes none such; no relaxed form then
+        return None
     if any(f is None for f in forms):
         return None
     if len(forms) == 1:
@@ -217,7 +213,9 @@ def _alternatives(smarts: str) -> list[str]:
         return [smarts]
     parts, i, inner = [], 0, smarts[1:-1]
     while inner.startswith("$(", i):
-        end = _paren_closing(inner, i + 1)
+        end = _closing(inner, i + 1, "()")
+        if end < 0:
+            break
         parts.append(inner[i + 2:end])
         i = end + 1
         if i == len(inner):
