@@ -165,10 +165,12 @@ def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
     names = tuple(n for n, _ in rules)
     queries = tuple(_inlined(q) for _, q in rules)
     relaxed = tuple(map(_relaxed, queries))
-    screened = [_without_h(q) for q in queries] if heavy_screen else queries
-    bits = (np.stack([pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol) and not heavy_screen
-                      else pattern_bits(q) for q, r in zip(screened, relaxed, strict=True)])
-            if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8))
+    if heavy_screen:
+        screened = [pattern_bits(_without_h(q)) for q in queries]
+    else:  # a relaxed query's bits are the query's too (a bundle's are not: any one matches)
+        screened = [pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol) else pattern_bits(q)
+                    for q, r in zip(queries, relaxed, strict=True)]
+    bits = np.stack(screened) if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8)
     return AlertSet(names, queries, bits, unscreened, relaxed)
 
 
