@@ -30,7 +30,7 @@ run: $(VENV)/.installed
 	$(BIN)/molvae run
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist load
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check molvae flows tests benchmarks

@@ -333,6 +333,14 @@ def test_bad_outputs_and_values_are_refused_before_any_work(tmp_path, run_main, 
 
 
 @pytest.mark.slow
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
     import signal
     import time
@@ -355,7 +363,9 @@ def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=90)
         assert proc.returncode == 143 and "molvae: terminated" in err
-        time.sleep(2)
+        deadline = time.time() + 10  # its server stops as it exits: given a moment
+        while time.time() < deadline and _group_alive(proc.pid):
+            time.sleep(0.1)
         with pytest.raises(ProcessLookupError):  # nothing of its process group is left
             os.killpg(proc.pid, 0)
     finally:

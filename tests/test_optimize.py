@@ -55,10 +55,10 @@ def test_turbo_and_ga_beat_their_first_batch(shipped, method):
 
 
 def test_gradient_improves_over_its_start(shipped):
-    known = pd.read_csv(SHIPPED_TRAIN, nrows=1500)["SMILES"].tolist()
+    known = pd.read_csv(SHIPPED_TRAIN, nrows=600)["SMILES"].tolist()
     res = optimize(shipped, OptimizeConfig(method="gradient", objective="qed", oracle_budget=400,
                                            num_starts=16, steps=15, step_size=0.1,
-                                           surrogate_size=1500), surrogate_smiles=known)
+                                           surrogate_size=600), surrogate_smiles=known)
     _check_candidates(res)
     first = res.candidates[res.candidates.step == 0].score.mean()
     assert res.candidates[res.candidates.step > 0].score.max() > first

@@ -2,10 +2,14 @@
 so it runs beside them)."""
 
 OPEN_STORE = """
-import sys, time
+import os, pathlib, sys, time
 from molvae.config import TrackingConfig
 from molvae.tracking import MlflowTracker
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together
+gate = pathlib.Path(sys.argv[2])  # start together: once both have imported mlflow
+(gate / str(os.getpid())).touch()
+deadline = time.time() + 120
+while len(list(gate.iterdir())) < 2 and time.time() < deadline:
+    time.sleep(0.01)
 tr = MlflowTracker(TrackingConfig(tracking_uri=sys.argv[1]), run_name="racer")
 tr.finish()
 print(tr.run_id)
@@ -17,13 +21,13 @@ def test_runs_at_once_on_a_fresh_store_both_log(tmp_path):
     (without the lock, one failed with "table ... already exists")."""
     import subprocess
     import sys
-    import time
 
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    start = str(time.time() + 12)  # after both have imported mlflow
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, uri, start],
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, uri, str(gate)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=180) for p in procs]
