@@ -16,6 +16,7 @@ query at a time takes ~300 s (``benchmarks/nearest.py``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from .parallel import map_chunks, resolve_workers
 
 RADIUS, N_BITS = 2, 2048  # chem.fingerprint's: ECFP4, 2,048 bits
 DENSE_BITS = 256
+logger = logging.getLogger(__name__)
 
 
 def _fp_chunk(smiles: list[str | None], radius: int, n_bits: int) -> list[bytes]:
@@ -44,6 +46,32 @@ def packed_fingerprints(smiles: Sequence[str | None], radius: int = RADIUS,
                       workers=workers, progress=progress)
     out = np.frombuffer(b"".join(rows), dtype=np.uint8)
     return out.reshape(len(rows), n_bits // 8)
+
+
+def fingerprints_name(path: Path, smiles_column: str) -> str:
+    """The file name of a molecule file's fingerprints: its content hash, the column, and the
+    fingerprint kind (ECFP4, 2,048 bits)."""
+    return (f"fingerprints_{file_digest(path)[:16]}_{smiles_column}"
+            f"_ecfp{2 * RADIUS}x{N_BITS}.npy")
+
+
+def _read_bits(path: Path, n: int) -> np.ndarray | None:
+    """Packed fingerprints of n molecules from ``path`` (.npy, or raw bytes .xz); None when
+    the file is missing, unreadable or of another shape (then they are computed)."""
+    import lzma
+
+    if not path.is_file():
+        return None
+    try:
+        if path.suffix == ".xz":
+            bits = np.frombuffer(lzma.decompress(path.read_bytes()), dtype=np.uint8)
+            bits = bits.reshape(-1, N_BITS // 8) if bits.size % (N_BITS // 8) == 0 else bits
+        else:
+            bits = np.load(path)
+    except (OSError, ValueError, EOFError, lzma.LZMAError) as e:
+        logger.warning("ignoring unreadable fingerprints %s (%s): computing them", path, e)
+        return None
+    return bits if bits.shape == (n, N_BITS // 8) else None
 
 
 class FingerprintIndex:
@@ -87,8 +115,10 @@ class FingerprintIndex:
     def from_file(cls, path: str | Path, smiles_column: str = "SMILES",
                   cache_dir: str | Path | None = None, workers: int | None = None,
                   progress: Callable[[int], None] | None = None) -> FingerprintIndex:
-        """The index of a molecule file (CSV, optionally gzipped), its fingerprints cached
-        in ``cache_dir`` under the file's content hash (recomputed when the file changes)."""
+        """The index of a molecule file (CSV, optionally gzipped). Its fingerprints are read
+        from ``cache_dir`` or from a compressed copy beside the file (``write_beside``; the
+        shipped training sample has one), both named by the file's content hash, else
+        computed (and cached in ``cache_dir``)."""
         import pandas as pd
 
         path = Path(path)
@@ -100,15 +130,13 @@ class FingerprintIndex:
             raise DataError(f"{path} has no column {smiles_column!r} (columns: "
                             f"{', '.join(map(str, df.columns))})")
         smiles = df[smiles_column].astype(str).tolist()
-        bits = None
-        cache = None
-        if cache_dir is not None:
-            digest = file_digest(path)[:16]
-            cache = Path(cache_dir) / f"fingerprints_{digest}_{smiles_column}.npy"
-            if cache.exists():
-                bits = np.load(cache)
-                if bits.shape != (len(smiles), N_BITS // 8):
-                    bits = None
+        name = fingerprints_name(path, smiles_column)
+        cache = Path(cache_dir) / name if cache_dir is not None else None
+        bits = _read_bits(cache, len(smiles)) if cache is not None else None
+        if bits is None:
+            bits = _read_bits(path.parent / f"{name}.xz", len(smiles))
+            if bits is not None:
+                cache = None  # read in a blink: no second copy in the cache
         index = cls(smiles, bits, workers=workers, progress=progress)
         if cache is not None and bits is None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +145,20 @@ class FingerprintIndex:
                 np.save(fh, index.bits)
             os.replace(tmp, cache)
         return index
+
+    def write_beside(self, path: str | Path, smiles_column: str = "SMILES") -> Path:
+        """Write this index's fingerprints, compressed (~2.6 MB for 100,000 molecules), beside
+        the molecule file ``path`` it indexes, where ``from_file`` finds them: a team's known
+        set indexed once, then read by every run (the file's hash in the name: a changed
+        file is not matched to old fingerprints)."""
+        import lzma
+
+        path = Path(path)
+        out = path.parent / f"{fingerprints_name(path, smiles_column)}.xz"
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(lzma.compress(np.ascontiguousarray(self.bits).tobytes()))
+        os.replace(tmp, out)
+        return out
 
     def nearest(self, smiles: Sequence[str | None], workers: int | None = None,
                 batch_size: int = 256, progress: Callable[[int], None] | None = None

@@ -58,6 +58,45 @@ def test_index_file_cache_and_bad_files(tmp_path, train_smiles):
         candidates.check_score_config(ScoreConfig(properties=["colour"]))
 
 
+def test_fingerprints_written_beside_the_file_are_read_back(tmp_path, train_smiles, run_main,
+                                                             caplog):
+    """`molvae data index` writes a file's fingerprints beside it; from_file reads them
+    from there as they are (here: altered bits, to see that they were read, not computed),
+    and computes them when that copy is corrupt or of another file's length."""
+    path = tmp_path / "known.csv"
+    pd.DataFrame({"SMILES": train_smiles[:300]}).to_csv(path, index=False)
+    rc, out, _ = run_main("data", "index", path)
+    assert rc == 0 and "300 molecules indexed" in out
+    beside = list(tmp_path.glob("fingerprints_*_SMILES_ecfp4x2048.npy.xz"))
+    assert len(beside) == 1 and str(beside[0]) in out
+    computed = FingerprintIndex(train_smiles[:300], workers=1).bits
+    assert np.array_equal(FingerprintIndex.from_file(path).bits, computed)
+    altered = computed.copy()
+    altered[0] = 0
+    FingerprintIndex(train_smiles[:300], altered).write_beside(path)
+    assert np.array_equal(FingerprintIndex.from_file(path).bits, altered)
+    beside[0].write_bytes(b"not xz")
+    with caplog.at_level("WARNING", logger="molvae.similarity"):
+        assert np.array_equal(FingerprintIndex.from_file(path).bits, computed)
+    assert "ignoring unreadable fingerprints" in caplog.text
+    FingerprintIndex(train_smiles[:299], computed[:299]).write_beside(path)  # another length
+    assert np.array_equal(FingerprintIndex.from_file(path).bits, computed)
+    rc, _, err = run_main("data", "index", tmp_path / "missing.csv")
+    assert rc != 0 and "missing.csv" in err
+
+
+def test_the_shipped_training_sample_has_its_fingerprints_beside_it(train_smiles):
+    """The shipped sample's compressed fingerprints (read by every run's nearest-molecule
+    search instead of fingerprinting 100,000 molecules) are those chem computes today."""
+    from molvae.config import SHIPPED_TRAIN
+    from molvae.similarity import _read_bits, fingerprints_name
+
+    shipped = SHIPPED_TRAIN.parent / f"{fingerprints_name(SHIPPED_TRAIN, 'SMILES')}.xz"
+    bits = _read_bits(shipped, 100_000)
+    assert bits is not None, f"{shipped} is missing or stale: molvae data index {SHIPPED_TRAIN}"
+    assert np.array_equal(bits[:3000], FingerprintIndex(train_smiles, workers=1).bits)
+
+
 def test_ties_broken_and_top_set_diverse_and_novel(test_smiles):
     terms = [DesirabilityTerm(property="qed", kind="maximize", low=0.3, high=0.6)]
     cfg = ScoreConfig(desirability=terms, known_molecules=None)

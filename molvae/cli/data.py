@@ -1,11 +1,12 @@
-"""`molvae data fetch|sample|prepare`: benchmark sets, seeded subsets, the cleaned cache."""
+"""`molvae data fetch|sample|prepare|index`: benchmark sets, seeded subsets, the cleaned
+cache, a known set's fingerprints."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .common import StageBars, UsageError, add_config_options, check_input, load_run_config
+from .common import StageBars, UsageError, add_config_options, check_input, load_run_config, progress_bar
 
 DATASETS = ("moses",)
 
@@ -48,6 +49,15 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
                                 help="also write a compressed token file that `--data` (train) "
                                      "takes as it is: no source file, no RDKit needed (GPU runs)")
     prepare_parser.set_defaults(func=cmd_data_prepare)
+
+    index_parser = actions.add_parser(
+        "index", help="fingerprint a known-molecule file once, beside it (nearest-molecule "
+                      "search: read by every run that names the file)")
+    index_parser.add_argument("path", help="molecule file (CSV, optionally gzipped), e.g. "
+                                           "score.known_molecules")
+    index_parser.add_argument("--smiles-column", default="SMILES",
+                              help="its SMILES column (default SMILES)")
+    index_parser.set_defaults(func=cmd_data_index)
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
@@ -99,3 +109,13 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     if args.export:
         path = export_tokens(ds, args.export)
         print(f"token file {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def cmd_data_index(args: argparse.Namespace) -> None:
+    from molvae.similarity import FingerprintIndex
+
+    path = check_input(args.path)
+    with progress_bar(None, "fingerprints") as bar:
+        index = FingerprintIndex.from_file(path, args.smiles_column, progress=bar.update)
+    out = index.write_beside(path, args.smiles_column)
+    print(f"{len(index):,} molecules indexed: {out} ({out.stat().st_size / 1e6:.1f} MB)")
