@@ -68,6 +68,12 @@ def test_shipped_reference_rows_are_current(test_smiles):
     assert len(shipped) == len(test_smiles)
     same(shipped, metrics.eval_rows(test_smiles[:60], with_fragments=True, workers=1,
                                     with_filter=False))
+    # SNN's reference side, shipped beside the FCD statistics: read, not computed (no cache
+    # given), and equal to fresh fingerprints
+    canon = [r["smiles"] for r in shipped if r["valid"]]
+    assert (metrics.DATA_DIR / f"snn_ref_{metrics._content_key(canon)}.npz").is_file()
+    fps = metrics._reference_fingerprints(canon, None)
+    assert np.array_equal(fps[:200], metrics._fp_matrix(canon[:200]))
 
 
 def test_snn_and_wasserstein():
@@ -96,6 +102,12 @@ def test_evaluate_against_a_reference(test_smiles, tmp_path):
     assert 0.9 < m["frag"] <= 1 and 0 < m["scaf"] <= 1 and 0.2 < m["snn"] < 0.6
     assert 0 < m["fcd"] < 30  # small sets carry a large bias; separation: test below
     assert m["w_qed"] < 0.05 and m["heavy_atoms_ge10"] == 1.0
+    # the reference side's FCD statistics and SNN fingerprints are cached, and give the
+    # same figures read back
+    assert len(list(tmp_path.glob("fcd_ref_*.npz"))) == len(list(tmp_path.glob("snn_ref_*.npz"))) == 1
+    again, _, _ = metrics.evaluate(gen, test_smiles[150:450], with_fcd=True, cache_dir=tmp_path,
+                                   workers=1, generated_rows=gen_rows)
+    assert again["snn"] == pytest.approx(m["snn"]) and again["fcd"] == pytest.approx(m["fcd"])
     png = metrics.plot_distributions(gen_rows, ref_rows, tmp_path / "p.png")
     assert png.stat().st_size > 1000
     with pytest.raises(ValueError, match="no generated"):
