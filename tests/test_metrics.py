@@ -102,12 +102,12 @@ def test_evaluate_against_a_reference(test_smiles, tmp_path):
     assert 0.9 < m["frag"] <= 1 and 0 < m["scaf"] <= 1 and 0.2 < m["snn"] < 0.6
     assert 0 < m["fcd"] < 30  # small sets carry a large bias; separation: test below
     assert m["w_qed"] < 0.05 and m["heavy_atoms_ge10"] == 1.0
-    # the reference side's FCD statistics and SNN fingerprints are cached, and give the
-    # same figures read back
+    # the reference side's FCD statistics and SNN fingerprints are cached (SNN read back:
+    # the same figure; the FCD statistics read back: test_fcd_separates_distributions)
     assert len(list(tmp_path.glob("fcd_ref_*.npz"))) == len(list(tmp_path.glob("snn_ref_*.npz"))) == 1
-    again, _, _ = metrics.evaluate(gen, test_smiles[150:450], with_fcd=True, cache_dir=tmp_path,
+    again, _, _ = metrics.evaluate(gen, test_smiles[150:450], with_fcd=False, cache_dir=tmp_path,
                                    workers=1, generated_rows=gen_rows)
-    assert again["snn"] == pytest.approx(m["snn"]) and again["fcd"] == pytest.approx(m["fcd"])
+    assert again["snn"] == pytest.approx(m["snn"])
     png = metrics.plot_distributions(gen_rows, ref_rows, tmp_path / "p.png")
     assert png.stat().st_size > 1000
     with pytest.raises(ValueError, match="no generated"):

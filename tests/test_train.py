@@ -228,8 +228,10 @@ def test_fit_to_time_ends_the_decay_as_the_time_budget_runs_out(tmp_path):
         assert 10 < len(lrs) < 10_000 * 24  # stopped by the clock, far inside the epochs
         if fit:  # the cosine reached (about) its floor as the time ran out (< 2e-4: 71% of
             assert lrs[-1] < 2e-4  # the decay at least, on a machine whose pace changes)
-            assert all(a >= b - 1e-9 for a, b in zip(lrs[50:], lrs[51:], strict=False)) or \
-                max(lrs[-20:]) < 1e-4
+            # and decayed over the run (not strictly: the pace is re-measured every 20
+            # steps, and a machine that speeds up stretches the rest of the cosine a little)
+            half = len(lrs) // 2
+            assert np.mean(lrs[half:]) < 0.6 * np.mean(lrs[10:half])
         else:  # the schedule of 10,000 epochs had hardly begun
             assert lrs[-1] > 9e-4
 
