@@ -151,13 +151,12 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
-    from molvae.config import load_config
+    from molvae.config import ConditionalConfig, load_config
     from molvae.errors import GenerationError
 
     targets = [{"logp": [2.0, 3.0], "qed": 0.8}, {"logp": 1.0}]
     cfg = _cfg(tmp_path, cvae.path, store, cache, shards=1)
-    cfg = cfg.model_copy(update={"conditional": cfg.conditional.model_copy(
-        update={"targets": targets, "num_samples": 40})})
+    cfg = cfg.model_copy(update={"conditional": ConditionalConfig(targets=targets, num_samples=40)})
     res = run_flow("generate", cfg)
     out = Path(res["out_dir"])
     cond = pd.read_csv(out / "conditional.csv", keep_default_na=False)
