@@ -46,7 +46,7 @@ class MolvaeModel(mlflow.pyfunc.PythonModel):
 
         self.loaded = load_model(context.artifacts["checkpoint"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # the hint: no warning
         from molvae import generate, latent
 
         params = dict(params or {})
@@ -228,7 +228,8 @@ class MlflowTracker:
         import mlflow
         from mlflow.entities import DatasetInput, InputTag
 
-        ds = mlflow.data.from_pandas(df, source=source, name=name, digest=digest[:36])
+        ds = mlflow.data.from_pandas(df, source=_file_source(source), name=name,
+                                     digest=digest[:36])
         self.client.log_inputs(self.run_id, [DatasetInput(
             ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
 
@@ -297,14 +298,7 @@ class MlflowTracker:
         with tempfile.TemporaryDirectory() as tmp:
             code = Path(tmp) / "molvae_pyfunc.py"
             code.write_text(PYFUNC_CODE)
-            example = pd.DataFrame({"smiles": ["CC(=O)Oc1ccccc1C(=O)O"]})
-            output = pd.DataFrame({"smiles": ["CCOC(=O)c1ccccc1"], "selfies": ["[C][C][O]"],
-                                   "valid": [True], "source": ["prior"], "seed": [0],
-                                   "step": [0]})
-            signature = mlflow.models.infer_signature(
-                example, output,
-                params={"mode": "sample", "n": 10, "seed": 0, "temperature": 1.0,
-                        "condition": ""})
+            signature = _pyfunc_signature()
             with _fluent_uri(self.uri), mlflow.start_run(run_id=self.run_id):
                 info = mlflow.pyfunc.log_model(
                     name="model",
@@ -371,3 +365,30 @@ def run_url(uri: str, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
     base = uri.rstrip("/") if uri.startswith("http") else ui
     experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
     return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def _pyfunc_signature():
+    """The pyfunc's input, output and params, written out (inferring them from an example
+    warns about its integer columns)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "smiles")]),
+        outputs=Schema([ColSpec("string", "smiles"), ColSpec("string", "selfies"),
+                        ColSpec("boolean", "valid"), ColSpec("string", "source"),
+                        ColSpec("long", "seed"), ColSpec("long", "step")]),
+        params=ParamSchema([ParamSpec("mode", "string", "sample"), ParamSpec("n", "long", 10),
+                            ParamSpec("seed", "long", 0),
+                            ParamSpec("temperature", "double", 1.0),
+                            ParamSpec("condition", "string", "")]))
+
+
+def _file_source(path: str):
+    """A local file as a dataset source, resolved as MLflow resolves it but without its
+    warning: MLflow registers two local-file source classes (schemes "" and "file"), both
+    matching any path, and takes the last."""
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    local = [s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource"]
+    return local[-1](str(path)) if local else path

@@ -41,10 +41,13 @@ def test_a_tracker_leaves_the_process_wide_tracking_uri_alone(tiny_trained, tmp_
                                                               monkeypatch):
     """Library code changes no global state: logging and registering a model on one store
     leaves the caller's MLflow tracking URI (a notebook's, say) as it was."""
+    import warnings
+
     import mlflow
+    import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from molvae.config import TrackingConfig
+    from molvae.config import SHIPPED_TRAIN, TrackingConfig
     from molvae.tracking import MlflowTracker
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -52,8 +55,13 @@ def test_a_tracker_leaves_the_process_wide_tracking_uri_alone(tiny_trained, tmp_
     mlflow.set_tracking_uri(mine)
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     tr = MlflowTracker(TrackingConfig(tracking_uri=store), run_name="scoped")
-    version = tr.log_model(tiny_trained[1].checkpoint, "scoped-model")
+    with warnings.catch_warnings(record=True) as caught:  # what `molvae run` prints
+        warnings.simplefilter("always")
+        version = tr.log_model(tiny_trained[1].checkpoint, "scoped-model")
+        tr.log_dataset(pd.read_csv(SHIPPED_TRAIN, nrows=10), str(SHIPPED_TRAIN), "train", "ab")
     tr.finish()
+    noise = ("interpreted in multiple ways", "integer column", "Add type hints")
+    assert not [str(w.message) for w in caught if any(n in str(w.message) for n in noise)]
     assert mlflow.get_tracking_uri() == mine
     assert str(MlflowClient(store).get_model_version("scoped-model", version).version) == version
     mlflow.set_tracking_uri(None)
