@@ -81,6 +81,10 @@ def test_fingerprints_written_beside_the_file_are_read_back(tmp_path, train_smil
     assert "ignoring unreadable fingerprints" in caplog.text
     FingerprintIndex(train_smiles[:299], computed[:299]).write_beside(path)  # another length
     assert np.array_equal(FingerprintIndex.from_file(path).bits, computed)
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"SMILES": ["CCO", "not a molecule"]}).to_csv(bad, index=False)
+    rc, out, _ = run_main("data", "index", bad)
+    assert rc == 0 and "2 molecules indexed (1 not valid molecules: never a match)" in out
     rc, _, err = run_main("data", "index", tmp_path / "missing.csv")
     assert rc != 0 and "missing.csv" in err
 
