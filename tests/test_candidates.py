@@ -84,7 +84,7 @@ def test_fingerprints_written_beside_the_file_are_read_back(tmp_path, train_smil
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"SMILES": ["CCO", "not a molecule"]}).to_csv(bad, index=False)
     rc, out, _ = run_main("data", "index", bad)
-    assert rc == 0 and "2 molecules indexed (1 not valid molecules: never a match)" in out
+    assert rc == 0 and "2 molecules indexed (1 row not a valid molecule: never a match)" in out
     rc, _, err = run_main("data", "index", tmp_path / "missing.csv")
     assert rc != 0 and "missing.csv" in err
 

@@ -119,5 +119,6 @@ def cmd_data_index(args: argparse.Namespace) -> None:
         index = FingerprintIndex.from_file(path, args.smiles_column, progress=bar.update)
     out = index.write_beside(path, args.smiles_column)
     unparsed = int((~index.bits.any(1)).sum())  # no fingerprint: never anyone's nearest
-    note = f" ({unparsed:,} not valid molecules: never a match)" if unparsed else ""
+    rows = "row" if unparsed == 1 else "rows"
+    note = f" ({unparsed:,} {rows} not a valid molecule: never a match)" if unparsed else ""
     print(f"{len(index):,} molecules indexed{note}: {out} ({out.stat().st_size / 1e6:.1f} MB)")
