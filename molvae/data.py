@@ -371,8 +371,10 @@ def _half(values: np.ndarray) -> np.ndarray:
     """A token file's property column in float16 (a third of the size; logP to ~0.004, MW
     to ~0.25: precise enough for conditions), unless that would overflow (a data column of
     values beyond 65,504 stays float32)."""
-    half = values.astype(np.float16)
-    return half if np.array_equal(np.isfinite(half), np.isfinite(values)) else values
+    finite = np.abs(values[np.isfinite(values)])
+    if finite.size and finite.max() > np.finfo(np.float16).max:
+        return values  # (checked first: the cast itself would warn of the overflow)
+    return values.astype(np.float16)
 
 
 def load_cache(path: str | Path) -> EncodedDataset:
