@@ -7,7 +7,6 @@ scaffold similarity, Wasserstein distances of property distributions, filter pas
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from . import chem
 from .config import DATA_DIR
 from .errors import MetricsError
+from .files import atomic_path
 from .parallel import map_chunks
 
 logger = logging.getLogger(__name__)
@@ -188,11 +188,8 @@ def _stored_arrays(name: str, cache_dir: str | Path | None,
                 return {k: z[k] for k in z.files}
     arrays = compute()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-        os.replace(tmp, cache)
     return arrays
 
 
@@ -374,9 +371,6 @@ def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | P
         ax.set_ylabel("density (area = 1)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return Path(path)

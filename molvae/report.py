@@ -5,11 +5,9 @@ outage loses nothing.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,26 +17,13 @@ import pandas as pd
 
 from . import chem
 from .errors import OutputError
+from .files import atomic_path
 
 logger = logging.getLogger(__name__)
 
 REPORT_COLUMNS = ["rank", "smiles", "score", "novel", "nearest_similarity", "nearest_known",
                   "pass_all", "reasons", "top", "qed", "sa", "logp", "plogp", "mw", "tpsa",
                   "heavy_atoms", "similarity", "source", "method"]
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temp path beside ``path``; rename it into place only if the block succeeds,
-    so an interrupted run (Ctrl-C) never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_text(text: str, path: str | Path) -> Path:

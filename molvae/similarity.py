@@ -17,7 +17,6 @@ query at a time takes ~300 s (``benchmarks/nearest.py``).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from . import chem
 from .data import file_digest
 from .errors import DataError
+from .files import atomic_path
 from .parallel import map_chunks, resolve_workers
 
 RADIUS, N_BITS = 2, 2048  # chem.fingerprint's: ECFP4, 2,048 bits
@@ -147,11 +147,8 @@ class FingerprintIndex:
                 cache = None  # read in a blink: no second copy in the cache
         index = cls(smiles, bits, workers=workers, progress=progress)
         if cache is not None and bits is None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
+            with atomic_path(cache) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, index.bits)
-            os.replace(tmp, cache)
         return index
 
     def write_beside(self, path: str | Path, smiles_column: str = "SMILES") -> Path:
@@ -163,9 +160,8 @@ class FingerprintIndex:
 
         path = Path(path)
         out = path.parent / f"{fingerprints_name(path, smiles_column)}.xz"
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(lzma.compress(np.ascontiguousarray(self.bits).tobytes()))
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(lzma.compress(np.ascontiguousarray(self.bits).tobytes()))
         return out
 
     def nearest(self, smiles: Sequence[str | None], workers: int | None = None,

@@ -309,7 +309,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 def _write_npz(df, out: str) -> None:
     import numpy as np
 
-    from molvae.report import atomic_path
+    from molvae.files import atomic_path
 
     with atomic_path(out) as tmp:
         np.savez(tmp, mu=df.filter(like="mu_").to_numpy(np.float32),
