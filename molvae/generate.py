@@ -22,7 +22,7 @@ from .conditions import describe
 from .config import GenerateConfig, validate
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
-from .latent import LatentPrior, codes, device_of, encode_batches, slerp
+from .latent import LatentPrior, codes, device_of, encode_batches, own_condition, slerp
 from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
 
 logger = logging.getLogger(__name__)
@@ -177,12 +177,15 @@ def uses_ring_grammar(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
 
 @torch.no_grad()
 def decode_latent(loaded: LoadedModel, z: torch.Tensor, cfg: GenerateConfig | None = None,
-                  greedy: bool = True, seed: int = 0) -> list[tuple[str, str]]:
-    """Decode latent points (N, Z) to (SELFIES, canonical SMILES or ''); greedy by default."""
+                  greedy: bool = True, seed: int = 0, condition: torch.Tensor | None = None
+                  ) -> list[tuple[str, str]]:
+    """Decode latent points (N, Z) to (SELFIES, canonical SMILES or ''); greedy by default
+    (``condition``: a conditional model's condition input (N, C))."""
     cfg = cfg or GenerateConfig()
     out: list[tuple[str, str]] = []
     for i in range(0, len(z), cfg.batch_size):
-        ids = _decode_batch(loaded, z[i : i + cfg.batch_size], seed + i, cfg, greedy)
+        c = None if condition is None else condition[i : i + cfg.batch_size]
+        ids = _decode_batch(loaded, z[i : i + cfg.batch_size], seed + i, cfg, greedy, c)
         out.extend(decode_ids(loaded.vocab, ids))
     return out
 
@@ -364,21 +367,25 @@ def request(loaded: LoadedModel, condition: dict) -> dict[str, tuple[float, floa
 
 @torch.no_grad()
 def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
-                max_length: int = 100, progress: Callable[[int], None] | None = None
-                ) -> pd.DataFrame:
-    """Greedy decode of each molecule's latent mean, in input order.
+                max_length: int = 100, progress: Callable[[int], None] | None = None,
+                code_only: bool = False) -> pd.DataFrame:
+    """Greedy decode of each molecule's latent mean, in input order; a conditional model's
+    encoder and decoder are given each molecule's own properties (``latent.own_condition``;
+    ``code_only``: nothing but the code, as an unconditional model decodes).
 
     Columns: input, reconstructed (canonical, '' when the input cannot be encoded),
     exact_match (canonical SMILES equal), error.
     """
     batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     cfg = settings(max_length=max_length, batch_size=batch_size)
+    own = None if code_only else own_condition(loaded, batch.canonical)
     recon: list[str] = []
     for start in range(0, len(batch.tokens), batch_size):
-        mu, _ = encode_batches(loaded.model, batch.tokens[start : start + batch_size],
-                               batch.lengths[start : start + batch_size], batch_size,
-                               device_of(loaded))
-        recon.extend(smi for _, smi in decode_latent(loaded, mu, cfg))
+        part = slice(start, start + batch_size)
+        c = None if own is None else own[part]
+        mu, _ = encode_batches(loaded.model, batch.tokens[part], batch.lengths[part], batch_size,
+                               device_of(loaded), c)
+        recon.extend(smi for _, smi in decode_latent(loaded, mu, cfg, condition=c))
         if progress:
             progress(len(mu))
     df = pd.DataFrame({"input": list(smiles), "reconstructed": recon})
@@ -387,6 +394,7 @@ def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 10
     df["exact_match"] = [(not b) and c == r
                          for b, c, r in zip(bad, batch.canonical, recon, strict=True)]
     df["error"] = [e or "" for e in batch.errors]
+    df.attrs["own_condition"] = own is not None
     return df
 
 

@@ -268,6 +268,24 @@ def fit_prior(loaded: LoadedModel, smiles: Sequence[str], n: int = 16384, seed: 
             "width": float(width), "ring_sizes": dataset_ring_sizes(ds)}
 
 
+def own_condition(loaded: LoadedModel, smiles: Sequence[str]) -> torch.Tensor | None:
+    """A conditional model's condition input (N, C) that describes each molecule itself: its
+    own RDKit properties (nothing given for '' or a molecule RDKit cannot read). A CVAE
+    reconstructs x from its code and c(x). None for an unconditional model and for one
+    conditioned on data columns (values that bare molecules do not carry)."""
+    from .chem import PROPERTIES  # here, not at import: training needs no RDKit
+
+    space = loaded.conditions
+    if space is None or any(k not in PROPERTIES for k in space.names):
+        return None
+    values = _condition_values(loaded, [s or "" for s in smiles])
+    known = torch.as_tensor(np.stack([np.isfinite(values[k]) for k in space.names], 1))
+    out = space.vector({k: np.nan_to_num(v) for k, v in values.items()}, len(smiles))
+    out[:, 0::2] *= known
+    out[:, 1::2] = known.float()
+    return out
+
+
 def _condition_values(loaded: LoadedModel, smiles: list[str]) -> dict[str, np.ndarray]:
     """A conditional model's condition properties of ``smiles`` (RDKit properties only: a
     data column's values come with the training data, ``train.prior_codes``)."""

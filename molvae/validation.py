@@ -50,14 +50,15 @@ def evaluate_dataset(model: SelfiesVAE, ds: EncodedDataset, batch_size: int,
         out["val_prop_mse"] = totals["prop_mse"] / n
     if recon_size > 0:
         sub = ds.subset(np.arange(min(recon_size, len(ds))))
-        out["val_exact_recon"] = exact_reconstruction(model, sub, batch_size, device)
+        out["val_exact_recon"] = exact_reconstruction(model, sub, batch_size, device, conditions)
     return out
 
 
 @torch.no_grad()
 def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, batch_size: int,
-                         device: torch.device) -> float:
-    """Fraction of molecules whose greedy decode of mu gives the same canonical SMILES."""
+                         device: torch.device, conditions: ConditionSpace | None = None) -> float:
+    """Fraction of molecules whose greedy decode of mu gives the same canonical SMILES (a
+    conditional model's encoder and decoder given each molecule's own condition values)."""
     from . import chem  # here, not at import: training from a token file needs no RDKit
 
     model.eval()
@@ -66,9 +67,11 @@ def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, batch_size: int,
     max_len = int(ds.tokens.shape[1]) + 10
     for idx in sequential_batches(len(ds), batch_size):
         tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, idx))
-        mu, _ = model.encode(tokens, lengths)
+        cond = _full_condition(conditions, ds, idx, device)
+        mu, _ = model.encode(tokens, lengths, cond)
         ids = model.decoder.generate(mu, max_length=max_len, greedy=True,
-                                     banned_first=vocab.structural_ids()).cpu().numpy()
+                                     banned_first=vocab.structural_ids(),
+                                     condition=cond).cpu().numpy()
         for row, i in zip(ids, idx, strict=True):
             smi = chem.canonical_smiles(selfies_to_smiles(vocab.to_selfies(row)))
             hits += int(smi == ds.smiles[i])

@@ -263,6 +263,9 @@ def add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("file")
     parser.add_argument("-o", "--out")
     parser.add_argument("--smiles-column", default="SMILES")
+    parser.add_argument("--code-only", action="store_true",
+                        help="a conditional model decodes from the code alone, without each "
+                             "molecule's own properties as its condition input")
     add_model_option(parser)
     parser.set_defaults(func=cmd_reconstruct)
 
@@ -274,11 +277,13 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     smiles = read_smiles(args.file, args.smiles_column)
     loaded = load_model(args.model)
     bar = progress_bar(len(smiles), "reconstruct")
-    df = reconstruct(loaded, smiles, progress=bar.update)
+    df = reconstruct(loaded, smiles, progress=bar.update, code_only=args.code_only)
     bar.close()
     path = write_table(df, args.out, "reconstructed.csv")
     bad = int((df.error != "").sum())
-    print(f"exact reconstruction {df.exact_match.mean():.2%} of {len(df)} molecules "
+    how = (" given their own properties" if df.attrs["own_condition"]
+           else " from the codes alone" if loaded.conditions is not None else "")
+    print(f"exact reconstruction{how} {df.exact_match.mean():.2%} of {len(df)} molecules "
           f"({bad} could not be encoded) -> {path}")
 
 
