@@ -122,13 +122,15 @@ def nearest_known(df: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE, task_run_name=lambda: _optimizer_name())
-def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool = False) -> dict:
+def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool = False,
+                  drawn: list[str] | None = None) -> dict:
     opt_cfg = cfg.optimize.model_copy(update={"method": method})
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
              .smiles if method == "gradient" else [])
     # A baseline is kept for its scores only: no full property panel on its molecules.
+    # A baseline scores the run's own prior samples (``drawn``) before it samples more.
     res = optimize(shards.model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s],
-                   annotate=not baseline, scorers=cfg.scorers)
+                   annotate=not baseline, scorers=cfg.scorers, drawn=drawn or ())
     return {"candidates": res.candidates, "trajectory": res.trajectory,
             "calls": res.oracle_calls, "seconds": res.seconds, "starts": res.starts,
             "call_log": res.call_log(), "auc_top10": res.auc_top10, "unscorable": res.unscorable}
@@ -246,13 +248,16 @@ def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     return {"conditional": df, "conditional_candidates": pd.concat(best, ignore_index=True)}, m
 
 
-def _optimize(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
+def _optimize(cfg: RunConfig, model_path: str, drawn: list[str] | None = None
+              ) -> tuple[dict, dict]:
+    """The configured method and the prior-sampling baseline (``drawn``: the run's own prior
+    samples, in sampling order, which the baseline scores first)."""
     method = cfg.optimize.method
     # One after the other: each forks oracle workers, and a fork while another thread is
     # inside an OpenBLAS call (CMA-ES's eigendecomposition) left that call spinning forever.
     res = run_optimizer(model_path, cfg, method)
-    base = (run_optimizer(model_path, cfg, "random", baseline=True) if method != "random"
-            else None)
+    base = (run_optimizer(model_path, cfg, "random", baseline=True, drawn=drawn)
+            if method != "random" else None)
     tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"],
               "oracle_calls": res["call_log"]}
     best = float(res["candidates"]["score"].max()) if len(res["candidates"]) else float("nan")
@@ -307,7 +312,9 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
             tables.update(t)
             summary.update(m)
         if do_optimize:
-            t, m = _optimize(cfg, model_path)
+            drawn = tables["candidates"].sort_index() if "candidates" in tables else None
+            drawn = None if drawn is None else drawn.loc[drawn.source == "prior", "smiles"].tolist()
+            t, m = _optimize(cfg, model_path, drawn)
             tables.update(t)
             summary.update(m)
         write_outputs(out_dir, tables, cfg, summary)

@@ -111,6 +111,10 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     curve = client.get_metric_history(res["run_id"], "opt_best_score_by_calls")
     assert len(curve) > 1 and [c.step for c in curve] == sorted(c.step for c in curve)
     assert client.get_metric_history(res["run_id"], "baseline_best_score_by_calls")
+    # the baseline scored the run's own prior samples, in sampling order, not new ones
+    base = pd.read_csv(out / "baseline_oracle_calls.csv").smiles.tolist()
+    firsts = list(dict.fromkeys(s for s in cands.sort_values(["seed", "step"]).smiles if isinstance(s, str)))
+    assert base == firsts[: len(base)], (base, firsts)
     # the table in rank order, what a reviewer reads first in front
     assert list(table.columns[:4]) == ["rank", "smiles", "score", "novel"]
     top = pd.read_csv(out / "top_candidates.csv")

@@ -86,6 +86,22 @@ def test_random_baseline_uses_the_same_budget(shipped):
     assert bare.candidates.smiles.tolist() == res.candidates.smiles.tolist()
 
 
+def test_the_random_baseline_scores_drawn_prior_samples_first(shipped, test_smiles):
+    """A pipeline hands the baseline its own prior samples: scored first, in their order,
+    then the baseline samples the rest of its budget; no other method takes them."""
+    drawn = test_smiles[:100]
+    cfg = OptimizeConfig(method="random", objective="qed", oracle_budget=150)
+    res = optimize(shipped, cfg, annotate=False, drawn=drawn)
+    calls = res.calls.smiles.tolist()
+    assert res.oracle_calls == 150 and calls[:100] == [chem.canonical_smiles(s) for s in drawn]
+    assert len(set(calls)) == 150
+    short = optimize(shipped, cfg.model_copy(update={"oracle_budget": 40}), drawn=drawn)
+    assert short.calls.smiles.tolist() == calls[:40]
+    with pytest.raises(OptimizationError, match="random baseline only"):
+        optimize(shipped, OptimizeConfig(method="cmaes", objective="qed", oracle_budget=40),
+                 drawn=drawn)
+
+
 def test_window_and_desirability_objectives():
     obj = Objective("logp", window=(1.0, 3.0))
     assert obj.value({"logp": 2.0}) == 0 and obj.value({"logp": 4.0}) == -1.0

@@ -9,6 +9,7 @@ Methods: ``gradient`` (ascent on a differentiable surrogate, many starts), ``cma
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -31,16 +32,22 @@ __all__ = ["METHODS", "Objective", "OptimizationResult", "Oracle", "fit_surrogat
 def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[DesirabilityTerm] = (),
              surrogate_smiles: Sequence[str] = (),
              progress: Callable[[int, int], None] | None = None,
-             annotate: bool = True, *, scorers: Mapping[str, ScorerConfig] = {}
-             ) -> OptimizationResult:
+             annotate: bool = True, *, scorers: Mapping[str, ScorerConfig] = {},
+             drawn: Sequence[str] = ()) -> OptimizationResult:
     """Run ``cfg.method`` under ``cfg.oracle_budget`` oracle calls; candidates carry the
     score, the objective's properties, the similarity to the seed, method, step and start,
     and with ``annotate`` every other property and filter too (the full panel: ~13 ms per
     molecule; a baseline kept only for its scores can skip it). ``scorers``: the named
     scorers the objective may refer to (``RunConfig.scorers``). The result holds every
-    oracle call in order (``calls``) and PMO's area under the top-10 curve."""
+    oracle call in order (``calls``) and PMO's area under the top-10 curve. ``drawn``
+    (method random only): prior samples already made with the model's sampler, which the
+    baseline scores before it samples more (a pipeline's own: no second sampling)."""
     if cfg.method not in METHODS:
         raise OptimizationError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
+    if drawn and cfg.method != "random":
+        raise OptimizationError(f"drawn prior samples are scored by the random baseline only, "
+                                f"not by method {cfg.method!r}")
+    method = functools.partial(METHODS["random"], drawn=drawn) if drawn else METHODS[cfg.method]
     objective = Objective.from_config(cfg, desirability, scorers)
     for s in cfg.seeds:
         if chem.to_mol(s) is None:
@@ -50,7 +57,7 @@ def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[De
     # seeded for this run (the caller's RNG state is kept), small decodes on one thread
     with torch.random.fork_rng(), torch_threads(1):
         torch.manual_seed(cfg.seed)
-        rec = METHODS[cfg.method](loaded, cfg, oracle, progress, surrogate_smiles)
+        rec = method(loaded, cfg, oracle, progress, surrogate_smiles)
     result = rec.result(t0)
     if annotate and len(result.candidates):
         result.candidates = _with_all_properties(result.candidates)

@@ -88,10 +88,18 @@ def _tick(progress, oracle: Oracle) -> None:
         progress(min(oracle.calls, oracle.budget), oracle.budget)
 
 
-def _random(loaded, cfg, oracle, progress, surrogate_smiles) -> _Recorder:
-    """Baseline: sample the prior (multinomial decoding) and keep the best."""
+def _random(loaded, cfg, oracle, progress, surrogate_smiles, drawn: Sequence[str] = ()
+            ) -> _Recorder:
+    """Baseline: sample the prior (the model's sampler) and keep the best. ``drawn``: prior
+    samples already made with that sampler (a pipeline's), scored first, in their order."""
     rec = _Recorder("random", oracle)
     step = 0
+    for i in range(0, len(drawn), 1000):
+        if oracle.exhausted:
+            break
+        rec.add(oracle(list(drawn[i : i + 1000])), step)
+        _tick(progress, oracle)
+        step += 1
     while not oracle.exhausted and step < 10_000:
         batch = sample(loaded, num_samples=min(1000, max(oracle.budget - oracle.calls, 1)),
                        seed=cfg.seed + step, workers=1)
