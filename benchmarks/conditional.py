@@ -14,7 +14,8 @@ tolerance (``molvae.conditions.TOLERANCE``), validity, uniqueness, novelty, MOSE
 per property, the Spearman correlation between requested and achieved values over its grid.
 Beside them, the baseline: ``--baseline`` unconditional samples of the same model kept when
 they satisfy the target (the share that hits, and the samples it costs per hit), and the
-ratio of the conditional hit rate to it.
+ratio of the conditional hit rate to it (and that ratio's ceiling, 1 / the prior's rate: a
+request the prior already hits often cannot show a large gain).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def main() -> None:
             rate = float(hits(request(loaded, target), base_vals).mean()) * len(base_smiles) / args.baseline
             row.update(mode=mode, baseline_hit=rate,
                        samples_per_hit=(1 / rate) if rate > 0 else None,
-                       gain=(row["hit"] / rate) if rate > 0 else None)
+                       gain=(row["hit"] / rate) if rate > 0 else None,
+                       max_gain=(1 / rate) if rate > 0 else None)  # a 100% hit rate
             for k in list(row):
                 if k.startswith("_pairs_") and len(target) == 1:
                     a, v = pairs.setdefault(k[7:], ([], []))
@@ -134,7 +136,8 @@ def main() -> None:
             results["rows"].append(row)
             maes = " ".join(f"MAE {k[4:]} {v:.3g}" for k, v in row.items() if k.startswith("mae_"))
             print(f"{mode:14s} {row['target']:32s} {maes}  hit {row['hit']:.1%} (prior "
-                  f"{rate:.1%}, x{row['gain'] or float('nan'):.1f})  valid {row['validity']:.1%} "
+                  f"{rate:.1%}, x{row['gain'] or float('nan'):.1f} of at most "
+                  f"x{row['max_gain'] or float('nan'):.1f})  valid {row['validity']:.1%} "
                   f"unique {row['uniqueness']:.1%} novel {row['novelty']:.1%} MOSES "
                   f"{row['moses_filters']:.1%}", flush=True)
         for name, (asked, got) in pairs.items():
