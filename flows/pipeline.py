@@ -233,14 +233,18 @@ CONDITIONAL_TOP = 20  # conditional candidates per request in the review table
 
 
 def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
-    """Samples for each conditional request, scored; the hits ranked per request."""
+    """Samples for each conditional request, scored; per request the top set of its hits."""
     t0 = time.perf_counter()
     df = sample_conditional(model_path, cfg)
     workers = cfg.score.workers or default_workers()
     df = candidates.mark_unique(score_shard(model_path, df, cfg, workers))
     space, targets = shards.model(model_path).conditions, cfg.conditional.targets
     df = conditions.mark_hits(df, space, targets)
-    best = [candidates.rank(part[part["hit"]]).head(CONDITIONAL_TOP)
+    # per request, its best hits one per chemotype and (unless score.top_include_known) no
+    # training molecules: the top set's rule, since a request near the training data's
+    # centre draws many of them back
+    best = [candidates.top_set(candidates.rank(part[part["hit"]]), CONDITIONAL_TOP,
+                               cfg.score.top_max_similarity, cfg.score.top_include_known)
             for _, part in df.groupby("request_id", sort=True)]
     m = {"seconds_conditional": time.perf_counter() - t0}
     for i, row in enumerate(conditions.request_table(df, space, targets)):

@@ -168,6 +168,13 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     assert cond.loc[cond.request_id == 0, "target_logp"].between(2, 3).all()
     best = pd.read_csv(out / "conditional_candidates.csv")
     assert best.hit.all() and best.groupby("request").size().max() <= 20
+    assert best.novel.all() and best.smiles.is_unique  # the top set's rule per request
+    from molvae import chem
+
+    for _, part in best.groupby("request"):
+        sims = [chem.bulk_tanimoto(a, part.smiles.tolist()[i + 1:])
+                for i, a in enumerate(part.smiles)]
+        assert max((max(s) for s in sims if len(s)), default=0) <= 0.55
     assert 0 <= res["cond0_hit"] <= 1 and "cond1_mae_logp" in res
     run = MlflowClient(store).get_run(res["run_id"])
     assert run.data.params["conditional.num_samples"] == "40"
