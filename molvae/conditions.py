@@ -193,16 +193,21 @@ def mark_hits(df, space: ConditionSpace, targets: Sequence[Mapping]):
 
 def request_table(df, space: ConditionSpace, targets: Sequence[Mapping]) -> list[dict]:
     """Per request of a ``mark_hits`` table: molecules, valid share, share hitting every
-    condition within tolerance (of valid molecules), and per property the mean absolute
-    error between requested and achieved values."""
+    condition within tolerance (of valid molecules), with ``novelty`` annotated the shares
+    that are novel and that are novel hits, and per property the mean absolute error
+    between requested and achieved values."""
     rows = []
     for i, target in enumerate(targets):
         ranges = space.check(target)
         part = df[(df["request_id"] == i) & df["valid"].astype(bool)]
         row = {"request": describe(ranges), "molecules": int((df["request_id"] == i).sum()),
                "valid": len(part) / max(int((df["request_id"] == i).sum()), 1)}
+        if len(part) and "novel" in part:
+            row["novel"] = float(part["novel"].mean())
         if len(part) and all(k in part for k in ranges):
             row["hit"] = float(part["hit"].mean())
+            if "novel" in part:  # hits that are not training molecules
+                row["novel_hit"] = float((part["hit"] & part["novel"]).mean())
             for k in ranges:
                 row[f"mae_{k}"] = float(np.nanmean(np.abs(part[k].to_numpy(float)
                                                           - part[f"target_{k}"].to_numpy(float))))
@@ -213,7 +218,8 @@ def request_table(df, space: ConditionSpace, targets: Sequence[Mapping]) -> list
 def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
     """One line per requested property of an annotated conditional sample: mean achieved,
     mean absolute error against the value each molecule was asked for, share within
-    tolerance; and the share that hits every request."""
+    tolerance; and the share that hits every request (and the share of novel hits, where the
+    sample is annotated with ``novel``)."""
     valid = df[df["valid"].astype(bool)]
     lines = []
     for name, (lo, hi) in targets.items():
@@ -227,6 +233,9 @@ def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
                      f"({TOLERANCE.get(name, 0):g}) {ok.mean():.1%}")
     present = {k: r for k, r in targets.items() if k in valid}
     if present and len(valid):
-        both = hits(present, {k: valid[k].to_numpy(dtype=float) for k in present}).mean()
-        lines.append(f"  every condition within tolerance: {both:.1%} of valid molecules")
+        hit_all = hits(present, {k: valid[k].to_numpy(dtype=float) for k in present})
+        novel = (f"; novel hits (not training molecules) "
+                 f"{(hit_all & valid['novel'].to_numpy(bool)).mean():.1%}" if "novel" in valid else "")
+        lines.append(f"  every condition within tolerance: {hit_all.mean():.1%} of valid molecules"
+                     + novel)
     return "condition:\n" + "\n".join(lines) if lines else "condition: (properties not scored)"

@@ -231,6 +231,7 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
                "qed=0.8", "--guidance", "2", "-o", str(out)])
     text, err = capsys.readouterr()
     assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
+    assert "novel hits (not training molecules)" in text
     assert "sampler: stored codes at width " in err and err.count("guidance 2") == 1, err
     df = pd.read_csv(out)
     assert len(df) == 40 and df.target_logp.between(1.5, 3).all() and "logp" in df

@@ -176,6 +176,7 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
                 for i, a in enumerate(part.smiles)]
         assert max((max(s) for s in sims if len(s)), default=0) <= 0.55
     assert 0 <= res["cond0_hit"] <= 1 and "cond1_mae_logp" in res
+    assert 0 <= res["cond0_novel_hit"] <= res["cond0_hit"] and 0 <= res["cond0_novel"] <= 1
     run = MlflowClient(store).get_run(res["run_id"])
     assert run.data.params["conditional.num_samples"] == "40"
     assert "cond0_hit" in run.data.metrics
