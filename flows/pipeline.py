@@ -127,8 +127,8 @@ def run_optimizer(model_path: str, cfg: RunConfig, method: str, baseline: bool =
     opt_cfg = cfg.optimize.model_copy(update={"method": method})
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt_cfg.surrogate_size)
              .smiles if method == "gradient" else [])
-    # A baseline is kept for its scores only: no full property panel on its molecules.
-    # A baseline scores the run's own prior samples (``drawn``) before it samples more.
+    # A baseline is kept for its scores only (no full property panel on its molecules), and
+    # it scores the run's own prior samples (``drawn``) before it samples more.
     res = optimize(shards.model(model_path), opt_cfg, cfg.score.desirability, [s for s in known if s],
                    annotate=not baseline, scorers=cfg.scorers, drawn=drawn or ())
     return {"candidates": res.candidates, "trajectory": res.trajectory,
