@@ -359,3 +359,21 @@ def test_a_conditional_model_reconstructs_from_the_code_and_the_molecules_own_pr
         rc = main(["reconstruct", str(tmp_path / "in.csv"), "--model", str(cvae.path),
                    "-o", str(tmp_path / "r.csv"), *flag])
         assert rc == 0 and f"exact reconstruction {says}" in capsys.readouterr().out
+
+
+def test_a_model_conditioned_on_a_data_column_reconstructs_from_the_code_alone(cvae):
+    """Bare molecules carry no measured activity: such a model gets no own condition, and
+    reconstruct says it decoded from the codes alone."""
+    import dataclasses
+
+    from molvae.generate import reconstruct
+    from molvae.latent import own_condition
+
+    space = ConditionSpace.fit(["logp", "pic50"], {"logp": np.array([1.0, 2.0, 3.0]),
+                                                  "pic50": np.array([5.0, 6.0, 7.5])})
+    measured = dataclasses.replace(cvae, conditions=space)
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    assert own_condition(measured, smiles) is None
+    df = reconstruct(measured, smiles)
+    assert not df.attrs["own_condition"]
+    assert df.reconstructed.tolist() == reconstruct(cvae, smiles, code_only=True).reconstructed.tolist()
