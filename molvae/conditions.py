@@ -113,13 +113,20 @@ class ConditionSpace:
         dropped with probability ``drop_all``, else each property with ``drop_each``;
         a missing value (NaN) is never given."""
         n = len(idx)
-        out = self.vector({k: np.nan_to_num(values[k][idx], nan=self.mean[i])
-                           for i, k in enumerate(self.names)}, n)
-        known = torch.as_tensor(np.stack([np.isfinite(values[k][idx]) for k in self.names], 1))
+        out = self.known_vector({k: values[k][idx] for k in self.names}, n)
         keep = torch.rand(n, len(self.names), generator=generator) >= drop_each
-        keep &= (torch.rand(n, 1, generator=generator) >= drop_all) & known
+        keep &= (torch.rand(n, 1, generator=generator) >= drop_all) & out[:, 1::2].bool()
         out[:, 0::2] *= keep
         out[:, 1::2] = keep.float()
+        return out
+
+    def known_vector(self, values: Mapping[str, np.ndarray], n: int) -> torch.Tensor:
+        """(n, 2K) condition input with every property given where its value is known (one
+        value per row; NaN: not given, value 0 and flag 0)."""
+        out = self.vector({k: np.nan_to_num(values[k]) for k in self.names}, n)
+        known = torch.as_tensor(np.stack([np.isfinite(values[k]) for k in self.names], 1))
+        out[:, 0::2] *= known
+        out[:, 1::2] = known.float()
         return out
 
 

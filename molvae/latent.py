@@ -278,12 +278,7 @@ def own_condition(loaded: LoadedModel, smiles: Sequence[str]) -> torch.Tensor | 
     space = loaded.conditions
     if space is None or any(k not in PROPERTIES for k in space.names):
         return None
-    values = _condition_values(loaded, [s or "" for s in smiles])
-    known = torch.as_tensor(np.stack([np.isfinite(values[k]) for k in space.names], 1))
-    out = space.vector({k: np.nan_to_num(v) for k, v in values.items()}, len(smiles))
-    out[:, 0::2] *= known
-    out[:, 1::2] = known.float()
-    return out
+    return space.known_vector(_condition_values(loaded, [s or "" for s in smiles]), len(smiles))
 
 
 def _condition_values(loaded: LoadedModel, smiles: list[str]) -> dict[str, np.ndarray]:

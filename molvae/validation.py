@@ -82,7 +82,9 @@ def _full_condition(conditions: ConditionSpace | None, ds: EncodedDataset, idx: 
                     device: torch.device) -> torch.Tensor | None:
     if conditions is None:
         return None
-    return conditions.training_vector(ds.properties, idx, 0.0, 0.0, None).to(device)
+    # every known value given; no dropout, so no random draw
+    return conditions.known_vector({k: ds.properties[k][idx] for k in conditions.names},
+                                   len(idx)).to(device)
 
 
 def property_targets(ds: EncodedDataset, idx: np.ndarray, stats: dict) -> torch.Tensor:
