@@ -109,6 +109,18 @@ def test_alert_sets_screen_without_changing_answers(test_smiles):
             assert aset.matches(m, first_only=True) == every[:1]
             if with_h:  # screened by the H-less molecule's bits, matched on the H form
                 assert aset.matches(mol, target=lambda m=m: m) == every, (s, every)
+        # one memo for the sets matched against the H-less molecule: same answers, and a
+        # query two sets share (Brenk and QED's alerts: phenol esters, ...) asked once
+        memo: dict = {}
+        for aset, with_h in sets:
+            if not with_h:
+                assert aset.matches(mol, memo=memo) == aset.matches(mol), s
+    brenk, qed = alerts.catalog_alerts("brenk"), alerts.qed_alerts()
+    assert len(set(brenk.keys) & set(qed.keys)) >= 80
+    aspirin = chem.to_mol(ASPIRIN)
+    assert brenk.matches(aspirin) == ["phenol_ester"]
+    assert brenk.matches(aspirin, memo=dict.fromkeys(brenk.keys, False)) == []  # memo read
+    assert alerts.moses_rules().keys[0].startswith("H:")  # the H form never shares answers
 
 
 def test_reasons_name_the_alert_and_the_value():

@@ -45,26 +45,32 @@ class AlertSet:
     bits: np.ndarray  # (len(queries), PATTERN_BITS // 8) uint8
     unscreened: tuple = ()  # (name, FilterCatalogEntry)
     relaxed: tuple = ()  # per query: None (no recursion in it) or its relaxed query/bundle
+    keys: tuple = ()  # per query: its SMARTS (and the form it matches), shared across sets
 
     def candidates(self, bits: np.ndarray) -> np.ndarray:
         """Indices of the queries the screen cannot rule out for a molecule's ``bits``."""
         return np.flatnonzero(~(self.bits & ~bits).any(1))
 
     def matches(self, mol: Chem.Mol, bits: np.ndarray | None = None,
-                first_only: bool = False, target=None) -> list[str]:
+                first_only: bool = False, target=None, memo: dict | None = None) -> list[str]:
         """Names of the queries ``mol`` matches, in the set's order (``bits``: the
         molecule's ``pattern_bits``, passed when it is shared with other sets). ``target``:
         a callable giving the molecule to match instead, called only when some query passes
-        the screen (the MOSES rules match the explicit-H form; ``heavy_screen``)."""
+        the screen (the MOSES rules match the explicit-H form; ``heavy_screen``). ``memo``:
+        one molecule's answers by query ``keys``, shared by the sets matched against it
+        (Brenk and QED's alerts have 82 queries in common)."""
         found = []
         candidates = self.candidates(pattern_bits(mol) if bits is None else bits)
         if target is not None and (len(candidates) or self.unscreened):
             mol = target()
         for i in candidates:
-            loose = self.relaxed[i] if self.relaxed else None
-            if loose is not None and not mol.HasSubstructMatch(loose):
-                continue
-            if mol.HasSubstructMatch(self.queries[i]):
+            if memo is None:
+                hit = self._match(mol, i)
+            else:
+                hit = memo.get(self.keys[i])
+                if hit is None:
+                    hit = memo[self.keys[i]] = self._match(mol, i)
+            if hit:
                 found.append(self.names[i])
                 if first_only:
                     return found
@@ -75,8 +81,15 @@ class AlertSet:
                     break
         return found
 
-    def count(self, mol: Chem.Mol, bits: np.ndarray | None = None) -> int:
-        return len(self.matches(mol, bits))
+    def _match(self, mol: Chem.Mol, i: int) -> bool:
+        loose = self.relaxed[i] if self.relaxed else None
+        if loose is not None and not mol.HasSubstructMatch(loose):
+            return False
+        return mol.HasSubstructMatch(self.queries[i])
+
+    def count(self, mol: Chem.Mol, bits: np.ndarray | None = None, memo: dict | None = None
+              ) -> int:
+        return len(self.matches(mol, bits, memo=memo))
 
 
 def inline_atoms(smarts: str) -> str:
@@ -171,7 +184,9 @@ def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
         screened = [pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol) else pattern_bits(q)
                     for q, r in zip(queries, relaxed, strict=True)]
     bits = np.stack(screened) if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8)
-    return AlertSet(names, queries, bits, unscreened, relaxed)
+    form = "H:" if heavy_screen else ""  # the explicit-H form answers differently
+    keys = tuple(form + Chem.MolToSmarts(q) for q in queries)
+    return AlertSet(names, queries, bits, unscreened, relaxed, keys)
 
 
 def _without_h(query: Chem.Mol) -> Chem.Mol:

@@ -90,6 +90,7 @@ class _Panel:
         self.mol = mol
         self.values: dict[str, float] = {}
         self._bits = None
+        self.memo: dict[str, bool] = {}  # alert answers by query, shared across sets
 
     @property
     def bits(self):
@@ -109,7 +110,7 @@ class _Panel:
         mol = self.mol
         if name == "qed":
             known = {k: self.prop(k) for k in ("mw", "logp", "hbd", "tpsa", "rotatable_bonds")}
-            return QED.qed(mol, qedProperties=qed_properties(mol, self.bits, known))
+            return QED.qed(mol, qedProperties=qed_properties(mol, self.bits, known, self.memo))
         if name == "plogp":
             return _plogp_from(self.prop("logp"), self.prop("sa"), long_ring_penalty(mol))
         return PROPERTIES[name](mol)
@@ -117,7 +118,7 @@ class _Panel:
     def alerts(self, name: str, first_only: bool) -> list[str]:
         """Why filter ``name`` fails (alert names, rule values); empty when it passes."""
         if name in CATALOGS:
-            return catalog_alerts(name).matches(self.mol, self.bits, first_only)
+            return catalog_alerts(name).matches(self.mol, self.bits, first_only, memo=self.memo)
         if name == "moses":
             return moses_alerts(self.mol, first_only, bits=self.bits)
         if name not in THRESHOLD_RULES:
