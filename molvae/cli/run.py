@@ -46,6 +46,7 @@ def _short_mlflow_retries() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
     if args.address and args.runner == "thread":
         raise UsageError("--address is a Dask scheduler; it cannot go with --runner thread")
     cfg = load_run_config(args, {
@@ -53,27 +54,26 @@ def cmd_run(args: argparse.Namespace) -> None:
         "runner": "dask" if args.address else args.runner,
         "dask_address": args.address,
     })
-    # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
-    # log; the console shows warnings only, unless --verbose. A value the user set wins.
-    from molvae.candidates import check_score_config
-
-    check_score_config(cfg.score)  # one line now, not a failed flow run later
     if cfg.model_path is not None and not cfg.retrain and not Path(cfg.model_path).is_file():
         from molvae.errors import CheckpointError
 
         raise CheckpointError(f"{cfg.model_path}: model file not found")
+    # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
+    # log; the console shows warnings only, unless --verbose. A value the user set wins.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
+                          "INFO" if args.verbose else "WARNING")
+    from molvae.candidates import check_score_config
+
+    check_score_config(cfg.score)  # one line now, not a failed flow run later
     _short_mlflow_retries()
     if args.flow in ("pipeline", "optimize"):
         from molvae.optimization import Objective
 
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
-                          "INFO" if args.verbose else "WARNING")
     from flows.pipeline import run_flow
 
-    t0 = time.perf_counter()
     result = run_flow(args.flow, cfg)
     print_summary(result, time.perf_counter() - t0)
 
