@@ -385,6 +385,7 @@ def run_flow(name: str, cfg: RunConfig) -> dict:
         from prefect_dask import DaskTaskRunner
 
         fl = fl.with_options(task_runner=DaskTaskRunner(**dask_options(cfg)))
+    runs.prepare_tracking(cfg)  # beside the start of Prefect's temporary server
     return fl(cfg)
 
 

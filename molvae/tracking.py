@@ -126,6 +126,26 @@ def _fluent_uri(uri: str):
         mlflow.set_tracking_uri(before)
 
 
+def _experiment(client, name: str):
+    """(the experiment or None if just created, its id); created as a model-training one."""
+    exp = client.get_experiment_by_name(name)
+    return exp, exp.experiment_id if exp else client.create_experiment(
+        name, tags={EXPERIMENT_KIND: "custom_model_development"})
+
+
+def prepare_store(cfg: TrackingConfig) -> None:
+    """Open a local SQLite store (creating its tables, ~2.3 s when new) and its experiment,
+    so that a run started next finds them ready: `molvae run` does this while Prefect's
+    temporary server starts. Other stores: nothing to prepare (a server migrates its own)."""
+    uri = resolve_uri(cfg)
+    if not uri.startswith("sqlite:///"):
+        return
+    from mlflow.tracking import MlflowClient
+
+    with store_lock(uri):
+        _experiment(MlflowClient(uri), cfg.experiment)
+
+
 class MlflowTracker:
     """One MLflow run. Also a ``train.Callback``: per-epoch metrics are logged as they come."""
 
@@ -141,9 +161,7 @@ class MlflowTracker:
                 self.run_id = run_id
                 self.experiment_id = self.client.get_run(run_id).info.experiment_id
                 return
-            exp = self.client.get_experiment_by_name(cfg.experiment)
-            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-                cfg.experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
+            exp, self.experiment_id = _experiment(self.client, cfg.experiment)
         if exp and EXPERIMENT_KIND not in exp.tags:
             # MLflow 3 opens an untagged experiment in its GenAI view; runs are model training
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND,

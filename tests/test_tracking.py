@@ -65,3 +65,24 @@ def test_a_tracker_leaves_the_process_wide_tracking_uri_alone(tiny_trained, tmp_
     assert mlflow.get_tracking_uri() == mine
     assert str(MlflowClient(store).get_model_version("scoped-model", version).version) == version
     mlflow.set_tracking_uri(None)
+
+
+def test_a_prepared_store_has_its_experiment_and_a_run_starts_in_it(tmp_path):
+    """``prepare_store`` (what `molvae run` does while Prefect's server starts) creates a new
+    SQLite store's tables and the experiment, which the run's tracker then uses; a server
+    URI is left alone (nothing is contacted)."""
+    from mlflow.tracking import MlflowClient
+
+    from molvae.config import TrackingConfig
+    from molvae.tracking import MlflowTracker, prepare_store
+
+    db = tmp_path / "new" / "mlflow.db"
+    cfg = TrackingConfig(tracking_uri=f"sqlite:///{db}", experiment="prepared")
+    prepare_store(cfg)
+    exp = MlflowClient(cfg.tracking_uri).get_experiment_by_name("prepared")
+    assert db.is_file() and exp is not None
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    tr = MlflowTracker(cfg, run_name="after")
+    assert tr.experiment_id == exp.experiment_id
+    tr.finish()
+    prepare_store(TrackingConfig(tracking_uri="http://127.0.0.1:9"))  # returns at once
