@@ -332,7 +332,6 @@ def test_bad_outputs_and_values_are_refused_before_any_work(tmp_path, run_main, 
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.slow
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -341,6 +340,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
     import signal
     import time

@@ -239,6 +239,7 @@ def test_refinement_passes_encode_and_decode_each_sample_again(tiny, tmp_path):
             generate.sample(tiny, refine=bad, **kw)
 
 
+@pytest.mark.slow
 def test_sampling_workers_of_a_flow_give_the_shards_sampled_here(tiny_trained, monkeypatch,
                                                                  tmp_path):
     """A flow's shards sampled by worker interpreters (``flows.shards``) are the molecules

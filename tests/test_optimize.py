@@ -76,6 +76,7 @@ def test_constrained_keeps_similarity_on_every_candidate(shipped, test_smiles):
         assert chem.tanimoto(r.smiles, r.seed) >= 0.4
 
 
+@pytest.mark.slow
 def test_random_baseline_uses_the_same_budget(shipped):
     cfg = OptimizeConfig(method="random", objective="qed", oracle_budget=300)
     res = optimize(shipped, cfg)

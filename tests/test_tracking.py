@@ -1,6 +1,8 @@
 """MLflow stores opened by several processes at once (no Prefect: outside the flows group,
 so it runs beside them)."""
 
+import pytest
+
 OPEN_STORE = """
 import os, pathlib, sys, time
 from molvae.config import TrackingConfig
@@ -16,6 +18,7 @@ print(tr.run_id)
 """
 
 
+@pytest.mark.slow
 def test_runs_at_once_on_a_fresh_store_both_log(tmp_path):
     """Two processes opening a new SQLite store at the same moment: both get their run
     (without the lock, one failed with "table ... already exists")."""

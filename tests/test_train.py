@@ -208,6 +208,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor(tmp_path):
     assert all(a >= b for a, b in zip(lrs[3:-1], lrs[4:], strict=True))
 
 
+@pytest.mark.slow
 def test_fit_to_time_ends_the_decay_as_the_time_budget_runs_out(tmp_path):
     lrs: list[float] = []
 

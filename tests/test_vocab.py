@@ -23,6 +23,7 @@ def _round_trip(smiles):
     return [chem.canonical_smiles(selfies_to_smiles(smiles_to_selfies(s))) for s in smiles]
 
 
+@pytest.mark.slow
 def test_round_trip_on_the_shipped_test_sample():
     smiles = [chem.canonical_smiles(s) for s in pd.read_csv(SHIPPED_TEST)["SMILES"]]
     with parallel.pool(2) as p:
