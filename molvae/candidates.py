@@ -17,18 +17,29 @@ from .errors import ConfigError, DataError
 from .similarity import FingerprintIndex
 
 
+def _property_names(score_cfg: ScoreConfig) -> list[str] | None:
+    """The configured properties and those the desirability needs (None: all)."""
+    names = score_cfg.properties
+    if names is None:
+        return None
+    return list(dict.fromkeys([*names, *(t.property for t in score_cfg.desirability)]))
+
+
+def prepare_scoring(score_cfg: ScoreConfig) -> None:
+    """``chem.prepare_panel`` for what ``annotate`` computes under ``score_cfg``."""
+    chem.prepare_panel(score_cfg.filters, _property_names(score_cfg))
+
+
 def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | None = None,
              workers: int | None = None, progress: Callable[[int], None] | None = None
              ) -> pd.DataFrame:
     """Add unique, novel (vs the model's training set), the configured properties (all by
     default), every filter (``pass_*``), ``pass_all``, ``reasons`` (why each failed filter
     failed) and the desirability ``score``. Input order kept."""
-    names = score_cfg.properties
-    if names is not None:
-        names = list(dict.fromkeys([*names, *(t.property for t in score_cfg.desirability)]))
     rows = chem.score_smiles(df["smiles"].tolist(), score_cfg.filters, score_cfg.windows,
-                             property_names=names, workers=workers or score_cfg.workers,
-                             progress=progress, reasons=True)
+                             property_names=_property_names(score_cfg),
+                             workers=workers or score_cfg.workers, progress=progress,
+                             reasons=True)
     scored = pd.DataFrame(rows).drop(columns=["smiles", "valid"])
     out = pd.concat([df.reset_index(drop=True), scored], axis=1)
     valid = out["valid"].to_numpy(bool)

@@ -266,3 +266,18 @@ def test_relaxed_smarts_drop_recursion_and_never_miss_a_match(test_smiles):
         for mol in mols:
             assert not mol.HasSubstructMatch(query) or mol.HasSubstructMatch(loose), \
                 (Chem.MolToSmarts(query), Chem.MolToSmiles(mol))
+
+
+def test_prepare_panel_builds_the_tables_workers_then_share():
+    """``prepare_panel`` builds the named filters' alert sets and the models the panel
+    reads once per process (a fresh interpreter: nothing built before it)."""
+    import subprocess
+
+    code = ("from molvae.chem import alerts, prepare_panel\n"
+            "built = lambda: (alerts.catalog_alerts.cache_info().currsize,"
+            " alerts.qed_alerts.cache_info().currsize, alerts.moses_rules.cache_info().currsize)\n"
+            "before = built()\n"
+            "prepare_panel(['pains', 'moses'], ['qed'])\n"
+            "print(before, built())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "(0, 0, 0) (1, 1, 1)"

@@ -41,7 +41,7 @@ from .properties import (
     properties,
     sa_score,
 )
-from .score import score_one, score_smiles
+from .score import prepare_panel, score_one, score_smiles
 
 __all__ = [
     "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES", "PROPERTY_LABELS",
@@ -49,6 +49,6 @@ __all__ = [
     "combine_desirabilities", "composite_score", "desirability", "desirability_margin",
     "term_desirability", "fingerprint", "fingerprints", "formal_charge",
     "long_ring_penalty", "moses_alerts", "np_likeness", "passes_lipinski", "passes_moses",
-    "passes_veber", "penalized_logp", "properties", "sa_score", "scaffold", "score_margin",
+    "passes_veber", "penalized_logp", "prepare_panel", "properties", "sa_score", "scaffold", "score_margin",
     "score_one", "score_smiles", "standardize_mol", "tanimoto", "to_mol",
 ]

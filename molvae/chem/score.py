@@ -133,6 +133,18 @@ def _score_chunk(chunk: list[str | None], filters: tuple[str, ...],
     return [score_one(s, filters, windows, names, reasons) for s in chunk]
 
 
+PROBE = "CC(=O)Oc1ccccc1C(=O)O"  # aspirin: any molecule reaches every lazy table
+
+
+def prepare_panel(filters: Sequence[str] = tuple(FILTERS),
+                  property_names: Sequence[str] | None = None) -> None:
+    """Build in this process what the panel reads and parses once per process (the named
+    filters' alert sets, QED's alerts, the SA and NP-likeness models: ~1.2 s), by scoring
+    one molecule. Worker processes forked afterwards share them instead of each building
+    its own (a pipeline does this while it samples)."""
+    score_one(PROBE, filters, None, property_names)
+
+
 def score_smiles(
     smiles: Sequence[str | None],
     filters: Sequence[str] = tuple(FILTERS),
