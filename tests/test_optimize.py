@@ -78,9 +78,9 @@ def test_constrained_keeps_similarity_on_every_candidate(shipped, test_smiles):
 
 @pytest.mark.slow
 def test_random_baseline_uses_the_same_budget(shipped):
-    cfg = OptimizeConfig(method="random", objective="qed", oracle_budget=300)
+    cfg = OptimizeConfig(method="random", objective="qed", oracle_budget=150)
     res = optimize(shipped, cfg)
-    assert res.oracle_calls == 300 and len(res.candidates) > 250
+    assert res.oracle_calls == 150 and len(res.candidates) > 120
     assert {"pass_pains", "sa", "np_score"} <= set(res.candidates.columns)  # the full panel
     bare = optimize(shipped, cfg, annotate=False)  # a baseline kept for its scores
     assert "pass_pains" not in bare.candidates and "qed" in bare.candidates
