@@ -14,7 +14,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
-from molvae.chem.properties import np_likeness, penalized_logp, sa_score
+from molvae.chem.properties import _np_model, penalized_logp, sa_score
 from molvae.config import DATA_DIR
 
 
@@ -64,7 +64,7 @@ PROPERTIES = {
     "fsp3": rdMolDescriptors.CalcFractionCSP3,
     "formal_charge": lambda m: sum(a.GetFormalCharge() for a in m.GetAtoms()),
     "plogp": penalized_logp,
-    "np_score": np_likeness,
+    "np_score": lambda m: _np_model()[0].scoreMol(m, _np_model()[1]),  # RDKit Contrib's own
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterable
 
 from rdkit import Chem, rdBase
@@ -37,10 +38,28 @@ def sa_score(mol: Chem.Mol) -> float:
     return float(_sascorer().calculateScore(mol))
 
 
+@functools.cache
+def _np_generator():
+    from rdkit.Chem import rdFingerprintGenerator
+
+    return rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+
+
 def np_likeness(mol: Chem.Mol) -> float:
-    """Natural-product likeness, Ertl et al. 2008 (RDKit Contrib)."""
-    npscorer, model = _np_model()
-    return float(npscorer.scoreMol(mol, model))
+    """Natural-product likeness, Ertl et al. 2008: RDKit Contrib's ``npscorer.scoreMol``,
+    the same arithmetic in the same order, without the fingerprint generator and the
+    namedtuple class it builds for every molecule (~0.15 ms of its ~0.26 ms)."""
+    _, model = _np_model()
+    score = 0.0
+    for bit in _np_generator().GetSparseCountFingerprint(mol).GetNonzeroElements():
+        if bit in model:
+            score += model[bit]
+    score /= float(mol.GetNumAtoms())
+    if score > 4:  # npscorer: "preventing score explosion for exotic molecules"
+        score = 4.0 + math.log10(score - 4.0 + 1.0)
+    elif score < -4:
+        score = -4.0 - math.log10(-4.0 - score + 1.0)
+    return float(score)
 
 
 def long_ring_penalty(mol: Chem.Mol) -> int:
