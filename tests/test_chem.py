@@ -152,6 +152,17 @@ def test_moses_alerts_name_the_rule():
     assert chem.moses_alerts(chem.to_mol("N#CC1=CC(=O)C=C1")) == ["PAINS:ene_cyano_E(1)"]
     assert chem.moses_alerts(chem.to_mol("C=CC#N")) == ["MCF1"]  # acyclic C=C-C#N
     assert chem.moses_alerts(chem.to_mol("C1CCCCCCC1[Si]C"), first_only=True) == ["ring>=8"]
+    # the charge and atom rules as the atom-by-atom reading: isotopes, aromatic atoms, H,
+    # zwitterions, the dummy atom and several odd elements at once
+    from rdkit import Chem
+
+    for smiles, want in [("[2H]C([2H])Cl", []), ("c1ccsc1", []), ("[H]OC", []),
+                         ("[O-][N+](=O)c1ccccc1", ["charge"]),
+                         ("*CC", ["atom:*"]), ("C[Se]P(C)C", ["atom:P", "atom:Se"]),
+                         ("[NH4+].[B-](F)(F)(F)F", ["charge", "atom:B"])]:
+        mol = Chem.MolFromSmiles(smiles)
+        assert [a for a in chem.moses_alerts(mol) if a == "charge" or a.startswith("atom:")
+                ] == want, smiles
 
 
 def test_batch_rows_equal_the_single_functions(test_smiles):

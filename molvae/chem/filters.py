@@ -14,6 +14,11 @@ from ..errors import ScoringError
 from .alerts import CATALOGS, catalog_alerts, moses_rules
 
 MOSES_ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
+# One substructure test each instead of a Python loop over the atoms (~0.2 ms a molecule):
+# an atom with a formal charge; an atom outside MOSES_ALLOWED_ATOMS (by atomic number,
+# aromatic or not, any isotope; the dummy atom * included).
+_CHARGED = Chem.MolFromSmarts("[!+0]")
+_NOT_ALLOWED = Chem.MolFromSmarts("[!#6&!#7&!#16&!#8&!#9&!#17&!#35&!#1]")
 
 
 def moses_alerts(mol: Chem.Mol, first_only: bool = False, *,
@@ -28,10 +33,11 @@ def moses_alerts(mol: Chem.Mol, first_only: bool = False, *,
     largest = max((len(r) for r in mol.GetRingInfo().AtomRings()), default=0)
     if largest >= 8:
         alerts.append("ring>=8")
-    if any(a.GetFormalCharge() != 0 for a in mol.GetAtoms()):
+    if mol.HasSubstructMatch(_CHARGED):
         alerts.append("charge")
-    alerts += sorted({f"atom:{a.GetSymbol()}" for a in mol.GetAtoms()
-                      if a.GetSymbol() not in MOSES_ALLOWED_ATOMS})
+    if mol.HasSubstructMatch(_NOT_ALLOWED):
+        alerts += sorted({f"atom:{a.GetSymbol()}" for a in mol.GetAtoms()
+                          if a.GetSymbol() not in MOSES_ALLOWED_ATOMS})
     if alerts and first_only:
         return alerts[:1]
     return alerts + moses_rules().matches(mol, bits, first_only, target=lambda: Chem.AddHs(mol))
