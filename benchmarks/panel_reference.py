@@ -14,7 +14,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
-from molvae.chem.properties import _np_model, penalized_logp, sa_score
+from molvae.chem.properties import _np_model, _plogp_from, _sascorer, long_ring_penalty
 from molvae.config import DATA_DIR
 
 
@@ -53,7 +53,7 @@ PROPERTIES = {
     "mw": Descriptors.MolWt,
     "logp": Crippen.MolLogP,
     "qed": QED.qed,
-    "sa": sa_score,
+    "sa": lambda m: _sascorer().calculateScore(m),  # RDKit Contrib's own
     "tpsa": rdMolDescriptors.CalcTPSA,
     "hbd": Lipinski.NumHDonors,
     "hba": Lipinski.NumHAcceptors,
@@ -63,7 +63,8 @@ PROPERTIES = {
     "heavy_atoms": lambda m: m.GetNumHeavyAtoms(),
     "fsp3": rdMolDescriptors.CalcFractionCSP3,
     "formal_charge": lambda m: sum(a.GetFormalCharge() for a in m.GetAtoms()),
-    "plogp": penalized_logp,
+    "plogp": lambda m: _plogp_from(Crippen.MolLogP(m), _sascorer().calculateScore(m),
+                                   long_ring_penalty(m)),
     "np_score": lambda m: _np_model()[0].scoreMol(m, _np_model()[1]),  # RDKit Contrib's own
 }
 

@@ -34,8 +34,45 @@ def _np_model():
 
 
 def sa_score(mol: Chem.Mol) -> float:
-    """Synthetic accessibility, 1 (easy) .. 10 (hard): Ertl & Schuffenhauer 2009 (RDKit Contrib)."""
-    return float(_sascorer().calculateScore(mol))
+    """Synthetic accessibility, 1 (easy) .. 10 (hard): Ertl & Schuffenhauer 2009, RDKit
+    Contrib's ``sascorer.calculateScore``, the same arithmetic in the same order; its
+    chiral-centre count read atom by index instead of through Python's atom iterator."""
+    sascorer = _sascorer()
+    n_atoms = mol.GetNumAtoms()
+    if not n_atoms:
+        return float(sascorer.calculateScore(mol))  # its None: an error, as before
+    if sascorer._fscores is None:
+        sascorer.readFragmentScores()
+    fscores = sascorer._fscores
+    nze = sascorer.mfpgen.GetSparseCountFingerprint(mol).GetNonzeroElements()
+    score1, nf = 0.0, 0
+    for bit, count in nze.items():  # fragment score
+        nf += count
+        score1 += fscores.get(bit, -4) * count
+    score1 /= nf
+    n_macrocycles = sum(1 for ring in mol.GetRingInfo().AtomRings() if len(ring) > 8)
+    score2 = (0.0 - (n_atoms**1.005 - n_atoms) - math.log10(_chiral_centres(mol) + 1)
+              - math.log10(rdMolDescriptors.CalcNumSpiroAtoms(mol) + 1)
+              - math.log10(rdMolDescriptors.CalcNumBridgeheadAtoms(mol) + 1)
+              - (math.log10(2) if n_macrocycles > 0 else 0.0))
+    score3 = math.log(float(n_atoms) / len(nze)) * 0.5 if n_atoms > len(nze) else 0.0
+    low, high = -4.0, 2.5
+    sa = 11.0 - (score1 + score2 + score3 - low + 1) / (high - low) * 9.0
+    if sa > 8.0:  # smooth the 10-end
+        sa = 8.0 + math.log(sa + 1.0 - 9.0)
+    return float(min(max(sa, 1.0), 10.0))
+
+
+def _chiral_centres(mol: Chem.Mol) -> int:
+    """``len(Chem.FindMolChiralCenters(mol, includeUnassigned=True))``: its legacy reading
+    (RDKit's default) by atom index; the molecule's stereo flags set as it sets them."""
+    if not Chem.GetUseLegacyStereoPerception():
+        return len(Chem.FindMolChiralCenters(mol, includeUnassigned=True))
+    atoms = [mol.GetAtomWithIdx(i) for i in range(mol.GetNumAtoms())]
+    for a in atoms:
+        a.ClearProp("_ChiralityPossible")
+    Chem.AssignStereochemistry(mol, force=True, flagPossibleStereoCenters=True, cleanIt=True)
+    return sum(1 for a in atoms if a.HasProp("_CIPCode") or a.HasProp("_ChiralityPossible"))
 
 
 @functools.cache
