@@ -18,14 +18,14 @@ from molvae.config import RunConfig
 from . import review
 
 
-def prepare_tracking(cfg: RunConfig) -> threading.Thread | None:
+def prepare_tracking(cfg: RunConfig) -> None:
     """Prepare the run's MLflow store in a thread (``molvae.tracking.prepare_store``): a new
     SQLite store's tables take ~2.3 s (and MLflow's import ~1.7 s) that overlap the start of
     Prefect's temporary server, during which this process only waits. Not a daemon: a run
     that fails at once still lets the store finish its tables. A failure here is left to
     the run, which reports MLflow problems itself."""
     if not cfg.tracking.enabled:
-        return None
+        return
 
     def prepare() -> None:
         try:
@@ -35,9 +35,7 @@ def prepare_tracking(cfg: RunConfig) -> threading.Thread | None:
         except Exception:  # noqa: BLE001 - the run's own tracker meets it and says so
             pass
 
-    thread = threading.Thread(target=prepare, name="prepare-mlflow-store")
-    thread.start()
-    return thread
+    threading.Thread(target=prepare, name="prepare-mlflow-store").start()
 
 
 def tracker(cfg: RunConfig, run_id: str):

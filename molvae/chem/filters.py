@@ -18,7 +18,8 @@ MOSES_ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 # an atom with a formal charge; an atom outside MOSES_ALLOWED_ATOMS (by atomic number,
 # aromatic or not, any isotope; the dummy atom * included).
 _CHARGED = Chem.MolFromSmarts("[!+0]")
-_NOT_ALLOWED = Chem.MolFromSmarts("[!#6&!#7&!#16&!#8&!#9&!#17&!#35&!#1]")
+_NOT_ALLOWED = Chem.MolFromSmarts("[" + "&".join(
+    f"!#{Chem.GetPeriodicTable().GetAtomicNumber(s)}" for s in sorted(MOSES_ALLOWED_ATOMS)) + "]")
 
 
 def moses_alerts(mol: Chem.Mol, first_only: bool = False, *,

@@ -15,7 +15,14 @@ from ..parallel import map_chunks
 from .alerts import CATALOGS, catalog_alerts, pattern_bits
 from .filters import FILTERS, THRESHOLD_RULES, broken_rules, check_filters, moses_alerts
 from .mol import to_mol
-from .properties import PROPERTIES, _plogp_from, check_property, long_ring_penalty, qed_properties
+from .properties import (
+    PROPERTIES,
+    _plogp_from,
+    check_property,
+    long_ring_penalty,
+    morgan_counts,
+    qed_properties,
+)
 
 
 def score_one(
@@ -90,6 +97,7 @@ class _Panel:
         self.mol = mol
         self.values: dict[str, float] = {}
         self._bits = None
+        self._counts = None
         self.memo: dict[str, bool] = {}  # alert answers by query, shared across sets
 
     @property
@@ -113,6 +121,10 @@ class _Panel:
             return QED.qed(mol, qedProperties=qed_properties(mol, self.bits, known, self.memo))
         if name == "plogp":
             return _plogp_from(self.prop("logp"), self.prop("sa"), long_ring_penalty(mol))
+        if name in ("sa", "np_score"):  # one Morgan count fingerprint for both
+            if self._counts is None:
+                self._counts = morgan_counts(mol)
+            return PROPERTIES[name](mol, self._counts)
         return PROPERTIES[name](mol)
 
     def alerts(self, name: str, first_only: bool) -> list[str]:

@@ -54,24 +54,24 @@ def cmd_run(args: argparse.Namespace) -> None:
         "runner": "dask" if args.address else args.runner,
         "dask_address": args.address,
     })
+    from molvae.candidates import check_score_config
+
+    check_score_config(cfg.score)  # one line now, not a failed flow run later
     if cfg.model_path is not None and not cfg.retrain and not Path(cfg.model_path).is_file():
         from molvae.errors import CheckpointError
 
         raise CheckpointError(f"{cfg.model_path}: model file not found")
+    _short_mlflow_retries()
+    if args.flow in ("pipeline", "optimize"):
+        from molvae.optimization import Objective
+
+        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
     # log; the console shows warnings only, unless --verbose. A value the user set wins.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
                           "INFO" if args.verbose else "WARNING")
-    from molvae.candidates import check_score_config
-
-    check_score_config(cfg.score)  # one line now, not a failed flow run later
-    _short_mlflow_retries()
-    if args.flow in ("pipeline", "optimize"):
-        from molvae.optimization import Objective
-
-        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     from flows.pipeline import run_flow
 
     result = run_flow(args.flow, cfg)
