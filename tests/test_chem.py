@@ -2,6 +2,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from molvae import chem
@@ -121,6 +122,32 @@ def test_alert_sets_screen_without_changing_answers(test_smiles):
     assert brenk.matches(aspirin) == ["phenol_ester"]
     assert brenk.matches(aspirin, memo=dict.fromkeys(brenk.keys, False)) == []  # memo read
     assert alerts.moses_rules().keys[0].startswith("H:")  # the H form never shares answers
+
+
+def test_atom_screen_counts_what_a_match_needs():
+    """A query needs one atom of an element per query atom that tests for it (aromatic or
+    aliphatic where the query says), nothing for alternatives, negations or hydrogens; a
+    query needing more than the molecule has is never tried, one within it always is."""
+    from rdkit import Chem
+
+    from molvae.chem import alerts
+
+    def needed(smarts):
+        v = alerts.needs(Chem.MolFromSmarts(smarts))
+        return {int(i): int(v[i]) for i in np.flatnonzero(v)}
+
+    assert needed("[#44]") == {44: 1}
+    assert needed("n") == {7: 1, 128 + 7: 1}
+    assert needed("[N;H1]C") == {7: 1, 256 + 7: 1, 6: 1, 256 + 6: 1}
+    assert needed("[N,O]") == needed("[!#6]") == needed("[$(C=O)]") == needed("[#1]") == {}
+    assert needed("c1ccccc1[#1]") == {6: 6, 128 + 6: 6}
+    assert needed("[c;!$(c=O)]") == {6: 1, 128 + 6: 1}
+    pyridine = alerts.ScreenKey.of(chem.to_mol("c1ccncc1CN"))
+    assert needed("[#7]") and pyridine.atoms[7] == 2 and pyridine.atoms[128 + 7] == 1
+    named = alerts._make([(s, Chem.MolFromSmarts(s)) for s in ("nc", "[#7]~*~*~[#7]", "[#8]", "NC")])
+    assert list(named.candidates(pyridine)) == [0, 1, 3]  # no oxygen in it
+    two_n = alerts._make([("nn", Chem.MolFromSmarts("n~*~n"))])
+    assert len(two_n.candidates(pyridine)) == 0  # one aromatic N only
 
 
 def test_reasons_name_the_alert_and_the_value():

@@ -1,10 +1,13 @@
-"""Structural alerts: named substructure queries, screened by pattern fingerprint.
+"""Structural alerts: named substructure queries, screened by pattern fingerprint and atoms.
 
 An ``AlertSet`` holds the queries of one rule family (RDKit's PAINS, Brenk and NIH
 catalogs, the MOSES MCF + PAINS rules, QED's 116 unwanted groups) with each query's RDKit
 pattern fingerprint. A query can only match a molecule whose pattern fingerprint holds
 every bit of the query's (that is what the fingerprint is made for), so one vectorized
-bit test skips ~95% of the queries before any substructure search. A query with recursive
+bit test skips ~95% of the queries before any substructure search. A second test skips
+~1 in 5 of the rest: a match maps the query's atoms to distinct atoms of the molecule, so
+the molecule needs at least as many atoms of each element (aromatic or aliphatic where the
+query says) as the query's atoms that test for that element (``needs``). A query with recursive
 SMARTS (``$(...)``, which RDKit evaluates over the whole molecule before matching, at up
 to ~0.1 ms a query) is first tried in a relaxed, recursion-free form that every match of
 the query also matches (``relax``): most candidates stop there. The answers are the same
@@ -16,7 +19,7 @@ from __future__ import annotations
 import csv
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from rdkit import Chem, DataStructs, rdBase
@@ -35,6 +38,57 @@ def pattern_bits(mol: Chem.Mol) -> np.ndarray:
     return np.frombuffer(DataStructs.BitVectToBinaryText(fp), dtype=np.uint8)
 
 
+# atom counts by column: atomic number (any atom), 128 + number (aromatic), 256 + number
+# (aliphatic)
+_AROMATIC, _ALIPHATIC, _COLUMNS = 128, 256, 384
+
+
+def atom_counts(mol: Chem.Mol) -> np.ndarray:
+    """The molecule's atoms counted by element, all / aromatic / aliphatic (``needs``)."""
+    codes = [a.GetAtomicNum() + (_AROMATIC if a.GetIsAromatic() else _ALIPHATIC)
+             for a in mol.GetAtoms()]
+    counts = np.bincount(codes, minlength=_COLUMNS)
+    counts[:_AROMATIC] = counts[_AROMATIC:_ALIPHATIC] + counts[_ALIPHATIC:]
+    return counts
+
+
+@dataclass(frozen=True)
+class ScreenKey:
+    """What the screen reads of one molecule, made once and shared by the alert sets."""
+
+    bits: np.ndarray  # pattern_bits
+    atoms: np.ndarray  # atom_counts
+
+    @classmethod
+    def of(cls, mol: Chem.Mol) -> ScreenKey:
+        return cls(pattern_bits(mol), atom_counts(mol))
+
+
+_ELEMENT_TEST = re.compile(r"Atom(AtomicNum|Type) (\d+) = val")
+
+
+def needs(query: Chem.Mol) -> np.ndarray:
+    """Atoms a molecule must have for ``query`` to match it, counted as ``atom_counts``:
+    each query atom whose test is, or is ANDed with, an element (``[#7]``, ``n``: RDKit's
+    AtomType is the atomic number + 1000 when aromatic, ``[N;H1]``). Hydrogens are not
+    counted (a molecule's hydrogens are mostly implicit); other atoms need nothing."""
+    counts = np.zeros(_COLUMNS, np.int64)
+    for atom in query.GetAtoms():
+        lines = atom.DescribeQuery().splitlines()
+        tests = [t[2:] for t in lines[1:] if t[2:3] != " "] if lines[0] == "AtomAnd" else lines
+        for test in tests:
+            m = _ELEMENT_TEST.fullmatch(test)
+            if m:
+                value = int(m.group(2))
+                number = value % 1000
+                if number != 1:
+                    counts[number] += 1
+                    if m.group(1) == "Type":
+                        counts[number + (_AROMATIC if value >= 1000 else _ALIPHATIC)] += 1
+                break
+    return counts
+
+
 @dataclass(frozen=True)
 class AlertSet:
     """Named queries; ``unscreened`` entries (RDKit catalog entries whose query could not be
@@ -46,21 +100,26 @@ class AlertSet:
     unscreened: tuple = ()  # (name, FilterCatalogEntry)
     relaxed: tuple = ()  # per query: None (no recursion in it) or its relaxed query/bundle
     keys: tuple = ()  # per query: its SMARTS (and the form it matches), shared across sets
+    columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # atom counts
+    atoms: np.ndarray | None = None  # (len(queries), len(columns)): what each query needs
 
-    def candidates(self, bits: np.ndarray) -> np.ndarray:
-        """Indices of the queries the screen cannot rule out for a molecule's ``bits``."""
-        return np.flatnonzero(~(self.bits & ~bits).any(1))
+    def candidates(self, key: ScreenKey) -> np.ndarray:
+        """Indices of the queries the screen cannot rule out for a molecule's ``key``."""
+        found = np.flatnonzero(~(self.bits & ~key.bits).any(1))
+        if len(found) and len(self.columns):
+            found = found[(self.atoms[found] <= key.atoms[self.columns]).all(1)]
+        return found
 
-    def matches(self, mol: Chem.Mol, bits: np.ndarray | None = None,
+    def matches(self, mol: Chem.Mol, key: ScreenKey | None = None,
                 first_only: bool = False, target=None, memo: dict | None = None) -> list[str]:
-        """Names of the queries ``mol`` matches, in the set's order (``bits``: the
-        molecule's ``pattern_bits``, passed when it is shared with other sets). ``target``:
+        """Names of the queries ``mol`` matches, in the set's order (``key``: the
+        molecule's ``ScreenKey``, passed when it is shared with other sets). ``target``:
         a callable giving the molecule to match instead, called only when some query passes
         the screen (the MOSES rules match the explicit-H form; ``heavy_screen``). ``memo``:
         one molecule's answers by query ``keys``, shared by the sets matched against it
         (Brenk and QED's alerts have 82 queries in common)."""
         found = []
-        candidates = self.candidates(pattern_bits(mol) if bits is None else bits)
+        candidates = self.candidates(ScreenKey.of(mol) if key is None else key)
         if target is not None and (len(candidates) or self.unscreened):
             mol = target()
         for i in candidates:
@@ -87,9 +146,9 @@ class AlertSet:
             return False
         return mol.HasSubstructMatch(self.queries[i])
 
-    def count(self, mol: Chem.Mol, bits: np.ndarray | None = None, memo: dict | None = None
+    def count(self, mol: Chem.Mol, key: ScreenKey | None = None, memo: dict | None = None
               ) -> int:
-        return len(self.matches(mol, bits, memo=memo))
+        return len(self.matches(mol, key, memo=memo))
 
 
 def inline_atoms(smarts: str) -> str:
@@ -186,7 +245,9 @@ def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
     bits = np.stack(screened) if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8)
     form = "H:" if heavy_screen else ""  # the explicit-H form answers differently
     keys = tuple(form + Chem.MolToSmarts(q) for q in queries)
-    return AlertSet(names, queries, bits, unscreened, relaxed, keys)
+    atoms = np.stack([needs(q) for q in queries]) if queries else np.zeros((0, _COLUMNS))
+    columns = np.flatnonzero(atoms.any(0))
+    return AlertSet(names, queries, bits, unscreened, relaxed, keys, columns, atoms[:, columns])
 
 
 def _without_h(query: Chem.Mol) -> Chem.Mol:

@@ -6,12 +6,11 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
 from rdkit import Chem
 from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from ..errors import ScoringError
-from .alerts import CATALOGS, catalog_alerts, moses_rules
+from .alerts import CATALOGS, ScreenKey, catalog_alerts, moses_rules
 
 MOSES_ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 # One substructure test each instead of a Python loop over the atoms (~0.2 ms a molecule):
@@ -23,12 +22,12 @@ _NOT_ALLOWED = Chem.MolFromSmarts("[" + "&".join(
 
 
 def moses_alerts(mol: Chem.Mol, first_only: bool = False, *,
-                 bits: np.ndarray | None = None) -> list[str]:
+                 key: ScreenKey | None = None) -> list[str]:
     """Names of the MOSES filter rules a molecule breaks (Polykovskiy et al. 2020; same
     rules as ``moses.metrics.mol_passes_filters``): ``ring>=8``, ``charge``, ``atom:X``,
     then the MCF and PAINS SMARTS by name (``MCF7``, ``PAINS:ene_rhod_A(235)``). Empty =
     passes. The SMARTS match the molecule with explicit Hs, made only when a rule passes
-    the screen by the molecule's own pattern bits (``bits``, when the caller has them);
+    the screen by the H-less molecule (its ``ScreenKey``, when the caller has it);
     ``first_only`` stops at the first broken rule."""
     alerts = []
     largest = max((len(r) for r in mol.GetRingInfo().AtomRings()), default=0)
@@ -41,7 +40,7 @@ def moses_alerts(mol: Chem.Mol, first_only: bool = False, *,
                           if a.GetSymbol() not in MOSES_ALLOWED_ATOMS})
     if alerts and first_only:
         return alerts[:1]
-    return alerts + moses_rules().matches(mol, bits, first_only, target=lambda: Chem.AddHs(mol))
+    return alerts + moses_rules().matches(mol, key, first_only, target=lambda: Chem.AddHs(mol))
 
 
 def passes_moses(mol: Chem.Mol) -> bool:

@@ -145,15 +145,15 @@ def rotatable_bonds(mol: Chem.Mol) -> int:
 _STRICT = rdMolDescriptors.NumRotatableBondsOptions.Strict
 
 
-def qed_properties(mol: Chem.Mol, bits=None, known: dict[str, float] | None = None,
+def qed_properties(mol: Chem.Mol, key=None, known: dict[str, float] | None = None,
                    memo: dict | None = None) -> QED.QEDproperties:
     """``rdkit.Chem.QED.properties`` with the same values, faster: the 116 structural
-    alerts are screened by pattern fingerprint (``bits``: the molecule's, when the caller
-    has them), and MW, logP, HBD, TPSA and rotatable bonds come from ``known`` (values the
-    caller computed on the same molecule) when given; ``memo``: the molecule's alert
+    alerts are screened (``key``: the molecule's ``ScreenKey``, when the caller has it),
+    and MW, logP, HBD, TPSA and rotatable bonds come from ``known`` (values the caller
+    computed on the same molecule) when given; ``memo``: the molecule's alert
     answers shared with other alert sets (``AlertSet.matches``)."""
     if mol.GetNumAtoms() != mol.GetNumHeavyAtoms():  # QED works on the H-less graph
-        mol, bits, known, memo = Chem.RemoveHs(mol), None, None, None
+        mol, key, known, memo = Chem.RemoveHs(mol), None, None, None
     known = known or {}
 
     def get(name, fn):
@@ -169,7 +169,7 @@ def qed_properties(mol: Chem.Mol, bits=None, known: dict[str, float] | None = No
         PSA=get("tpsa", rdMolDescriptors.CalcTPSA),
         ROTB=get("rotatable_bonds", rotatable_bonds),
         AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
-        ALERTS=qed_alerts().count(mol, bits, memo),
+        ALERTS=qed_alerts().count(mol, key, memo),
     )
 
 

@@ -12,7 +12,7 @@ from rdkit import Chem
 from rdkit.Chem import QED
 
 from ..parallel import map_chunks
-from .alerts import CATALOGS, catalog_alerts, pattern_bits
+from .alerts import CATALOGS, ScreenKey, catalog_alerts
 from .filters import FILTERS, THRESHOLD_RULES, broken_rules, check_filters, moses_alerts
 from .mol import to_mol
 from .properties import (
@@ -38,8 +38,9 @@ def score_one(
     600``; empty when all pass).
 
     The molecule is parsed once and what several parts need is computed once: its
-    pattern fingerprint (screening PAINS, Brenk, NIH, MOSES and QED's alerts; the MOSES
-    rules then match its explicit-H form, made only when a rule passes the screen),
+    screen key (pattern fingerprint and atom counts, screening PAINS, Brenk, NIH, MOSES and
+    QED's alerts; the MOSES rules then match its explicit-H form, made only when a rule
+    passes the screen),
     MW/logP/HBD/TPSA/rotatable bonds (QED, Lipinski, Veber, windows), SA (pLogP).
     Values equal the single functions' (``PROPERTIES``, ``FILTERS``).
     Never raises on a bad molecule: it returns ``valid = False`` with empty fields.
@@ -96,15 +97,15 @@ class _Panel:
     def __init__(self, mol: Chem.Mol):
         self.mol = mol
         self.values: dict[str, float] = {}
-        self._bits = None
+        self._key = None
         self._counts = None
         self.memo: dict[str, bool] = {}  # alert answers by query, shared across sets
 
     @property
-    def bits(self):
-        if self._bits is None:
-            self._bits = pattern_bits(self.mol)
-        return self._bits
+    def key(self) -> ScreenKey:
+        if self._key is None:
+            self._key = ScreenKey.of(self.mol)
+        return self._key
 
     def prop(self, name: str) -> float:
         if name not in self.values:
@@ -118,7 +119,7 @@ class _Panel:
         mol = self.mol
         if name == "qed":
             known = {k: self.prop(k) for k in ("mw", "logp", "hbd", "tpsa", "rotatable_bonds")}
-            return QED.qed(mol, qedProperties=qed_properties(mol, self.bits, known, self.memo))
+            return QED.qed(mol, qedProperties=qed_properties(mol, self.key, known, self.memo))
         if name == "plogp":
             return _plogp_from(self.prop("logp"), self.prop("sa"), long_ring_penalty(mol))
         if name in ("sa", "np_score"):  # one Morgan count fingerprint for both
@@ -130,9 +131,9 @@ class _Panel:
     def alerts(self, name: str, first_only: bool) -> list[str]:
         """Why filter ``name`` fails (alert names, rule values); empty when it passes."""
         if name in CATALOGS:
-            return catalog_alerts(name).matches(self.mol, self.bits, first_only, memo=self.memo)
+            return catalog_alerts(name).matches(self.mol, self.key, first_only, memo=self.memo)
         if name == "moses":
-            return moses_alerts(self.mol, first_only, bits=self.bits)
+            return moses_alerts(self.mol, first_only, key=self.key)
         if name not in THRESHOLD_RULES:
             return [] if FILTERS[name](self.mol) else ["failed"]
         values = {prop: self.prop(prop) for _, prop, _ in THRESHOLD_RULES[name]}
