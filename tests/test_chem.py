@@ -124,30 +124,38 @@ def test_alert_sets_screen_without_changing_answers(test_smiles):
     assert alerts.moses_rules().keys[0].startswith("H:")  # the H form never shares answers
 
 
-def test_atom_screen_counts_what_a_match_needs():
-    """A query needs one atom of an element per query atom that tests for it (aromatic or
-    aliphatic where the query says), nothing for alternatives, negations or hydrogens; a
-    query needing more than the molecule has is never tried, one within it always is."""
+def test_kind_screen_counts_what_a_match_needs():
+    """A query atom's options are the kinds (element, aromatic or not, charge sign) it can
+    match, none for an atom that could be anything or a hydrogen; a query needing more atoms
+    of a set of kinds than the molecule has is never tried, one within it always is."""
     from rdkit import Chem
 
-    from molvae.chem import alerts
+    from molvae.chem import alerts, screen
 
-    def needed(smarts):
-        v = alerts.needs(Chem.MolFromSmarts(smarts))
-        return {int(i): int(v[i]) for i in np.flatnonzero(v)}
+    def options(smarts):
+        return [sorted(int(k) for k in np.flatnonzero(o))
+                for o in screen.query_options(Chem.MolFromSmarts(smarts))]
 
-    assert needed("[#44]") == {44: 1}
-    assert needed("n") == {7: 1, 128 + 7: 1}
-    assert needed("[N;H1]C") == {7: 1, 256 + 7: 1, 6: 1, 256 + 6: 1}
-    assert needed("[N,O]") == needed("[!#6]") == needed("[$(C=O)]") == needed("[#1]") == {}
-    assert needed("c1ccccc1[#1]") == {6: 6, 128 + 6: 6}
-    assert needed("[c;!$(c=O)]") == {6: 1, 128 + 6: 1}
-    pyridine = alerts.ScreenKey.of(chem.to_mol("c1ccncc1CN"))
-    assert needed("[#7]") and pyridine.atoms[7] == 2 and pyridine.atoms[128 + 7] == 1
-    named = alerts._make([(s, Chem.MolFromSmarts(s)) for s in ("nc", "[#7]~*~*~[#7]", "[#8]", "NC")])
-    assert list(named.candidates(pyridine)) == [0, 1, 3]  # no oxygen in it
-    two_n = alerts._make([("nn", Chem.MolFromSmarts("n~*~n"))])
-    assert len(two_n.candidates(pyridine)) == 0  # one aromatic N only
+    n = 7
+    assert options("[#44]") == [[44, 44 + 128, 44 + 256, 44 + 384, 44 + 512, 44 + 640]]
+    assert options("n") == [[n + 128, n + 128 + 256, n + 128 + 512]]
+    assert options("[N;H1]") == options("N") == [[n, n + 256, n + 512]]
+    assert options("[N,O;+]") == [[n + 256, 8 + 256]]
+    assert options("[!#6]") == options("[$(C=O)]") == options("[#1]") == options("[C,#1]") == []
+    assert options("[c;!$(c=O)]") == options("c")
+    assert len(options("[Cl,Br,I].[Cl,Br,I]")) == 2
+    pyridine = screen.ScreenKey.of(chem.to_mol("c1ccncc1CN"))
+    assert dict(zip(pyridine.kinds.tolist(), pyridine.counts.tolist(), strict=True)) == {
+        6: 1, n: 1, 6 + 128: 5, n + 128: 1}
+
+    def tried(*smarts):
+        aset = alerts._make([(s, Chem.MolFromSmarts(s)) for s in smarts])
+        return [smarts[i] for i in aset.candidates(pyridine)]
+
+    assert tried("nc", "[#7]~*~*~[#7]", "[#8]", "NC", "[N,O]C") == ["nc", "[#7]~*~*~[#7]", "NC", "[N,O]C"]
+    assert tried("n~*~n", "[Cl,Br]", "[N;+]", "[#7].[#7].[#7]", "[N,n].[N,n]") == ["[N,n].[N,n]"]
+    # a relaxed bundle: a query needs what its least demanding alternative needs
+    assert tried("[$(C=O),$(C(=O)S)]", "[$(C=O),$(CN)]") == ["[$(C=O),$(CN)]"]
 
 
 def test_reasons_name_the_alert_and_the_value():

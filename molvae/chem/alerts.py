@@ -1,13 +1,9 @@
-"""Structural alerts: named substructure queries, screened by pattern fingerprint and atoms.
+"""Structural alerts: named substructure queries, screened before any search.
 
 An ``AlertSet`` holds the queries of one rule family (RDKit's PAINS, Brenk and NIH
-catalogs, the MOSES MCF + PAINS rules, QED's 116 unwanted groups) with each query's RDKit
-pattern fingerprint. A query can only match a molecule whose pattern fingerprint holds
-every bit of the query's (that is what the fingerprint is made for), so one vectorized
-bit test skips ~95% of the queries before any substructure search. A second test skips
-~1 in 5 of the rest: a match maps the query's atoms to distinct atoms of the molecule, so
-the molecule needs at least as many atoms of each element (aromatic or aliphatic where the
-query says) as the query's atoms that test for that element (``needs``). A query with recursive
+catalogs, the MOSES MCF + PAINS rules, QED's 116 unwanted groups) with what the screen
+needs of each (``screen``: pattern fingerprint bits, atoms by kind): of the ~1,400 queries
+a molecule is matched against, ~150 reach a substructure search. A query with recursive
 SMARTS (``$(...)``, which RDKit evaluates over the whole molecule before matching, at up
 to ~0.1 ms a query) is first tried in a relaxed, recursion-free form that every match of
 the query also matches (``relax``): most candidates stop there. The answers are the same
@@ -19,74 +15,17 @@ from __future__ import annotations
 import csv
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from rdkit import Chem, DataStructs, rdBase
+from rdkit import Chem, rdBase
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
 from ..config import DATA_DIR
+from .screen import PATTERN_BITS, KindScreen, ScreenKey, pattern_bits, query_options
 
-PATTERN_BITS = 2048
 CATALOGS = ("pains", "brenk", "nih", "zinc")
 _UINT_MAX = 4294967295
-
-
-def pattern_bits(mol: Chem.Mol) -> np.ndarray:
-    """RDKit's pattern fingerprint (made for substructure screening) as packed bytes."""
-    fp = Chem.PatternFingerprint(mol, fpSize=PATTERN_BITS)
-    return np.frombuffer(DataStructs.BitVectToBinaryText(fp), dtype=np.uint8)
-
-
-# atom counts by column: atomic number (any atom), 128 + number (aromatic), 256 + number
-# (aliphatic)
-_AROMATIC, _ALIPHATIC, _COLUMNS = 128, 256, 384
-
-
-def atom_counts(mol: Chem.Mol) -> np.ndarray:
-    """The molecule's atoms counted by element, all / aromatic / aliphatic (``needs``)."""
-    codes = [a.GetAtomicNum() + (_AROMATIC if a.GetIsAromatic() else _ALIPHATIC)
-             for a in mol.GetAtoms()]
-    counts = np.bincount(codes, minlength=_COLUMNS)
-    counts[:_AROMATIC] = counts[_AROMATIC:_ALIPHATIC] + counts[_ALIPHATIC:]
-    return counts
-
-
-@dataclass(frozen=True)
-class ScreenKey:
-    """What the screen reads of one molecule, made once and shared by the alert sets."""
-
-    bits: np.ndarray  # pattern_bits
-    atoms: np.ndarray  # atom_counts
-
-    @classmethod
-    def of(cls, mol: Chem.Mol) -> ScreenKey:
-        return cls(pattern_bits(mol), atom_counts(mol))
-
-
-_ELEMENT_TEST = re.compile(r"Atom(AtomicNum|Type) (\d+) = val")
-
-
-def needs(query: Chem.Mol) -> np.ndarray:
-    """Atoms a molecule must have for ``query`` to match it, counted as ``atom_counts``:
-    each query atom whose test is, or is ANDed with, an element (``[#7]``, ``n``: RDKit's
-    AtomType is the atomic number + 1000 when aromatic, ``[N;H1]``). Hydrogens are not
-    counted (a molecule's hydrogens are mostly implicit); other atoms need nothing."""
-    counts = np.zeros(_COLUMNS, np.int64)
-    for atom in query.GetAtoms():
-        lines = atom.DescribeQuery().splitlines()
-        tests = [t[2:] for t in lines[1:] if t[2:3] != " "] if lines[0] == "AtomAnd" else lines
-        for test in tests:
-            m = _ELEMENT_TEST.fullmatch(test)
-            if m:
-                value = int(m.group(2))
-                number = value % 1000
-                if number != 1:
-                    counts[number] += 1
-                    if m.group(1) == "Type":
-                        counts[number + (_AROMATIC if value >= 1000 else _ALIPHATIC)] += 1
-                break
-    return counts
 
 
 @dataclass(frozen=True)
@@ -100,15 +39,12 @@ class AlertSet:
     unscreened: tuple = ()  # (name, FilterCatalogEntry)
     relaxed: tuple = ()  # per query: None (no recursion in it) or its relaxed query/bundle
     keys: tuple = ()  # per query: its SMARTS (and the form it matches), shared across sets
-    columns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # atom counts
-    atoms: np.ndarray | None = None  # (len(queries), len(columns)): what each query needs
+    kinds: KindScreen | None = None  # the atoms each query needs
 
     def candidates(self, key: ScreenKey) -> np.ndarray:
         """Indices of the queries the screen cannot rule out for a molecule's ``key``."""
         found = np.flatnonzero(~(self.bits & ~key.bits).any(1))
-        if len(found) and len(self.columns):
-            found = found[(self.atoms[found] <= key.atoms[self.columns]).all(1)]
-        return found
+        return found if self.kinds is None else self.kinds.passes(found, key)
 
     def matches(self, mol: Chem.Mol, key: ScreenKey | None = None,
                 first_only: bool = False, target=None, memo: dict | None = None) -> list[str]:
@@ -245,9 +181,19 @@ def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
     bits = np.stack(screened) if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8)
     form = "H:" if heavy_screen else ""  # the explicit-H form answers differently
     keys = tuple(form + Chem.MolToSmarts(q) for q in queries)
-    atoms = np.stack([needs(q) for q in queries]) if queries else np.zeros((0, _COLUMNS))
-    columns = np.flatnonzero(atoms.any(0))
-    return AlertSet(names, queries, bits, unscreened, relaxed, keys, columns, atoms[:, columns])
+    kinds = KindScreen.build([_requirements(q, r) for q, r in zip(queries, relaxed, strict=True)])
+    return AlertSet(names, queries, bits, unscreened, relaxed, keys, kinds)
+
+
+def _requirements(query: Chem.Mol, relaxed) -> list:
+    """What ``query`` needs (``KindScreen.build``): its own atoms, and its relaxed form's
+    (which matches wherever the query does; a bundle: any one of its members)."""
+    conditions = [[query_options(query)]]
+    if isinstance(relaxed, Chem.MolBundle):
+        conditions.append([query_options(relaxed.GetMol(i)) for i in range(relaxed.Size())])
+    elif relaxed is not None:
+        conditions.append([query_options(relaxed)])
+    return conditions
 
 
 def _without_h(query: Chem.Mol) -> Chem.Mol:

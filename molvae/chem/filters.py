@@ -10,7 +10,8 @@ from rdkit import Chem
 from rdkit.Chem import Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from ..errors import ScoringError
-from .alerts import CATALOGS, ScreenKey, catalog_alerts, moses_rules
+from .alerts import CATALOGS, catalog_alerts, moses_rules
+from .screen import ScreenKey
 
 MOSES_ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
 # One substructure test each instead of a Python loop over the atoms (~0.2 ms a molecule):

@@ -12,7 +12,7 @@ from rdkit import Chem
 from rdkit.Chem import QED
 
 from ..parallel import map_chunks
-from .alerts import CATALOGS, ScreenKey, catalog_alerts
+from .alerts import CATALOGS, catalog_alerts
 from .filters import FILTERS, THRESHOLD_RULES, broken_rules, check_filters, moses_alerts
 from .mol import to_mol
 from .properties import (
@@ -23,6 +23,7 @@ from .properties import (
     morgan_counts,
     qed_properties,
 )
+from .screen import ScreenKey
 
 
 def score_one(
