@@ -35,16 +35,18 @@ class AlertSet:
 
     names: tuple[str, ...]
     queries: tuple[Chem.Mol, ...]
-    bits: np.ndarray  # (len(queries), PATTERN_BITS // 8) uint8
+    bits: np.ndarray  # (PATTERN_BITS // 64, len(queries)) uint64: words by query
+    kinds: KindScreen  # the atoms each query needs
     unscreened: tuple = ()  # (name, FilterCatalogEntry)
     relaxed: tuple = ()  # per query: None (no recursion in it) or its relaxed query/bundle
     keys: tuple = ()  # per query: its SMARTS (and the form it matches), shared across sets
-    kinds: KindScreen | None = None  # the atoms each query needs
 
     def candidates(self, key: ScreenKey) -> np.ndarray:
         """Indices of the queries the screen cannot rule out for a molecule's ``key``."""
-        found = np.flatnonzero(~(self.bits & ~key.bits).any(1))
-        return found if self.kinds is None else self.kinds.passes(found, key)
+        # a bit of the query's the molecule lacks (reduced over words: ~2x faster than
+        # over each query's row)
+        missing = np.bitwise_or.reduce(self.bits & key.unset, axis=0) != 0
+        return np.flatnonzero(self.kinds.meets(key) > missing)
 
     def matches(self, mol: Chem.Mol, key: ScreenKey | None = None,
                 first_only: bool = False, target=None, memo: dict | None = None) -> list[str]:
@@ -178,11 +180,11 @@ def _make(rules: list[tuple[str, Chem.Mol]], unscreened: tuple = (),
     else:  # a relaxed query's bits are the query's too (a bundle's are not: any one matches)
         screened = [pattern_bits(q) | pattern_bits(r) if isinstance(r, Chem.Mol) else pattern_bits(q)
                     for q, r in zip(queries, relaxed, strict=True)]
-    bits = np.stack(screened) if queries else np.zeros((0, PATTERN_BITS // 8), np.uint8)
+    bits = np.stack(screened, axis=1) if queries else np.zeros((PATTERN_BITS // 64, 0), np.uint64)
     form = "H:" if heavy_screen else ""  # the explicit-H form answers differently
     keys = tuple(form + Chem.MolToSmarts(q) for q in queries)
     kinds = KindScreen.build([_requirements(q, r) for q, r in zip(queries, relaxed, strict=True)])
-    return AlertSet(names, queries, bits, unscreened, relaxed, keys, kinds)
+    return AlertSet(names, queries, bits, kinds, unscreened, relaxed, keys)
 
 
 def _requirements(query: Chem.Mol, relaxed) -> list:

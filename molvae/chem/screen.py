@@ -30,9 +30,9 @@ KINDS = 768
 
 
 def pattern_bits(mol: Chem.Mol) -> np.ndarray:
-    """RDKit's pattern fingerprint (made for substructure screening) as packed bytes."""
+    """RDKit's pattern fingerprint (made for substructure screening) in 64-bit words."""
     fp = Chem.PatternFingerprint(mol, fpSize=PATTERN_BITS)
-    return np.frombuffer(DataStructs.BitVectToBinaryText(fp), dtype=np.uint8)
+    return np.frombuffer(DataStructs.BitVectToBinaryText(fp), dtype=np.uint64)
 
 
 def kind_counts(mol: Chem.Mol) -> np.ndarray:
@@ -50,6 +50,7 @@ class ScreenKey:
     """What the screen reads of one molecule, made once and shared by the alert sets."""
 
     bits: np.ndarray  # pattern_bits
+    unset: np.ndarray  # ~bits, a column
     kinds: np.ndarray  # the kinds present
     counts: np.ndarray  # how many atoms of each
 
@@ -57,7 +58,8 @@ class ScreenKey:
     def of(cls, mol: Chem.Mol) -> ScreenKey:
         counts = kind_counts(mol)
         kinds = np.flatnonzero(counts)
-        return cls(pattern_bits(mol), kinds, counts[kinds])
+        bits = pattern_bits(mol)
+        return cls(bits, ~bits[:, None], kinds, counts[kinds])
 
 
 def _element(number: int, aromatic: bool | None = None) -> np.ndarray:
@@ -152,9 +154,6 @@ class KindScreen:
         matrix = np.array(sets, np.int64).reshape(len(sets), KINDS)[used]
         return cls(matrix, needs[:, used])
 
-    def passes(self, found: np.ndarray, key: ScreenKey) -> np.ndarray:
-        """The queries among ``found`` whose needs the molecule meets."""
-        if not len(found) or not len(self.sets):
-            return found
-        have = self.sets[:, key.kinds] @ key.counts
-        return found[(self.needs[found] <= have).all(1)]
+    def meets(self, key: ScreenKey) -> np.ndarray:
+        """Per query: whether the molecule has the atoms it needs."""
+        return (self.needs <= self.sets[:, key.kinds] @ key.counts).all(1)
