@@ -39,10 +39,10 @@ def score_one(
     600``; empty when all pass).
 
     The molecule is parsed once and what several parts need is computed once: its
-    screen key (pattern fingerprint and atom counts, screening PAINS, Brenk, NIH, MOSES and
+    screen key (pattern fingerprint and atom kinds, screening PAINS, Brenk, NIH, MOSES and
     QED's alerts; the MOSES rules then match its explicit-H form, made only when a rule
-    passes the screen),
-    MW/logP/HBD/TPSA/rotatable bonds (QED, Lipinski, Veber, windows), SA (pLogP).
+    passes the screen), MW/logP/HBD/TPSA/rotatable bonds (QED, Lipinski, Veber, windows),
+    SA (pLogP), one Morgan count fingerprint (SA, NP-likeness).
     Values equal the single functions' (``PROPERTIES``, ``FILTERS``).
     Never raises on a bad molecule: it returns ``valid = False`` with empty fields.
     """

@@ -35,22 +35,25 @@ def pattern_bits(mol: Chem.Mol) -> np.ndarray:
     return np.frombuffer(DataStructs.BitVectToBinaryText(fp), dtype=np.uint64)
 
 
+_SIGNS = (0, 256, 512)  # the kind's offset for a neutral, positive, negative atom
+
+
+def _sign(charge: int) -> int:
+    return _SIGNS[(charge > 0) + 2 * (charge < 0)]
+
+
 def kind_counts(mol: Chem.Mol) -> np.ndarray:
     """The molecule's atoms counted by kind (``KINDS``)."""
-    kinds = [a.GetAtomicNum() + 128 * a.GetIsAromatic() + _SIGN[max(-1, min(1, a.GetFormalCharge()))]
+    kinds = [a.GetAtomicNum() + 128 * a.GetIsAromatic() + _sign(a.GetFormalCharge())
              for a in mol.GetAtoms()]
     return np.bincount(kinds, minlength=KINDS)
-
-
-_SIGN = {0: 0, 1: 256, -1: 512}
 
 
 @dataclass(frozen=True)
 class ScreenKey:
     """What the screen reads of one molecule, made once and shared by the alert sets."""
 
-    bits: np.ndarray  # pattern_bits
-    unset: np.ndarray  # ~bits, a column
+    unset: np.ndarray  # the bits pattern_bits leaves unset, as a column of words
     kinds: np.ndarray  # the kinds present
     counts: np.ndarray  # how many atoms of each
 
@@ -58,21 +61,20 @@ class ScreenKey:
     def of(cls, mol: Chem.Mol) -> ScreenKey:
         counts = kind_counts(mol)
         kinds = np.flatnonzero(counts)
-        bits = pattern_bits(mol)
-        return cls(bits, ~bits[:, None], kinds, counts[kinds])
+        return cls(~pattern_bits(mol)[:, None], kinds, counts[kinds])
 
 
 def _element(number: int, aromatic: bool | None = None) -> np.ndarray:
     kinds = np.zeros(KINDS, bool)
     for flag in (False, True) if aromatic is None else (aromatic,):
-        for sign in _SIGN.values():
+        for sign in _SIGNS:
             kinds[number + 128 * flag + sign] = True
     return kinds
 
 
 def _charge(value: int) -> np.ndarray:
     kinds = np.zeros(KINDS, bool)
-    start = _SIGN[max(-1, min(1, value))]
+    start = _sign(value)
     kinds[start:start + 256] = True
     return kinds
 
