@@ -18,6 +18,7 @@ of it queries whose atoms are alternatives, which give a pattern fingerprint no 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -86,8 +87,16 @@ _HYDROGEN = _element(1)
 def atom_options(atom: Chem.Atom) -> np.ndarray | None:
     """The kinds a query atom can match (bool over ``KINDS``); None when it needs nothing:
     any kind, or maybe a hydrogen (a molecule's hydrogens are mostly implicit)."""
-    options, _ = _options(atom.DescribeQuery().splitlines(), 0)
-    return None if options.all() or (options & _HYDROGEN).any() else options
+    return _described_options(atom.DescribeQuery())
+
+
+@functools.cache  # the catalogs repeat a few hundred query atoms ~20,000 times
+def _described_options(description: str) -> np.ndarray | None:
+    options, _ = _options(description.splitlines(), 0)
+    if options.all() or (options & _HYDROGEN).any():
+        return None
+    options.flags.writeable = False  # shared by every query atom with this description
+    return options
 
 
 def _options(lines: list[str], i: int) -> tuple[np.ndarray, int]:
@@ -138,20 +147,24 @@ class KindScreen:
         its alternatives: a list of query-atom options (the query itself is one condition
         with one alternative; its relaxed form a second; a bundle of relaxed alternatives,
         any of which may be the one that matches, a condition with several)."""
-        columns: dict[bytes, np.ndarray] = {}
+        columns: dict[bytes, int] = {}  # each distinct option set, once: a column
+        sets: list[np.ndarray] = []
         for conditions in requirements:
             for alternatives in conditions:
                 for atoms in alternatives:
                     for options in atoms:
-                        columns.setdefault(options.tobytes(), options)
-        sets = list(columns.values())
+                        if columns.setdefault(options.tobytes(), len(sets)) == len(sets):
+                            sets.append(options)
+        # within[o, c]: option set o lies inside column c (no kind of o outside c)
+        member = np.array(sets, np.float32).reshape(len(sets), KINDS)
+        within = member @ (1.0 - member).T == 0
         needs = np.zeros((len(requirements), len(sets)), np.int64)
         for q, conditions in enumerate(requirements):
-            for c, kinds in enumerate(sets):
-                outside = ~kinds
-                needs[q, c] = max((min(sum(not (o & outside).any() for o in atoms)
-                                       for atoms in alternatives) for alternatives in conditions),
-                                  default=0)
+            for alternatives in conditions:
+                counts = [within[[columns[o.tobytes()] for o in atoms]].sum(0)
+                          for atoms in alternatives]
+                fewest = np.min(counts, axis=0) if counts else 0
+                needs[q] = np.maximum(needs[q], fewest)
         used = needs.any(0)
         matrix = np.array(sets, np.int64).reshape(len(sets), KINDS)[used]
         return cls(matrix, needs[:, used])
