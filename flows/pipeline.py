@@ -19,7 +19,7 @@ from molvae.optimization import Objective, optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
 
-from . import review, runs, shards
+from . import review, runs, server, shards
 from .outputs import IO_RETRIES, write_outputs
 
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
@@ -397,6 +397,7 @@ def run_flow(name: str, cfg: RunConfig) -> dict:
 
         fl = fl.with_options(task_runner=DaskTaskRunner(**dask_options(cfg)))
     runs.prepare_tracking(cfg)  # beside the start of Prefect's temporary server
+    server.hand_over()  # the server `molvae run` started early, if it did
     return fl(cfg)
 
 

@@ -5,6 +5,7 @@ entry point, ``main``, in this process, to spare a Python start (~5 s of imports
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -332,6 +333,20 @@ def test_bad_outputs_and_values_are_refused_before_any_work(tmp_path, run_main, 
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def _group_commands(pgid: int, word: str) -> list[str]:
+    """Command lines of the processes in group ``pgid`` that hold ``word`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and word in command:  # fields[2]: the process group
+            found.append(command)
+    return found
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -359,6 +374,8 @@ def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
         while not list(runs.glob("*/config.json")) and time.time() < deadline:
             time.sleep(0.5)  # the folder exists once the server is up and the flow runs
         assert proc.poll() is None, proc.communicate()[1][-2000:]
+        # one Prefect server: the one `molvae run` started early, handed to the flow
+        assert len(_group_commands(proc.pid, "uvicorn")) == 1
         time.sleep(2)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=90)

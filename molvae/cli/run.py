@@ -62,16 +62,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         raise CheckpointError(f"{cfg.model_path}: model file not found")
     _short_mlflow_retries()
-    if args.flow in ("pipeline", "optimize"):
-        from molvae.optimization import Objective
-
-        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
     # log; the console shows warnings only, unless --verbose. A value the user set wins.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "molvae")
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
                           "INFO" if args.verbose else "WARNING")
+    from flows import server
+
+    server.start()  # Prefect's temporary server boots in its own process beside what follows
+    if args.flow in ("pipeline", "optimize"):
+        from molvae.optimization import Objective
+
+        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     from flows.pipeline import run_flow
 
     result = run_flow(args.flow, cfg)
