@@ -6,6 +6,7 @@ Batch functions never raise on one bad molecule: they mark it (``valid = False``
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Sequence
 
 from rdkit import Chem
@@ -148,15 +149,18 @@ def _score_chunk(chunk: list[str | None], filters: tuple[str, ...],
 
 
 PROBE = "CC(=O)Oc1ccccc1C(=O)O"  # aspirin: any molecule reaches every lazy table
+_BUILDING = threading.Lock()
 
 
 def prepare_panel(filters: Sequence[str] = tuple(FILTERS),
                   property_names: Sequence[str] | None = None) -> None:
     """Build in this process what the panel reads and parses once per process (the named
-    filters' alert sets, QED's alerts, the SA and NP-likeness models: ~1.2 s), by scoring
-    one molecule. Worker processes forked afterwards share them instead of each building
-    its own (a pipeline does this while it samples)."""
-    score_one(PROBE, filters, None, property_names)
+    filters' alert sets, QED's alerts, the SA and NP-likeness models: ~1.3 s), by scoring
+    one molecule; one thread at a time, so threads that score at once (a Dask worker's)
+    build it once. Worker processes forked afterwards share it instead of each building
+    its own (``score_smiles`` prepares before it forks; a pipeline, while it samples)."""
+    with _BUILDING:
+        score_one(PROBE, filters, None, property_names)
 
 
 def score_smiles(
@@ -175,5 +179,6 @@ def score_smiles(
         check_property(name)
     for name in windows or {}:
         check_property(name)
+    prepare_panel(filters, property_names)  # here, once, not in each worker or thread
     return map_chunks(_score_chunk, list(smiles), tuple(filters), windows, property_names,
                       reasons, chunk_size=chunk_size, workers=workers, progress=progress)
