@@ -205,11 +205,12 @@ def _chemnet_stats(fcd_lib, model, smiles: Sequence[str], device: str, chunk: in
     """ChemNet activations' mean and covariance, in chunks (bounded memory). fcd pads every
     SMILES to 350 characters, its default and the length the published scores use (the
     final LSTM state depends on the padding), so ChemNet costs the same per molecule
-    whatever its length: ~2.5 ms on one core here."""
+    whatever its length: ~3.5 ms on one core here (batches of 64: ~7% faster than 256,
+    the same activations)."""
     acts = []
     for i in range(0, len(smiles), chunk):
         part = list(smiles[i : i + chunk])
-        acts.append(fcd_lib.get_predictions(model, part, batch_size=256, n_jobs=0,
+        acts.append(fcd_lib.get_predictions(model, part, batch_size=64, n_jobs=0,
                                             device=device))
         if progress:
             progress(len(part))
