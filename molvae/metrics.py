@@ -56,17 +56,16 @@ def _fp_matrix(smiles: Sequence[str], n_bits: int = FP_BITS) -> np.ndarray:
 
 def _tanimoto_blocks(a: np.ndarray, b: np.ndarray, block: int = 2048):
     """Yield (row slice, Tanimoto block as a float32 torch tensor) for fingerprint
-    matrices a (N, F), b (M, F). torch runs the products and the element-wise work on
-    all cores (numpy's element-wise work is single-threaded)."""
+    matrices a (N, F), b (M, F). The shared bits by ``chem.BitCounts``; torch runs the
+    element-wise work on all cores (numpy's is single-threaded)."""
     import torch
 
-    ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
-    nb = tb.sum(1)
-    for i in range(0, len(ta), block):
-        aa = ta[i : i + block]
-        inter = aa @ tb.T  # (n, M) shared bits, exact in float32 for F <= 2**24
-        union = (aa.sum(1)[:, None] + nb[None, :] - inter).clamp_(min=1.0)  # 0 only if both empty
-        yield slice(i, i + len(aa)), inter.div_(union)
+    shared = chem.BitCounts.of(b)
+    na, nb = torch.from_numpy(a.sum(1)), torch.from_numpy(b.sum(1))
+    for i in range(0, len(a), block):
+        inter = torch.from_numpy(shared(a[i : i + block]))  # (n, M), exact in float32
+        union = (na[i : i + block, None] + nb[None, :] - inter).clamp_(min=1.0)  # 0: both empty
+        yield slice(i, i + len(inter)), inter.div_(union)
 
 
 def internal_diversities(canonical: Sequence[str]) -> tuple[float, float]:
@@ -83,16 +82,17 @@ def _intdiv(fp: np.ndarray, block: int = 2048) -> tuple[float, float]:
 
     def both_orders(t: torch.Tensor, k: int) -> float:
         """Sum over ordered pairs: columns < k are the diagonal block (both orders of its
-        pairs are in it already); every later column stands for its mirror pair too."""
-        return (float(t[:, :k].sum(dtype=torch.float64))
-                + 2 * float(t[:, k:].sum(dtype=torch.float64)))
+        pairs are in it already); every later column stands for its mirror pair too. Rows
+        summed in float32 (at most N terms each), the row sums in float64."""
+        return (float(t[:, :k].sum(1).sum(dtype=torch.float64))
+                + 2 * float(t[:, k:].sum(1).sum(dtype=torch.float64)))
 
-    t_all = torch.from_numpy(np.ascontiguousarray(fp))
-    counts = t_all.sum(1)
+    shared = chem.BitCounts.of(fp)
+    counts = torch.from_numpy(fp.sum(1))
     s1 = s2 = 0.0
-    for i in range(0, len(t_all), block):
-        a = t_all[i : i + block]
-        inter = a @ t_all[i:].T  # this row block against itself and every later row
+    for i in range(0, len(fp), block):
+        a = fp[i : i + block]
+        inter = torch.from_numpy(shared(a, start=i))  # this block against itself and later rows
         t = inter.div_((counts[i : i + block, None] + counts[None, i:] - inter).clamp_(min=1.0))
         s1 += both_orders(t, len(a))
         s2 += both_orders(t.square_(), len(a))

@@ -327,3 +327,17 @@ def test_prepare_panel_builds_the_tables_workers_then_share():
             "print(before, built())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "(0, 0, 0) (1, 1, 1)"
+
+
+def test_bit_counts_are_the_dense_product_of_the_fingerprints():
+    """chem.BitCounts (frequent bits dense, the rest sparse) counts every pair's shared bits
+    exactly, from any start row of the set, for 0/1 fingerprints of any dtype."""
+    rng = np.random.default_rng(0)
+    fp = rng.random((300, 512)) < 0.04
+    fp[:, :12] |= rng.random((300, 12)) < 0.6  # a few bits in most molecules
+    counts = chem.BitCounts.of(fp.astype(np.uint8), dense_bits=32)
+    assert set(counts.common) >= set(range(12))  # the frequent bits go to the dense product
+    dense = fp.astype(np.float32)
+    for q in (fp[:50].astype(np.uint8), dense[:50]):
+        assert np.array_equal(counts(q), dense[:50] @ dense.T)
+        assert np.array_equal(counts(q, start=120), dense[:50] @ dense[120:].T)

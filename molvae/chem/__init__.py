@@ -4,6 +4,7 @@ Error contract: single-item functions return ``X | None`` for "not a molecule"; 
 functions never raise on one bad molecule, they mark it (``valid = False``) and go on.
 """
 
+from .bits import BitCounts
 from .filters import (
     CONTEXT_FILTERS,
     FILTERS,
@@ -44,6 +45,7 @@ from .properties import (
 from .score import prepare_panel, score_one, score_smiles
 
 __all__ = [
+    "BitCounts",
     "CONTEXT_FILTERS", "FILTERS", "MOSES_ALLOWED_ATOMS", "PROPERTIES", "PROPERTY_LABELS",
     "bulk_tanimoto", "canonical_smiles", "check_filters", "check_property",
     "combine_desirabilities", "composite_score", "desirability", "desirability_margin",
