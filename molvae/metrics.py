@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import chem
+from .chem.bits import torch_matmul
 from .config import DATA_DIR
 from .errors import MetricsError
 from .files import atomic_path
@@ -63,7 +64,7 @@ def _tanimoto_blocks(a: np.ndarray, b: np.ndarray, block: int = 2048):
     shared = chem.BitCounts.of(b)
     na, nb = torch.from_numpy(a.sum(1)), torch.from_numpy(b.sum(1))
     for i in range(0, len(a), block):
-        inter = torch.from_numpy(shared(a[i : i + block]))  # (n, M), exact in float32
+        inter = torch.from_numpy(shared(a[i : i + block], matmul=torch_matmul))  # exact
         union = (na[i : i + block, None] + nb[None, :] - inter).clamp_(min=1.0)  # 0: both empty
         yield slice(i, i + len(inter)), inter.div_(union)
 
@@ -92,7 +93,9 @@ def _intdiv(fp: np.ndarray, block: int = 2048) -> tuple[float, float]:
     s1 = s2 = 0.0
     for i in range(0, len(fp), block):
         a = fp[i : i + block]
-        inter = torch.from_numpy(shared(a, start=i))  # this block against itself and later rows
+        # this block against itself and every later row; torch's product: flows fork
+        # worker processes from other threads meanwhile (see chem.BitCounts)
+        inter = torch.from_numpy(shared(a, start=i, matmul=torch_matmul))
         t = inter.div_((counts[i : i + block, None] + counts[None, i:] - inter).clamp_(min=1.0))
         s1 += both_orders(t, len(a))
         s2 += both_orders(t.square_(), len(a))

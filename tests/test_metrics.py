@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -134,3 +137,38 @@ def test_degenerate_inputs_end_by_rule_not_by_hanging(test_smiles):
     assert m["validity"] == 0.5 and np.isnan(m["fcd"])
     with pytest.raises(MetricsError, match="no valid molecule"):
         metrics.evaluate(["CCO", "CCN"], ["junk", "C1CC"], with_fcd=False)
+
+
+FORK_BESIDE = """
+import sys, threading, time
+import numpy as np
+from molvae import chem, metrics, parallel
+product = metrics.torch_matmul if sys.argv[1] == "metrics" else np.matmul
+rng = np.random.default_rng(0)
+fp = (rng.random((3000, 1024)) < 0.04).astype(np.float32)
+fp[:, :40] = rng.random((3000, 40)) < 0.5  # bits in most molecules: the dense product
+counts = chem.BitCounts.of(fp)
+stop = time.time() + 2
+def products():
+    while time.time() < stop:
+        counts(fp[:1000], matmul=product)
+thread = threading.Thread(target=products)
+thread.start()
+forks = 0
+while time.time() < stop:  # what a flow's main thread does beside its evaluation task
+    with parallel.pool(2) as p:
+        p.map(abs, range(4))
+    forks += 1
+thread.join()
+print("forked", forks)
+"""
+
+
+def test_the_metrics_dense_product_does_not_hang_a_fork_from_another_thread():
+    """A flow evaluates (IntDiv, SNN: ``chem.BitCounts`` with metrics' dense product) in one
+    thread while another forks worker processes. With numpy's product (OpenBLAS) the fork
+    and the product hung each other (`make run`, and this script, every time); torch's
+    does not."""
+    done = subprocess.run([sys.executable, "-c", FORK_BESIDE, "metrics"], capture_output=True,
+                          text=True, timeout=60)  # a hang: TimeoutExpired, the test fails
+    assert done.returncode == 0 and "forked" in done.stdout, done.stderr[-2000:]

@@ -11,6 +11,8 @@ every bit (``benchmarks/evaluate.py``'s IntDiv and SNN); the nearest-molecule in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 DENSE_BITS = 256  # bits of the dense product: the most frequent ones
@@ -42,12 +44,23 @@ class BitCounts:
         rows, bits = np.nonzero(fp)
         return cls(rows, bits, len(fp), fp.shape[1], dense_bits)
 
-    def __call__(self, q: np.ndarray, start: int = 0) -> np.ndarray:
+    def __call__(self, q: np.ndarray, start: int = 0,
+                 matmul: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.matmul
+                 ) -> np.ndarray:
         """0/1 queries (k, n_bits) -> float32 intersection counts (k, n - start) with the
-        set's members ``start`` onwards."""
+        set's members ``start`` onwards. ``matmul``: the dense product (numpy's, OpenBLAS,
+        by default; ``torch_matmul`` where another thread may fork meanwhile: a fork while
+        an OpenBLAS call runs on its threads can hang both)."""
         import scipy.sparse as sp
 
         sparse_t = self.sparse_t[:, start:] if start else self.sparse_t
         inter = (sp.csr_matrix(q[:, self.rare], dtype=np.float32) @ sparse_t).toarray()
-        inter += q[:, self.common].astype(np.float32, copy=False) @ self.dense_t[:, start:]
+        inter += matmul(q[:, self.common].astype(np.float32, copy=False), self.dense_t[:, start:])
         return inter
+
+
+def torch_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b by torch (its thread pool is safe to fork beside)."""
+    import torch
+
+    return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
