@@ -31,6 +31,27 @@ TINY_MODEL = {"embedding_size": 16, "encoder_hidden_size": 32, "latent_size": 8,
               "decoder_hidden_size": 64}
 
 
+def _built_once(tmp_path_factory, name: str, build):
+    """``build(folder)`` once for all test processes of a run (pytest-xdist's workers share
+    the parent of their temp folders): the first process builds under a file lock, the
+    others wait and read its pickled result; the files it wrote are shared, read-only by
+    convention like any session fixture's."""
+    import pickle
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    done = root / f"{name}.pkl"
+    with FileLock(str(done) + ".lock"):
+        if done.is_file():
+            return pickle.loads(done.read_bytes())
+        result = build(root / name)
+        done.write_bytes(pickle.dumps(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
     """A tiny VAE trained for a few epochs on 1,500 shipped molecules (a few seconds)."""
@@ -38,12 +59,13 @@ def tiny_trained(tmp_path_factory):
     from molvae.config import DataConfig, ModelConfig, TrainConfig
     from molvae.train import train_model
 
-    tmp = tmp_path_factory.mktemp("tiny")
-    data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache")
-    model = ModelConfig(**TINY_MODEL)
-    train = TrainConfig(epochs=3, batch_size=128, lr=3e-3, out_dir=tmp / "run",
-                        recon_eval_size=50, threads=1, beta_warmup_steps=20)
-    result = train_model(data, model, train)
+    def build(tmp: Path):
+        data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache")
+        train = TrainConfig(epochs=3, batch_size=128, lr=3e-3, out_dir=tmp / "run",
+                            recon_eval_size=50, threads=1, beta_warmup_steps=20)
+        return train_model(data, ModelConfig(**TINY_MODEL), train)
+
+    result = _built_once(tmp_path_factory, "tiny", build)
     return load_model(result.checkpoint), result
 
 
@@ -54,13 +76,15 @@ def cvae(tiny_trained, tmp_path_factory):
     from molvae.config import DataConfig, ModelConfig, TrainConfig
     from molvae.train import train_model
 
-    tmp = tmp_path_factory.mktemp("cvae")
-    result = train_model(
-        DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache"),
-        ModelConfig(**TINY_MODEL, conditions=["logp", "qed"]),
-        TrainConfig(epochs=2, batch_size=128, lr=1e-3, out_dir=tmp / "run", recon_eval_size=20,
-                    threads=1, init_from=tiny_trained[1].checkpoint, prior_codes=500))
-    return load_model(result.checkpoint)
+    def build(tmp: Path):
+        return train_model(
+            DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp / "cache"),
+            ModelConfig(**TINY_MODEL, conditions=["logp", "qed"]),
+            TrainConfig(epochs=2, batch_size=128, lr=1e-3, out_dir=tmp / "run",
+                        recon_eval_size=20, threads=1, init_from=tiny_trained[1].checkpoint,
+                        prior_codes=500))
+
+    return load_model(_built_once(tmp_path_factory, "cvae", build).checkpoint)
 
 
 @pytest.fixture(scope="session")
