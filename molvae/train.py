@@ -294,6 +294,7 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
     info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),
+            "first_epoch": loop.epoch + 1,  # a resumed run's first
             "device": str(loop.device), **data_info}
     hashes = np.sort(smiles_hashes(train_ds.smiles))
     source = resume if resume is not None else cfg.init_from

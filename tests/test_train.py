@@ -1,4 +1,5 @@
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,8 +128,11 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     proc.wait()
     epoch_at_kill = read_checkpoint(killed / "last.pt")["epoch"]
     assert epoch_at_kill < 4, "the run finished before it could be killed"
-    subprocess.run(_cli_train(killed, "--resume", str(killed / "last.pt")), check=True, env=env,
-                   capture_output=True)
+    env.pop("MOLVAE_NO_PROGRESS")  # the resumed run's bars count on from where it stopped
+    resumed = subprocess.run(_cli_train(killed, "--resume", str(killed / "last.pt")), check=True,
+                             env=env, capture_output=True, text=True)
+    bars = re.findall(r"(epoch \d+):\s+\d+%", resumed.stderr)
+    assert sorted(set(bars)) == [f"epoch {e}" for e in range(epoch_at_kill + 1, 5)], bars
     a, b = read_checkpoint(full / "last.pt"), read_checkpoint(killed / "last.pt")
     assert b["epoch"] == 4
     for k, v in a["model_state"].items():

@@ -101,19 +101,21 @@ class ProgressCallback:
     def __init__(self, data_bars: StageBars | None = None) -> None:
         self.bar = None
         self.info: dict = {}
+        self.epoch = 1  # the epoch the next bar counts
         self.data_bars = data_bars  # the data preparation's bars, closed as training starts
 
     def on_train_start(self, info: dict) -> None:
         if self.data_bars is not None:
             self.data_bars.close()
         self.info = info
+        self.epoch = info.get("first_epoch", 1)
         logger.info("training %s parameters on %s molecules (%s validation), device %s",
                     f"{info['parameters']:,}", f"{info['train_size']:,}",
                     f"{info['val_size']:,}", info["device"])
 
     def on_batch_end(self, step: int, m: dict) -> None:
         if self.bar is None:
-            self.bar = progress_bar(self.info["train_size"], "epoch 1")
+            self.bar = progress_bar(self.info["train_size"], f"epoch {self.epoch}")
         self.bar.update(m["epoch_progress"])
         if step % 5 == 0:
             self.bar.set_postfix(loss=f"{m['loss']:.2f}", recon=f"{m['recon']:.2f}",
@@ -122,6 +124,7 @@ class ProgressCallback:
 
     def on_epoch_end(self, epoch: int, m: dict) -> None:
         self._close()
+        self.epoch = epoch + 1
         print(f"epoch {epoch}: val_loss {m['val_loss']:.3f} recon {m['val_recon']:.3f} "
               f"KL/mol {m['val_kl']:.2f} token_acc {m['val_token_acc']:.4f} "
               f"active_units {int(m['active_units'])} "
