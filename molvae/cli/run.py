@@ -61,6 +61,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         from molvae.errors import CheckpointError
 
         raise CheckpointError(f"{cfg.model_path}: model file not found")
+    if args.flow in ("pipeline", "optimize"):
+        from molvae.optimization import Objective
+
+        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     _short_mlflow_retries()
     # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
     # log; the console shows warnings only, unless --verbose. A value the user set wins.
@@ -70,11 +74,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                           "INFO" if args.verbose else "WARNING")
     from flows import server
 
-    server.start()  # Prefect's temporary server boots in its own process beside what follows
-    if args.flow in ("pipeline", "optimize"):
-        from molvae.optimization import Objective
-
-        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
+    server.start()  # Prefect's temporary server boots in its own process beside the imports
     from flows.pipeline import run_flow
 
     result = run_flow(args.flow, cfg)
