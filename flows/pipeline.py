@@ -397,8 +397,8 @@ def run_flow(name: str, cfg: RunConfig) -> dict:
 
         fl = fl.with_options(task_runner=DaskTaskRunner(**dask_options(cfg)))
     runs.prepare_tracking(cfg)  # beside the start of Prefect's temporary server
-    server.hand_over()  # the server `molvae run` started early, if it did
-    return fl(cfg)
+    with server.serving():  # the server `molvae run` started early, if it did
+        return fl(cfg)
 
 
 def dask_options(cfg: RunConfig) -> dict:

@@ -1,24 +1,27 @@
 """Prefect's temporary server, started before the flows are imported.
 
 Without ``PREFECT_API_URL`` Prefect starts a temporary server at a flow's first call to its
-API and waits for it (~5 s on a 2-core machine, all of it after this process has imported
-the flows). ``molvae run`` starts that server's process first thing instead (``start``), so it
-boots on the other core while this process imports the flows and checks the run (~4 s), and
-``hand_over`` gives it to the server object Prefect's client uses. This follows Prefect
-3.8's ``SubprocessASGIServer`` (one object per port; the process made by
-``_run_uvicorn_command``, the same command line as here): Prefect's own ``start`` still waits
-for it to answer, stops it at exit, and starts its own if this one cannot take its port.
+API: it imports its whole server app into this process (~3 s, only to reach the class that
+starts the server), starts the server's process and waits for it (~5 s), all after this
+process has imported the flows. ``molvae run`` starts that process itself, first thing
+(``start``: the command line and settings of Prefect 3.8's ``SubprocessASGIServer``), so it
+boots on the other core while this process imports the flows and checks the run; the flow
+then runs against it as against any server at a URL (``serving``), and it stops when this
+process exits.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
-_EARLY: list[tuple[int, subprocess.Popen]] = []  # (port, process) started, not yet handed over
+_EARLY: list[tuple[str, subprocess.Popen]] = []  # (API URL, process) of the server started
 
 
 def start() -> None:
@@ -38,29 +41,40 @@ def start() -> None:
         [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
          "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env)
-    atexit.register(_stop, process)  # if no flow ever takes it
-    _EARLY.append((port, process))
+    atexit.register(_stop, process)
+    _EARLY.append((f"http://127.0.0.1:{port}/api", process))
 
 
-def hand_over() -> None:
-    """Give the process ``start`` started to the server object Prefect's client will use
-    (before a flow's first call); a no-op when none was started or Prefect runs its own."""
-    if not _EARLY:
+@contextlib.contextmanager
+def serving():
+    """Within: Prefect's client uses the server ``start`` started, once it answers. Nothing
+    changes when none was started, or when it does not come up (then Prefect starts its
+    own, with its own error if that fails too)."""
+    url = _EARLY[0][0] if _EARLY and _answers(*_EARLY[0]) else None
+    if url is None:
+        yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    port, process = _EARLY.pop()
-    server = SubprocessASGIServer()
-    if server.running or process.poll() is not None:
-        return  # Prefect starts (or has) its own; ours stops at exit
-    own = server._run_uvicorn_command
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
 
-    def first_then_own() -> subprocess.Popen:
-        server._run_uvicorn_command = own  # a restart (its port taken): Prefect's own
-        return process
 
-    server.port = port
-    server._run_uvicorn_command = first_then_own
+def _answers(url: str, process: subprocess.Popen) -> bool:
+    """Wait until the server answers (True), or its process ends or the time Prefect allows
+    its temporary server runs out (False, the process stopped)."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    deadline = time.monotonic() + PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    _stop(process)
+    return False
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -374,7 +374,7 @@ def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
         while not list(runs.glob("*/config.json")) and time.time() < deadline:
             time.sleep(0.5)  # the folder exists once the server is up and the flow runs
         assert proc.poll() is None, proc.communicate()[1][-2000:]
-        # one Prefect server: the one `molvae run` started early, handed to the flow
+        # one Prefect server: the one `molvae run` started early, which the flow runs against
         assert len(_group_commands(proc.pid, "uvicorn")) == 1
         time.sleep(2)
         proc.send_signal(signal.SIGTERM)
