@@ -150,6 +150,7 @@ def _score_chunk(chunk: list[str | None], filters: tuple[str, ...],
 
 PROBE = "CC(=O)Oc1ccccc1C(=O)O"  # aspirin: any molecule reaches every lazy table
 _BUILDING = threading.Lock()
+_PREPARED: set[tuple] = set()  # (filters, property names) whose tables this process holds
 
 
 def prepare_panel(filters: Sequence[str] = tuple(FILTERS),
@@ -159,8 +160,13 @@ def prepare_panel(filters: Sequence[str] = tuple(FILTERS),
     one molecule; one thread at a time, so threads that score at once (a Dask worker's)
     build it once. Worker processes forked afterwards share it instead of each building
     its own (``score_smiles`` prepares before it forks; a pipeline, while it samples)."""
+    key = (tuple(filters), None if property_names is None else tuple(property_names))
+    if key in _PREPARED:  # every score_smiles call asks: a set lookup once built
+        return
     with _BUILDING:
-        score_one(PROBE, filters, None, property_names)
+        if key not in _PREPARED:
+            score_one(PROBE, filters, None, property_names)
+            _PREPARED.add(key)
 
 
 def score_smiles(
