@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
-from molvae import candidates, conditions, generate, metrics
+from molvae import candidates, conditions, generate, metrics, walks
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
 from molvae.errors import CheckpointError
@@ -94,9 +94,9 @@ def _shards_name() -> str:
 @task(cache_policy=NO_CACHE, task_run_name="interpolate and explore neighbours")
 def walk(model_path: str, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     loaded, g = shards.model(model_path), cfg.generate
-    interp = (generate.interpolate(loaded, g.interpolate, g.interpolation_steps)
+    interp = (walks.interpolate(loaded, g.interpolate, g.interpolation_steps)
               if len(g.interpolate) >= 2 else pd.DataFrame())
-    near = [generate.neighbors(loaded, s, g.neighbor_radii, g.neighbors_per_radius, g.seed)
+    near = [walks.neighbors(loaded, s, g.neighbor_radii, g.neighbors_per_radius, g.seed)
             for s in g.neighbors]
     return interp, pd.concat(near, ignore_index=True) if near else pd.DataFrame()
 

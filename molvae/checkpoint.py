@@ -3,8 +3,7 @@ exported and given a sampling prior, and ``LoadedModel``, what generation reads 
 
 A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled classes:
     format_version   int, FORMAT_VERSION
-    model_config     dict, ModelConfig
-    train_config     dict, TrainConfig of the run that wrote it
+    model_config, train_config   dicts: ModelConfig, TrainConfig of the run that wrote it
     vocab            list[str], token id -> SELFIES symbol
     model_state      the SelfiesVAE state dict
     property_stats   {name: [mean, std]} of the property head's targets
@@ -44,7 +43,7 @@ import torch
 from pydantic import ValidationError
 
 from .conditions import ConditionSpace
-from .config import ModelConfig
+from .config import SHIPPED_MODEL, ModelConfig
 from .errors import CheckpointError, TrainingError
 from .model import SelfiesVAE, build_model
 from .vocab import Vocab
@@ -165,8 +164,9 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a checkpoint for inference; raises CheckpointError with one clear line."""
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a checkpoint for inference (default: the shipped model); a bad one: CheckpointError."""
+    path = SHIPPED_MODEL if path is None else path
     state = read_checkpoint(path)
     try:
         mcfg = ModelConfig.model_validate(state["model_config"])

@@ -1,5 +1,5 @@
-"""Decode latent points into molecules: prior samples, reconstructions, interpolations
-and neighbourhoods of a trained model.
+"""Decode latent points into molecules: prior samples, requests and reconstructions of a
+trained model (walks around given molecules: ``molvae.walks``).
 
 Every function returns a pandas DataFrame with one row per molecule (columns smiles,
 selfies, valid, source, ...); ``molvae.annotate`` adds properties, filters and scores.
@@ -22,7 +22,7 @@ from .conditions import describe
 from .config import GenerateConfig, validate
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
-from .latent import LatentPrior, codes, device_of, encode_batches, own_condition, slerp
+from .latent import LatentPrior, device_of, encode_batches, own_condition
 from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
 
 logger = logging.getLogger(__name__)
@@ -374,8 +374,9 @@ def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 10
     ``code_only``: nothing but the code, as an unconditional model decodes).
 
     Columns: input, reconstructed (canonical, '' when the input cannot be encoded),
-    exact_match (canonical SMILES equal), error.
+    exact_match (canonical SMILES equal), error. One SMILES string is one molecule.
     """
+    smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     cfg = settings(max_length=max_length, batch_size=batch_size)
     own = None if code_only else own_condition(loaded, batch.canonical)
@@ -395,55 +396,4 @@ def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 10
                          for b, c, r in zip(bad, batch.canonical, recon, strict=True)]
     df["error"] = [e or "" for e in batch.errors]
     df.attrs["own_condition"] = own is not None
-    return df
-
-
-# --------------------------------------------------------------------------- latent walks
-
-
-def interpolate(loaded: LoadedModel, smiles: Sequence[str], steps: int = 10,
-                method: str = "linear", max_length: int = 100) -> pd.DataFrame:
-    """Walk the latent path through 2+ molecules (``steps`` points per segment, ends
-    included) and decode each point greedily. Columns add segment, step, t, and the
-    similarity to the segment's start and end molecules."""
-    if len(smiles) < 2:
-        raise GenerationError("interpolation needs at least two molecules")
-    if steps < 2:
-        raise GenerationError(f"steps must be >= 2, got {steps}")
-    if method not in ("linear", "slerp"):
-        raise GenerationError(f"unknown interpolation method {method!r} (linear, slerp)")
-    mu, _, _ = codes(loaded, smiles)
-    t = torch.linspace(0, 1, steps)
-    frames = []
-    for k in range(len(smiles) - 1):
-        a, b = mu[k], mu[k + 1]
-        z = (1 - t)[:, None] * a + t[:, None] * b if method == "linear" else slerp(a, b, t)
-        pairs = decode_latent(loaded, z, settings(max_length=max_length))
-        df = _frame(pairs, "interpolation", segment=k, step=np.arange(steps), t=t.numpy())
-        df["sim_start"] = chem.bulk_tanimoto(smiles[k], df["smiles"].tolist())
-        df["sim_end"] = chem.bulk_tanimoto(smiles[k + 1], df["smiles"].tolist())
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
-
-
-def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25, 0.5),
-              per_radius: int = 20, seed: int = 0, max_length: int = 100) -> pd.DataFrame:
-    """Analogues of one molecule: decode z = mu + r * eps, eps ~ N(0, I), for each radius r
-    (in prior standard deviations), with the molecule explored around (``center``) and
-    each analogue's Tanimoto similarity to it."""
-    if per_radius < 1:
-        raise GenerationError(f"molecules per radius must be >= 1, got {per_radius}")
-    if not radii or any(r < 0 for r in radii):
-        raise GenerationError(f"radii must be a non-empty list of values >= 0, got {list(radii)}")
-    mu, _, _ = codes(loaded, [smiles])
-    gen = torch.Generator().manual_seed(seed)
-    frames = []
-    for r in radii:
-        eps = torch.randn(per_radius, mu.shape[1], generator=gen)
-        pairs = decode_latent(loaded, mu + r * eps, settings(max_length=max_length))
-        frames.append(_frame(pairs, "neighbors", seed=seed, radius=float(r),
-                             step=np.arange(per_radius)))
-    df = pd.concat(frames, ignore_index=True)
-    df["center"] = chem.canonical_smiles(smiles) or smiles
-    df["similarity"] = chem.bulk_tanimoto(smiles, df["smiles"].tolist())
     return df

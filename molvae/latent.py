@@ -59,8 +59,8 @@ def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
           strict: bool = True, condition: torch.Tensor | None = None
           ) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """mu and logvar (N, Z) of each molecule (with a conditional model's condition input
-    (N, C)) and its error; rows of failed molecules are NaN."""
-    batch = tokenize_smiles(loaded.vocab, smiles, strict)
+    (N, C)) and its error; rows of failed molecules are NaN. One string is one molecule."""
+    batch = tokenize_smiles(loaded.vocab, [smiles] if isinstance(smiles, str) else smiles, strict)
     mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, device_of(loaded),
                             condition)
     bad = torch.from_numpy(~batch.ok)
@@ -72,7 +72,9 @@ def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
 @torch.no_grad()
 def code_table(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000) -> pd.DataFrame:
     """Latent means and variances per molecule plus its ELBO (higher = more typical) and
-    ``ood_score = -elbo`` for out-of-distribution screening. Bad molecules get an error."""
+    ``ood_score = -elbo`` for out-of-distribution screening. Bad molecules get an error.
+    One SMILES string is one molecule."""
+    smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     dev = device_of(loaded)
     mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, dev)

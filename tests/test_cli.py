@@ -63,6 +63,11 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     assert rec.input.tolist() == test_smiles[:20] + ["junk"]
     rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.npz")
     assert rc == 0, err
+    # what `molvae sample` writes (a smiles column) is read back without --smiles-column
+    rc, out, err = cli("reconstruct", tmp_path / "s.parquet", "--model", m, "-o", tmp_path / "r2.csv")
+    assert rc == 0 and "of 50 molecules" in out, err
+    rc, _, err = cli("reconstruct", tmp_path / "s.parquet", "--smiles-column", "SMILES")
+    assert rc == 1 and "no column 'SMILES'" in err
     rc, out, err = cli("evaluate", tmp_path / "s.parquet", "--reference", tmp_path / "in.csv",
                        "--model", m, "--no-fcd", "-o", tmp_path / "ev.json")
     assert rc == 0, err
@@ -105,6 +110,26 @@ def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli
     assert rc == 1  # an uncaught exception (a traceback) fails the test in cli()
     lines = [ln for ln in err.splitlines() if ln.startswith("molvae: error")]
     assert len(lines) == 1 and msg in lines[0], err
+
+
+def test_default_outputs_are_checked_before_any_work(tiny_trained, tmp_path, cli, monkeypatch):
+    """Each command's default output file, not only one given with -o, is refused before the
+    work (a folder in its place here; an unwritable working folder alike)."""
+    m = str(tiny_trained[1].checkpoint)
+    pd.DataFrame({"smiles": [ASPIRIN, "CCO"]}).to_csv(tmp_path / "in.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    for args, default in [(["sample", "-n", "5", "--model", m], "samples.csv"),
+                          (["interpolate", ASPIRIN, "CCO", "--model", m], "interpolation.csv"),
+                          (["neighbors", ASPIRIN, "--model", m], "neighbors.csv"),
+                          (["reconstruct", "in.csv", "--model", m], "reconstructed.csv"),
+                          (["evaluate", "in.csv", "--model", m], "evaluation.json"),
+                          (["optimize", "--objective", "qed", "--model", m], "optimized.csv")]:
+        (tmp_path / default).mkdir()
+        rc, out, err = cli(*args)
+        assert rc == 1 and f"output '{default}' is a directory" in err, err
+        assert "sampler:" not in err and "seconds" not in err and not out, err  # nothing ran
+    rc, _, err = cli("evaluate", "in.csv", "-o", "e.txt")
+    assert rc == 1 and "must end in .json" in err
 
 
 @pytest.mark.parametrize("env, expected", [(None, 180), ("45", 45)])
@@ -195,6 +220,17 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, monkeypatch, 
     assert err.strip().splitlines()[-1] == last_line, err
     if code == 1:  # the bug's traceback, ending in the exception, comes first
         assert "Traceback (most recent call last)" in err and "ZeroDivisionError: boom" in err
+
+
+def test_a_refused_write_is_one_line(tmp_path, run_main):
+    """A write the machine refuses (here sysfs, which refuses even root) is the user's to fix:
+    one line naming the file, no traceback (refused by the output check before the work where
+    the folder reads as unwritable, else by the handler of the write)."""
+    (tmp_path / "in.csv").write_text("SMILES\nCCO\nc1ccccc1O\n")
+    rc, _, err = run_main("data", "sample", tmp_path / "in.csv", "/sys/molvae_test.csv", "-n", 1)
+    lines = [ln for ln in err.splitlines() if ln.startswith("molvae: error")]
+    assert rc == 1 and "Traceback" not in err and len(lines) == 1, err
+    assert "/sys/molvae_test.csv" in lines[0] and ("denied" in lines[0] or "not writable" in lines[0])
 
 
 def test_a_user_error_is_exactly_one_line(tmp_path, monkeypatch, run_main):

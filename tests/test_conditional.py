@@ -228,9 +228,10 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
     monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
     out = tmp_path / "c.csv"
     rc = main(["sample", "-n", "40", "--model", str(cvae.path), "--condition", "logp=1.5:3",
-               "qed=0.8", "--guidance", "2", "-o", str(out)])
+               "--condition", "qed=0.8", "--guidance", "2", "-o", str(out)])  # flags add up
     text, err = capsys.readouterr()
     assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
+    assert "qed asked 0.8" in text
     assert "novel hits (not training molecules)" in text
     assert "sampler: stored codes at width " in err and err.count("guidance 2") == 1, err
     df = pd.read_csv(out)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae import candidates, chem, generate, latent
+from molvae import candidates, chem, generate, latent, walks
 from molvae.config import ScoreConfig
 from molvae.errors import ConfigError, GenerationError, InvalidMoleculeError
 
@@ -46,16 +46,16 @@ def test_sample_rejects_bad_arguments(tiny, kw, msg):
 
 
 def test_interpolate_walks_between_the_molecules(tiny):
-    df = generate.interpolate(tiny, [ASPIRIN, PHENOL, "CCO"], steps=5)
+    df = walks.interpolate(tiny, [ASPIRIN, PHENOL, "CCO"], steps=5)
     assert len(df) == 10 and df.segment.tolist() == [0] * 5 + [1] * 5
     assert df.t.iloc[0] == 0 and df.t.iloc[4] == 1 and "sim_start" in df and "sim_end" in df
-    assert len(generate.interpolate(tiny, [ASPIRIN, PHENOL], 4, method="slerp")) == 4
+    assert len(walks.interpolate(tiny, [ASPIRIN, PHENOL], 4, method="slerp")) == 4
     with pytest.raises(GenerationError, match="at least two"):
-        generate.interpolate(tiny, [ASPIRIN])
+        walks.interpolate(tiny, [ASPIRIN])
     with pytest.raises(GenerationError, match="unknown interpolation"):
-        generate.interpolate(tiny, [ASPIRIN, PHENOL], method="cubic")
+        walks.interpolate(tiny, [ASPIRIN, PHENOL], method="cubic")
     with pytest.raises(InvalidMoleculeError, match="not a valid molecule"):
-        generate.interpolate(tiny, [ASPIRIN, "C1CC("])
+        walks.interpolate(tiny, [ASPIRIN, "C1CC("])
 
 
 def test_slerp_keeps_the_ends():
@@ -67,18 +67,45 @@ def test_slerp_keeps_the_ends():
 
 
 def test_neighbors(tiny):
-    df = generate.neighbors(tiny, ASPIRIN, radii=[0.0, 0.5], per_radius=4, seed=0)
+    df = walks.neighbors(tiny, ASPIRIN, radii=[0.0, 0.5], per_radius=4, seed=0)
     assert len(df) == 8 and sorted(df.radius.unique()) == [0.0, 0.5]
     assert df.similarity.between(0, 1).all()
     r0 = df[df.radius == 0]
     assert r0.smiles.nunique() == 1  # radius 0 decodes mu itself
     for bad in ["", "C1CC(", "not a molecule"]:
         with pytest.raises(InvalidMoleculeError, match="not a valid molecule"):
-            generate.neighbors(tiny, bad)
+            walks.neighbors(tiny, bad)
     with pytest.raises(InvalidMoleculeError, match="unknown|outside the vocabulary"):
-        generate.neighbors(tiny, "CC[Si](C)(C)C")
+        walks.neighbors(tiny, "CC[Si](C)(C)C")
     with pytest.raises(GenerationError, match="per radius"):
-        generate.neighbors(tiny, ASPIRIN, per_radius=0)
+        walks.neighbors(tiny, ASPIRIN, per_radius=0)
+
+
+PARACETAMOL = "CC(=O)Nc1ccc(O)cc1"
+CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
+
+
+def test_walks_of_a_conditional_model_start_at_the_molecule_itself(shipped):
+    """The shipped CVAE is given each molecule's own properties, as reconstruct gives them:
+    from paracetamol's code alone it writes a bromophenol, and the path from aspirin ends
+    elsewhere than at caffeine."""
+    near = walks.neighbors(shipped, PARACETAMOL, radii=[0.0, 0.1], per_radius=20)
+    assert (near.smiles == PARACETAMOL).all()
+    alone = walks.neighbors(shipped, PARACETAMOL, radii=[0.0], per_radius=2, code_only=True)
+    assert (alone.smiles != PARACETAMOL).all()
+    path = walks.interpolate(shipped, [ASPIRIN, CAFFEINE], steps=5)
+    assert path.smiles.iloc[-1] == CAFFEINE and path.sim_end.iloc[-1] == 1.0
+    assert walks.interpolate(shipped, [ASPIRIN, CAFFEINE], 5, code_only=True).smiles.iloc[-1] != CAFFEINE
+
+
+def test_one_smiles_string_is_one_molecule_not_its_characters(tiny):
+    assert generate.reconstruct(tiny, ASPIRIN).input.tolist() == [ASPIRIN]
+    assert latent.code_table(tiny, PHENOL).input.tolist() == [PHENOL]
+    assert len(latent.codes(tiny, PHENOL)[0]) == 1
+    with pytest.raises(GenerationError, match="not one string"):
+        walks.interpolate(tiny, "CCO")
+    with pytest.raises(GenerationError, match="one SMILES string"):
+        walks.neighbors(tiny, [ASPIRIN])
 
 
 def test_reconstruct_keeps_order_and_marks_bad_inputs(tiny):

@@ -22,6 +22,7 @@ Error contract (``main``):
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -82,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("molvae: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS or not exc.filename:
+            traceback.print_exc()
+            print(BUG_LINE, file=sys.stderr)
+            return 1
+        if args.verbose:
+            traceback.print_exc()  # a full disk or a folder you may not write: not a bug
+        print(f"molvae: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
     except Exception:
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)
@@ -90,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+# A file the machine refused (permissions, a full or read-only disk, a name that is a folder):
+# the user's to fix, said in one line.
+_USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT,
+                   errno.EISDIR, errno.ENOTDIR}
 
 
 def _one_line(exc: BaseException) -> str:

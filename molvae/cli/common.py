@@ -179,17 +179,37 @@ def check_input(path: str | Path) -> Path:
     return path
 
 
-def read_smiles(path: str, smiles_column: str) -> list[str]:
-    """Every row's SMILES ("" where empty), in file order."""
+SMILES_COLUMNS = ("SMILES", "smiles")  # MOSES files, and what molvae writes
+
+
+def add_smiles_column_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--smiles-column", help="the input's SMILES column (default: SMILES or "
+                        "smiles, whichever the file has)")
+
+
+def read_smiles(path: str, smiles_column: str | None = None) -> list[str]:
+    """Every row's SMILES ("" where empty), in file order; from ``smiles_column``, or without
+    one from the first of SMILES_COLUMNS the file has."""
     from molvae.data import read_molecules
+    from molvae.errors import DataError
 
-    return [s or "" for s in read_molecules(check_input(path), smiles_column).smiles]
+    check_input(path)
+    for column in [smiles_column] if smiles_column else SMILES_COLUMNS:
+        try:
+            return [s or "" for s in read_molecules(Path(path), column).smiles]
+        except DataError as exc:
+            if smiles_column or "no column" not in str(exc):
+                raise
+    raise UsageError(f"{path}: no 'SMILES' or 'smiles' column; name it with --smiles-column")
 
 
-def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".parquet")) -> None:
-    """Refuse a bad output path before any work is done."""
+def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".parquet"),
+                 default: str | None = None) -> str | None:
+    """Refuse a bad output path (``out``, else ``default``) before any work is done; returns
+    the path to write."""
+    out = out or default
     if out is None:
-        return
+        return None
     if not out.endswith(suffixes):
         raise UsageError(f"output {out!r} must end in {' or '.join(suffixes)}")
     path = Path(out)
@@ -203,6 +223,7 @@ def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".parquet
         raise UsageError(f"output {out!r}: cannot create its folder ({exc.strerror})") from None
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"output {out!r}: not writable")
+    return out
 
 
 def write_table(df, out: str | None, default: str) -> str:

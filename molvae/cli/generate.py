@@ -11,6 +11,7 @@ import time
 from .common import (
     add_config_options,
     add_model_option,
+    add_smiles_column_option,
     check_output,
     load_model,
     load_run_config,
@@ -58,7 +59,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--prior-width", type=float,
                         help="scale of the posterior spreads (generate.prior_width; default: the "
                              "model's stored width, with --condition its width for requests)")
-    parser.add_argument("--condition", nargs="+", metavar="NAME=VALUE",
+    parser.add_argument("--condition", nargs="+", action="extend", metavar="NAME=VALUE",
                         help="a conditional model: requested properties, a value or a range, "
                              "e.g. --condition logp=2:3 tpsa=70 mw=350 (generate.condition)")
     parser.add_argument("--guidance", type=float,
@@ -73,7 +74,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from molvae.generate import request, sample
     from molvae.latent import resolve_prior
 
-    check_output(args.out)
+    out = check_output(args.out, default="samples.csv")
     cfg = load_run_config(args, {
         "generate.num_samples": args.n,
         "generate.seed": args.seed,
@@ -101,7 +102,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     bar.close()
     times = {"sample": time.perf_counter() - t0}
     df = annotate(df, cfg, loaded, times)
-    path = write_table(df, args.out, "samples.csv")
+    path = write_table(df, out, "samples.csv")
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
           f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
           f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
@@ -171,7 +172,7 @@ def add_prior_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=float, default=1.0,
                         help="scale of the posterior spreads sampling uses (default 1; wider: fewer "
                              "copies of training molecules)")
-    parser.add_argument("--smiles-column", default="SMILES")
+    add_smiles_column_option(parser)
     add_model_option(parser, " (changed in place unless -o)")
     parser.add_argument("-o", "--out", help="write the model with codes here instead (.pt)")
     parser.set_defaults(func=cmd_prior)
@@ -199,22 +200,25 @@ def add_interpolate_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=["linear", "slerp"], default="linear")
     parser.add_argument("-o", "--out")
     parser.add_argument("--image", help="PNG strip of the path")
+    parser.add_argument("--code-only", action="store_true",
+                        help="a conditional model walks from the codes alone, without the "
+                             "molecules' own properties as its condition input")
     add_model_option(parser)
     parser.set_defaults(func=cmd_interpolate)
 
 
 def cmd_interpolate(args: argparse.Namespace) -> None:
-    from molvae.generate import interpolate
+    from molvae.walks import interpolate
 
-    check_output(args.out)
+    out = check_output(args.out, default="interpolation.csv")
     check_output(args.image, (".png",))
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
     _check_score(cfg)
     loaded = load_model(args.model)
     df = interpolate(loaded, args.molecules, cfg.generate.interpolation_steps, args.method,
-                     cfg.generate.max_length)
+                     cfg.generate.max_length, code_only=args.code_only)
     df = annotate(df, cfg, loaded)
-    path = write_table(df, args.out, "interpolation.csv")
+    path = write_table(df, out, "interpolation.csv")
     if args.image:
         from molvae.report import interpolation_strips
 
@@ -232,15 +236,18 @@ def add_neighbors_command(sub: argparse._SubParsersAction) -> None:
                         help="noise scales (generate.neighbor_radii; default 0.1 0.25 0.5)")
     parser.add_argument("--per-radius", type=int, help="generate.neighbors_per_radius (default 20)")
     parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
+    parser.add_argument("--code-only", action="store_true",
+                        help="a conditional model walks from the codes alone, without the "
+                             "molecules' own properties as its condition input")
     parser.add_argument("-o", "--out")
     add_model_option(parser)
     parser.set_defaults(func=cmd_neighbors)
 
 
 def cmd_neighbors(args: argparse.Namespace) -> None:
-    from molvae.generate import neighbors
+    from molvae.walks import neighbors
 
-    check_output(args.out)
+    out = check_output(args.out, default="neighbors.csv")
     cfg = load_run_config(args, {
         "generate.neighbor_radii": args.radii,
         "generate.neighbors_per_radius": args.per_radius,
@@ -249,9 +256,10 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     g = cfg.generate
     _check_score(cfg)
     loaded = load_model(args.model)
-    df = neighbors(loaded, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed, g.max_length)
+    df = neighbors(loaded, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed,
+                   g.max_length, code_only=args.code_only)
     df = annotate(df, cfg, loaded)
-    path = write_table(df, args.out, "neighbors.csv")
+    path = write_table(df, out, "neighbors.csv")
     for r, group in df.groupby("radius"):
         print(f"radius {r}: {group.valid.sum()} valid, {group.smiles[group.valid].nunique()} "
               f"distinct, mean similarity {group.similarity.mean():.3f}")
@@ -262,7 +270,7 @@ def add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("reconstruct", help="encode and greedily decode molecules")
     parser.add_argument("file")
     parser.add_argument("-o", "--out")
-    parser.add_argument("--smiles-column", default="SMILES")
+    add_smiles_column_option(parser)
     parser.add_argument("--code-only", action="store_true",
                         help="a conditional model decodes from the code alone, without each "
                              "molecule's own properties as its condition input")
@@ -273,13 +281,13 @@ def add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from molvae.generate import reconstruct
 
-    check_output(args.out)
+    out = check_output(args.out, default="reconstructed.csv")
     smiles = read_smiles(args.file, args.smiles_column)
     loaded = load_model(args.model)
     bar = progress_bar(len(smiles), "reconstruct")
     df = reconstruct(loaded, smiles, progress=bar.update, code_only=args.code_only)
     bar.close()
-    path = write_table(df, args.out, "reconstructed.csv")
+    path = write_table(df, out, "reconstructed.csv")
     bad = int((df.error != "").sum())
     how = (" given their own properties" if df.attrs["own_condition"]
            else " from the codes alone" if loaded.conditions is not None else "")
@@ -292,7 +300,7 @@ def add_encode_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("file")
     parser.add_argument("-o", "--out", default="latent.parquet",
                         help=".parquet (default latent.parquet) or .npz")
-    parser.add_argument("--smiles-column", default="SMILES")
+    add_smiles_column_option(parser)
     add_model_option(parser)
     parser.set_defaults(func=cmd_encode)
 

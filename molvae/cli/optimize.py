@@ -57,7 +57,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         "optimize.seeds": args.seed_smiles,
         "optimize.similarity_threshold": args.similarity_threshold,
     })
-    check_output(args.out)
+    out = check_output(args.out, default="optimized.csv")
     opt = cfg.optimize
     Objective.from_config(opt, cfg.score.desirability, cfg.scorers)  # fail before any work
     loaded = load_model(args.model)
@@ -67,7 +67,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     result = optimize(loaded, opt, cfg.score.desirability, [s for s in known if s],
                       progress=lambda done, total: bar.update(done - bar.n), scorers=cfg.scorers)
     bar.close()
-    path = write_table(result.candidates, args.out, "optimized.csv")
+    path = write_table(result.candidates, out, "optimized.csv")
     for _, r in result.candidates.head(opt.top_k).iterrows():
         print(f"{r.score:.4f}\t{r.smiles}")
     table = Path(path)
