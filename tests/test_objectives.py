@@ -4,6 +4,7 @@ definitions, modifiers, the oracle's failure isolation and call log, PMO's AUC."
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 
 import numpy as np
@@ -113,6 +114,15 @@ def score(smiles):
 
 def wrong_length(smiles):
     return [1.0]
+
+def server_down(smiles):
+    raise ConnectionError("model server down")
+
+def one_number(smiles):
+    return 1.0
+
+def takes_nothing():
+    return []
 '''
 
 
@@ -132,6 +142,32 @@ def test_callable_from_a_file_isolates_failures(tmp_path):
     bad = Objective.from_config(OptimizeConfig(objective=f"{path}:wrong_length"))
     with pytest.raises(OptimizationError, match="returned 1 values for 2 molecules"):
         Oracle(bad, budget=10)(["CCO", "CCC"])
+
+
+@pytest.mark.parametrize("name, msg", [
+    ("server_down", "raised on every one of the 3 molecules it was given and has scored none: "
+                    "ConnectionError: model server down"),
+    ("takes_nothing", "has scored none: TypeError: takes_nothing() takes 0 positional arguments"),
+    ("one_number", "returned float; it must return a list of one number per molecule"),
+])
+def test_a_broken_callable_stops_the_run_with_its_error(tmp_path, name, msg, caplog):
+    """Not a budget of unscorable calls ending in 'success': the first batch says it is broken."""
+    path = tmp_path / "my_oracle.py"
+    path.write_text(textwrap.dedent(USER_SCORER))
+    oracle = Oracle(Objective.from_config(OptimizeConfig(objective=f"{path}:{name}")), budget=10)
+    with pytest.raises(OptimizationError, match=re.escape(msg)):
+        oracle(["CCO", "CCN", "CCC"])
+
+
+def test_a_callable_that_scored_before_keeps_going_and_says_why_it_failed(tmp_path, caplog):
+    path = tmp_path / "my_oracle.py"
+    path.write_text(textwrap.dedent(USER_SCORER))
+    oracle = Oracle(Objective.from_config(OptimizeConfig(objective=f"{path}:score")), budget=10)
+    oracle(["CCO"])
+    rows = oracle(["CCBr", "CBr"])  # every molecule fails now, but it has scored before
+    assert not any(r["scored"] for r in rows) and oracle.unscorable == 2
+    assert "raised ValueError: cannot score bromine" in caplog.text
+    assert caplog.text.count("raised ValueError") == 1  # the first error, once
 
 
 def test_callable_from_a_module(monkeypatch, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import logging
 import math
 import re
 import sys
@@ -28,6 +29,8 @@ from rdkit import Chem, DataStructs
 from .. import chem
 from ..config import DesirabilityTerm, ScorerConfig, validate
 from ..errors import OptimizationError
+
+logger = logging.getLogger(__name__)
 
 TASKS_FILE = Path(__file__).with_name("tasks.toml")
 Scorer = Callable[[Sequence[str], Sequence[Chem.Mol | None]], np.ndarray]
@@ -180,11 +183,17 @@ def load_callable(ref: str) -> Callable:
 class BatchScorer:
     """Calls ``fn(list_of_smiles) -> list_of_floats`` in batches. A batch that raises is
     retried molecule by molecule, so one bad molecule costs only itself; a value that is
-    not a finite number becomes NaN. ``failures`` counts the molecules it could not score."""
+    not a finite number becomes NaN. ``failures`` counts the molecules it could not score.
+
+    A scorer that is broken rather than unlucky stops the run with its error, before it
+    spends the oracle budget: one that raised on every molecule of a batch before it ever
+    scored one (a server down, a wrong signature), or one that returns anything but one
+    value per molecule. The first error it raises is logged as a warning either way."""
 
     def __init__(self, fn: Callable, name: str, batch_size: int = 256):
         self.fn, self.name, self.batch_size = fn, name, batch_size
         self.failures = 0
+        self.scored = 0  # molecules it gave a finite number for
         self.last_error = ""
 
     def __call__(self, smiles: Sequence[str], mols: Sequence[Chem.Mol | None] = ()) -> np.ndarray:
@@ -194,18 +203,31 @@ class BatchScorer:
             part = idx[k:k + self.batch_size]
             values = self._call([smiles[i] for i in part])
             if values is None:  # isolate the molecule(s) it failed on
-                values = [v[0] if v is not None else math.nan
-                          for v in (self._call([smiles[i]]) for i in part)]
+                singles = [self._call([smiles[i]]) for i in part]
+                if self.scored == 0 and all(v is None for v in singles):
+                    raise OptimizationError(
+                        f"scorer {self.name!r} raised on every one of the {len(part)} molecules "
+                        f"it was given and has scored none: {self.last_error}")
+                values = [v[0] if v is not None else math.nan for v in singles]
             out[part] = values
+            self.scored += int(np.isfinite(out[part]).sum())
         self.failures += int(np.isnan(out[idx]).sum()) if idx else 0
         return out
 
     def _call(self, batch: list[str]) -> list[float] | None:
         try:
-            values = list(self.fn(batch))
+            result = self.fn(batch)
         except Exception as exc:  # the user's code: any failure is that molecule's
+            if not self.last_error:
+                logger.warning("scorer %r raised %s: %s (a molecule it cannot score is "
+                               "unscorable)", self.name, type(exc).__name__, exc)
             self.last_error = f"{type(exc).__name__}: {exc}"
             return None
+        if result is None or isinstance(result, (str, bytes, dict)) \
+                or not hasattr(result, "__iter__"):
+            raise OptimizationError(f"scorer {self.name!r} returned {type(result).__name__}; it "
+                                    "must return a list of one number per molecule")
+        values = list(result)
         if len(values) != len(batch):
             raise OptimizationError(f"scorer {self.name!r} returned {len(values)} values for "
                                     f"{len(batch)} molecules (it must return one per molecule)")
