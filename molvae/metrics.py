@@ -7,6 +7,7 @@ scaffold similarity, Wasserstein distances of property distributions, filter pas
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,19 +34,20 @@ def validity(smiles: Sequence[str | None]) -> float:
 
 
 def uniqueness(canonical: Sequence[str], k: int | None = None) -> float:
-    """Fraction of distinct molecules among the first ``k`` valid ones (all if None)."""
+    """Fraction of distinct molecules among the first ``k`` valid ones (all if None, or if
+    fewer than k, as MOSES computes it); NaN without a valid molecule."""
     valid = [s for s in canonical if s]
     if k is not None:
         if len(valid) < k:
-            logger.warning("uniqueness@%d asked with only %d valid molecules", k, len(valid))
+            logger.info("uniqueness@%d of all %d valid molecules", k, len(valid))
         valid = valid[:k]
-    return len(set(valid)) / len(valid) if valid else 0.0
+    return len(set(valid)) / len(valid) if valid else math.nan
 
 
 def novelty(canonical: Sequence[str], is_novel: Callable[[list[str]], np.ndarray]) -> float:
-    """Fraction of distinct valid molecules that are not in the training set."""
+    """Fraction of distinct valid molecules that are not in the training set (NaN: none)."""
     uniq = sorted({s for s in canonical if s})
-    return float(np.mean(is_novel(uniq))) if uniq else 0.0
+    return float(np.mean(is_novel(uniq))) if uniq else math.nan
 
 
 FP_BITS = 1024  # IntDiv and SNN: Morgan radius 2, 1,024 bits (MOSES)
@@ -311,20 +313,22 @@ def evaluate(
         raise MetricsError("the reference set has no valid molecule")
     ref_canon = [r["smiles"] for r in ref_valid]
     valid_rows = [r for r in gen_rows if r["valid"]]
-    n = len(gen_rows)
+    n, nan = len(gen_rows), math.nan  # nan: a metric that needs valid molecules, without them
+    if not valid_rows:
+        logger.warning("none of the %d generated molecules is valid: only validity is defined", n)
     fp_gen = _fp_matrix([r["smiles"] for r in valid_rows])  # once, for IntDiv and SNN
     out: dict[str, float] = {
         "n": float(n),
         "validity": len(valid_rows) / n,
         "uniqueness@1k": uniqueness(canonical, 1000),
         "uniqueness@10k": uniqueness(canonical, 10000),
-        "filters": float(np.mean([r["pass_moses"] for r in valid_rows])) if valid_rows else 0.0,
+        "filters": float(np.mean([r["pass_moses"] for r in valid_rows])) if valid_rows else nan,
         **dict(zip(("intdiv1", "intdiv2"),
-                   _intdiv(fp_gen) if len(fp_gen) >= 2 else (0.0, 0.0), strict=True)),
+                   _intdiv(fp_gen) if len(fp_gen) >= 2 else (nan, nan), strict=True)),
         "snn": _snn(fp_gen, _reference_fingerprints(ref_canon, cache_dir))
-        if len(fp_gen) else 0.0,
+        if len(fp_gen) else nan,
         "heavy_atoms_ge10": float(np.mean([r["heavy_atoms"] >= 10 for r in valid_rows]))
-        if valid_rows else 0.0,
+        if valid_rows else nan,
     }
     out.update(_distances(valid_rows, ref_valid, with_fragments))
     if is_novel is not None:
@@ -344,7 +348,9 @@ def _distances(rows: list[dict], ref_rows: list[dict], with_fragments: bool) -> 
     distance of each plotted property, between valid rows and valid reference rows."""
     out = {f"w_{p}": wasserstein([r[p] for r in rows], [r[p] for r in ref_rows])
            for p in PLOT_PROPERTIES}
-    if with_fragments:
+    if with_fragments and not rows:
+        out["frag"] = out["scaf"] = math.nan
+    elif with_fragments:
         out["frag"] = _cosine(Counter(f for r in rows for f in r["fragments"]),
                               Counter(f for r in ref_rows for f in r["fragments"]))
         out["scaf"] = _cosine(Counter(r["scaffold"] for r in rows),
@@ -366,10 +372,11 @@ def plot_distributions(gen_rows: list[dict], ref_rows: list[dict], path: str | P
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         both = np.concatenate([a, b]) if len(a) + len(b) else np.array([0.0, 1.0])
         bins = np.linspace(np.percentile(both, 0.5), np.percentile(both, 99.5), 40)
-        ax.hist(b, bins=bins, density=True, alpha=0.5, label=f"{labels[1]} (n={len(b):,})",
-                color="tab:gray")
-        ax.hist(a, bins=bins, density=True, alpha=0.6, label=f"{labels[0]} (n={len(a):,})",
-                color="tab:blue")
+        for x, label, alpha, color in ((b, labels[1], 0.5, "tab:gray"),
+                                       (a, labels[0], 0.6, "tab:blue")):
+            if ((x >= bins[0]) & (x <= bins[-1])).any():  # a density of nothing divides by 0
+                ax.hist(x, bins=bins, density=True, alpha=alpha, label=f"{label} (n={len(x):,})",
+                        color=color)
         ax.set_title(p)
         ax.set_xlabel(chem.PROPERTY_LABELS.get(p, p))
         ax.set_ylabel("density (area = 1)")

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,7 @@ def test_fcd_separates_distributions(test_smiles, tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_degenerate_inputs_end_by_rule_not_by_hanging(test_smiles):
+def test_degenerate_inputs_end_by_rule_not_by_hanging(test_smiles, tmp_path):
     """FCD of one molecule used to spin forever in scipy's sqrtm."""
     from molvae.errors import MetricsError
 
@@ -135,6 +136,16 @@ def test_degenerate_inputs_end_by_rule_not_by_hanging(test_smiles):
         metrics.fcd(["CCO"], test_smiles[:50])
     m, _, _ = metrics.evaluate(["CCO", "not a molecule"], test_smiles[:50], with_fragments=False)
     assert m["validity"] == 0.5 and np.isnan(m["fcd"])
+    assert np.isnan(m["intdiv1"]) and m["snn"] > 0  # diversity needs two molecules
+    # nothing valid: every metric but validity is undefined (NaN; null in JSON), not 0
+    m, gen, ref = metrics.evaluate(["junk", "C1CC("], test_smiles[:50], lambda s: [True] * len(s),
+                                   with_fcd=False)
+    assert m["validity"] == 0.0 and m["n"] == 2
+    for key in ("uniqueness@1k", "filters", "intdiv1", "snn", "frag", "scaf", "novelty"):
+        assert np.isnan(m[key]), key
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the plot of nothing divided by zero
+        metrics.plot_distributions(gen, ref, tmp_path / "p.png")
     with pytest.raises(MetricsError, match="no valid molecule"):
         metrics.evaluate(["CCO", "CCN"], ["junk", "C1CC"], with_fcd=False)
 

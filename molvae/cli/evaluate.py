@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from .common import StageBars, add_model_option, check_output, load_model, read_smiles
+from .common import StageBars, UsageError, add_model_option, check_output, load_model, read_smiles
 
 
 def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +57,8 @@ def novelty_test(train_file: str):
     """``is_novel(canonical SMILES) -> [bool]`` against a training file."""
     from molvae.chem import canonical_smiles
 
-    train = {canonical_smiles(s) for s in set(read_smiles(train_file))}
+    train = {canonical_smiles(s) for s in set(read_smiles(train_file))} - {None}
+    if not train:
+        raise UsageError(f"{train_file}: the training set has no valid molecule")
     return lambda smiles: [s not in train for s in smiles]
 
