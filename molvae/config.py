@@ -151,10 +151,10 @@ class GenerateConfig(_Section):
     # model's stored choice (1 when it stores none)
     condition_guidance: float | None = Field(None, ge=0, le=20)
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
-    interpolation_steps: int = Field(10, ge=2)
+    interpolation_steps: int = Field(10, ge=2, le=1000)  # points per segment
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around
     neighbor_radii: list[float] = [0.1, 0.25, 0.5]  # noise scale in prior standard deviations
-    neighbors_per_radius: int = Field(20, ge=1)
+    neighbors_per_radius: int = Field(20, ge=1, le=10_000)
 
 
 RAMP_KINDS = ("maximize", "minimize", "window")

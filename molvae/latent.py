@@ -6,7 +6,7 @@ A code is the posterior q(z|x) = N(mu, exp(logvar)) of one molecule; Z = latent 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,20 +70,27 @@ def codes(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
 
 
 @torch.no_grad()
-def code_table(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000) -> pd.DataFrame:
+def code_table(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 1000,
+               progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Latent means and variances per molecule plus its ELBO (higher = more typical) and
     ``ood_score = -elbo`` for out-of-distribution screening. Bad molecules get an error.
-    One SMILES string is one molecule."""
+    One SMILES string is one molecule; ``progress(k)`` after each k molecules."""
     smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     dev = device_of(loaded)
-    mu, lv = encode_batches(loaded.model, batch.tokens, batch.lengths, batch_size, dev)
-    elbos = []
-    for idx in sequential_batches(len(mu), batch_size):
-        t = torch.from_numpy(batch.tokens[idx]).to(dev)
-        m = mu[idx].to(dev)
-        recon = reconstruction_loss(loaded.model.decoder(m, t), t)
-        elbos.append(-(recon + kl_divergence(m, lv[idx].to(dev)).sum(1)).cpu())
+    mus, lvs, elbos = [], [], []
+    for idx in sequential_batches(len(smiles), batch_size):
+        m, v = encode_batches(loaded.model, batch.tokens[idx], batch.lengths[idx], batch_size, dev)
+        # trimmed to this batch's longest: the padding after it adds nothing to the loss
+        t = torch.from_numpy(batch.tokens[idx, : int(batch.lengths[idx].max())]).to(dev)
+        recon = reconstruction_loss(loaded.model.decoder(m.to(dev), t), t)
+        elbos.append(-(recon + kl_divergence(m.to(dev), v.to(dev)).sum(1)).cpu())
+        mus.append(m)
+        lvs.append(v)
+        if progress:
+            progress(len(idx))
+    z = loaded.model.latent_size
+    mu, lv = (torch.cat(mus), torch.cat(lvs)) if mus else (torch.empty(0, z), torch.empty(0, z))
     elbo = torch.cat(elbos).numpy() if elbos else np.empty(0)
     mu, var = mu.numpy(), lv.exp().numpy()
     bad = ~batch.ok

@@ -9,7 +9,7 @@ decodes to a bromophenol). ``code_only=True`` walks from the codes alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,12 +36,13 @@ def _codes(loaded: LoadedModel, smiles: list[str], code_only: bool
 
 @torch.no_grad()
 def interpolate(loaded: LoadedModel, smiles: Sequence[str], steps: int = 10,
-                method: str = "linear", max_length: int = 100,
-                code_only: bool = False) -> pd.DataFrame:
+                method: str = "linear", max_length: int = 100, code_only: bool = False,
+                progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Walk the latent path through 2+ molecules (``steps`` points per segment, ends
     included) and decode each point greedily; a conditional model's condition input moves
     from one molecule's own properties to the next one's along with the code. Columns add
-    segment, step, t, and the similarity to the segment's start and end molecules."""
+    segment, step, t, and the similarity to the segment's start and end molecules.
+    ``progress(k)`` after each segment's k points (``neighbors``: each radius's)."""
     if isinstance(smiles, str):
         raise GenerationError("interpolation needs a list of at least two SMILES, not one string")
     smiles = list(smiles)
@@ -63,13 +64,16 @@ def interpolate(loaded: LoadedModel, smiles: Sequence[str], steps: int = 10,
         df["sim_start"] = chem.bulk_tanimoto(smiles[k], df["smiles"].tolist())
         df["sim_end"] = chem.bulk_tanimoto(smiles[k + 1], df["smiles"].tolist())
         frames.append(df)
+        if progress:
+            progress(steps)
     return pd.concat(frames, ignore_index=True)
 
 
 @torch.no_grad()
 def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0.25, 0.5),
               per_radius: int = 20, seed: int = 0, max_length: int = 100,
-              code_only: bool = False) -> pd.DataFrame:
+              code_only: bool = False, progress: Callable[[int], None] | None = None
+              ) -> pd.DataFrame:
     """Analogues of one molecule: decode z = mu + r * eps, eps ~ N(0, I), for each radius r
     (in prior standard deviations), with the molecule explored around (``center``) and
     each analogue's Tanimoto similarity to it; a conditional model is given the molecule's
@@ -89,6 +93,8 @@ def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0
         pairs = decode_latent(loaded, mu + r * eps, settings(max_length=max_length), condition=c)
         frames.append(_frame(pairs, "neighbors", seed=seed, radius=float(r),
                              step=np.arange(per_radius)))
+        if progress:
+            progress(per_radius)
     df = pd.concat(frames, ignore_index=True)
     df["center"] = chem.canonical_smiles(smiles) or smiles
     df["similarity"] = chem.bulk_tanimoto(smiles, df["smiles"].tolist())

@@ -116,6 +116,25 @@ def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli
     assert len(lines) == 1 and msg in lines[0], err
 
 
+def test_interpolate_and_neighbors_from_the_command_line(tiny_trained, tmp_path, cli):
+    from molvae.chem import canonical_smiles
+
+    m = str(tiny_trained[1].checkpoint)
+    rc, out, err = cli("interpolate", ASPIRIN, "Oc1ccccc1", "--steps", 4, "--model", m,
+                       "-o", tmp_path / "i.csv", "--image", tmp_path / "strip.png")
+    assert rc == 0 and len(out.splitlines()) == 4 and (tmp_path / "strip.png").is_file(), err
+    path = pd.read_csv(tmp_path / "i.csv", keep_default_na=False)
+    # a molecule the model writes back as another is said, not left to the columns
+    assert (f"note: the model writes {ASPIRIN}'s code as" in err) == \
+        (path.smiles.iloc[0] != canonical_smiles(ASPIRIN))
+    rc, out, err = cli("neighbors", ASPIRIN, "--radii", 0, 0.5, "--per-radius", 3, "--model", m,
+                       "-o", tmp_path / "n.csv")
+    near = pd.read_csv(tmp_path / "n.csv", keep_default_na=False)
+    assert rc == 0 and len(near) == 6 and "radius 0.5: 3 valid" in out, err
+    assert (f"note: the model writes {ASPIRIN}'s code as" in err) == \
+        (near.smiles.iloc[0] != canonical_smiles(ASPIRIN))
+
+
 def test_default_outputs_are_checked_before_any_work(tiny_trained, tmp_path, cli, monkeypatch):
     """Each command's default output file, not only one given with -o, is refused before the
     work (a folder in its place here; an unwritable working folder alike)."""

@@ -215,8 +215,11 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
     _check_score(cfg)
     loaded = load_model(args.model)
-    df = interpolate(loaded, args.molecules, cfg.generate.interpolation_steps, args.method,
-                     cfg.generate.max_length, code_only=args.code_only)
+    steps = cfg.generate.interpolation_steps
+    bar = progress_bar(steps * (len(args.molecules) - 1), "interpolate")
+    df = interpolate(loaded, args.molecules, steps, args.method, cfg.generate.max_length,
+                     code_only=args.code_only, progress=bar.update)
+    bar.close()
     df = annotate(df, cfg, loaded)
     path = write_table(df, out, "interpolation.csv")
     if args.image:
@@ -225,7 +228,20 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
         interpolation_strips(df, args.image, args.molecules)
     for _, r in df.iterrows():
         print(f"{int(r.segment)}\t{r.t:.2f}\t{r.smiles}")
+    ends = [df[df.segment == k].iloc[0] for k in range(len(args.molecules) - 1)]
+    _note_unreproduced(args.molecules, [*[r.smiles for r in ends], df.iloc[-1].smiles])
     print(f"-> {path}", file=sys.stderr)
+
+
+def _note_unreproduced(molecules: list[str], decoded: list[str]) -> None:
+    """A line on stderr for each given molecule whose code the model decodes to another."""
+    from molvae.chem import bulk_tanimoto, canonical_smiles
+
+    for smi, got in zip(molecules, decoded, strict=True):
+        if canonical_smiles(smi) != got:
+            sim = bulk_tanimoto(smi, [got])[0] if got else 0.0
+            print(f"note: the model writes {smi}'s code as {got or 'nothing valid'} (similarity "
+                  f"{sim:.2f}): the walk starts from there, not from {smi} itself", file=sys.stderr)
 
 
 def add_neighbors_command(sub: argparse._SubParsersAction) -> None:
@@ -256,10 +272,16 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     g = cfg.generate
     _check_score(cfg)
     loaded = load_model(args.model)
+    bar = progress_bar(len(g.neighbor_radii) * g.neighbors_per_radius, "neighbors")
     df = neighbors(loaded, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed,
-                   g.max_length, code_only=args.code_only)
+                   g.max_length, code_only=args.code_only, progress=bar.update)
+    bar.close()
     df = annotate(df, cfg, loaded)
     path = write_table(df, out, "neighbors.csv")
+    from molvae.generate import reconstruct
+
+    _note_unreproduced([args.smiles], reconstruct(loaded, [args.smiles], code_only=args.code_only
+                                                  ).reconstructed.tolist())
     for r, group in df.groupby("radius"):
         print(f"radius {r}: {group.valid.sum()} valid, {group.smiles[group.valid].nunique()} "
               f"distinct, mean similarity {group.similarity.mean():.3f}")
@@ -310,7 +332,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
     check_output(args.out, (".parquet", ".npz"))
     smiles = read_smiles(args.file, args.smiles_column)
-    df = code_table(load_model(args.model), smiles)
+    loaded = load_model(args.model)
+    bar = progress_bar(len(smiles), "encode")
+    df = code_table(loaded, smiles, progress=bar.update)
+    bar.close()
     if args.out.endswith(".npz"):
         _write_npz(df, args.out)
     else:
