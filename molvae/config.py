@@ -7,11 +7,19 @@ groups them for the flows and the CLI.
 from __future__ import annotations
 
 import builtins
+import math
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -123,7 +131,7 @@ class GenerateConfig(_Section):
     batch_size: int = Field(1000, ge=1)
     temperature: float = Field(1.0, gt=0)
     # argmax tokens instead of drawing them; None: the model's stored choice (the shipped
-    # model: greedy, with its prior width 1.25 and the ring grammar, the lowest FCD that keeps
+    # model: greedy, with its prior width 1.5 and the ring grammar, the lowest FCD that keeps
     # novelty >= 0.85; benchmarks/sampling_frontier.py), else drawn
     greedy: bool | None = None
     top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling; None = off
@@ -155,6 +163,21 @@ class GenerateConfig(_Section):
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around
     neighbor_radii: list[float] = [0.1, 0.25, 0.5]  # noise scale in prior standard deviations
     neighbors_per_radius: int = Field(20, ge=1, le=10_000)
+
+    @field_validator("condition", mode="before")
+    @classmethod
+    def _condition_values(cls, value):
+        """One clear message per bad request value (not one per branch of its union type)."""
+        if not isinstance(value, dict):
+            return value
+        for name, v in value.items():
+            pair = isinstance(v, (list, tuple)) and len(v) == 2
+            parts = v if pair else [v]
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                       and math.isfinite(x) for x in parts):
+                raise ValueError(f"{name}: want a finite number or a [low, high] pair of them, "
+                                 f"got {v!r}")
+        return value
 
 
 RAMP_KINDS = ("maximize", "minimize", "window")
@@ -332,6 +355,7 @@ def _format_errors(exc: ValidationError) -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = msg.removeprefix("Value error, ")  # a validator's own message, as it wrote it
         lines.append(f"{loc}: {msg}")
     return f"{len(lines)} invalid config entr{'y' if len(lines) == 1 else 'ies'}: " + "; ".join(lines)
 

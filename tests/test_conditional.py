@@ -238,7 +238,10 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
     assert len(df) == 40 and df.target_logp.between(1.5, 3).all() and "logp" in df
     for args, msg in [(["--condition", "tpsa=60"], "unknown condition 'tpsa'"),
                       (["--condition", "logp=99"], "outside what the training data covers"),
-                      (["--set", "generate.condition={logp = [3, 1]}"], "low <= high")]:
+                      (["--set", "generate.condition={logp = [3, 1]}"], "low <= high"),
+                      (["--condition", "logp=nan"], "generate.condition: logp: want a finite "
+                       "number or a [low, high] pair of them, got nan"),
+                      (["--set", "generate.condition={logp = [1, 2, 3]}"], "got [1, 2, 3]")]:
         rc = main(["sample", "-n", "5", "--model", str(cvae.path), "-o", str(out), *args])
         err = capsys.readouterr().err
         assert rc == 1 and msg in err and "Traceback" not in err, err
