@@ -143,7 +143,7 @@ def _alive(pid: int) -> bool:
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: model file not found")
+        raise CheckpointError(f"{path}: {'a folder' if path.is_dir() else 'model file not found'}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:

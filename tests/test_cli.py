@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -63,6 +64,8 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     assert rec.input.tolist() == test_smiles[:20] + ["junk"]
     rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.npz")
     assert rc == 0, err
+    with np.load(tmp_path / "z.npz") as z:  # no allow_pickle needed
+        assert z["smiles"].dtype.kind == "U" and len(z["mu"]) == 21
     # what `molvae sample` writes (a smiles column) is read back without --smiles-column
     rc, out, err = cli("reconstruct", tmp_path / "s.parquet", "--model", m, "-o", tmp_path / "r2.csv")
     assert rc == 0 and "of 50 molecules" in out, err
@@ -103,6 +106,11 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["encode", "/nonexistent.csv", "-o", "z.csv"], "must end in .parquet or .npz"),
     (["sample", "-n", "5", "--condition", "logp"], "write NAME=VALUE or NAME=LOW:HIGH"),
     (["sample", "-n", "5", "--condition", "logp=2"], "is not a conditional model"),
+    (["sample", "-n", "5", "--guidance", "2"], "--guidance goes with --condition"),
+    (["optimize", "--objective", "qed", "--method", "ga", "--seed-smiles", "CCO"],
+     "--seed-smiles: method ga does not use seed molecules"),
+    (["sample", "-n", "5", "--model", "."], ".: a folder"),
+    (["sample", "-n", "5", "-c", "."], "config file is a folder: ."),
 ])
 def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli, monkeypatch):
     """In this process (the CLI's own entry point, main), to spare a Python start per case."""

@@ -44,7 +44,9 @@ BUG_LINE = "molvae: this is a bug in molvae; please report it with the traceback
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="molvae", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="molvae", description="Generate, check and optimize molecules with a SELFIES VAE; "
+        "`molvae COMMAND --help` for each command, the README for the whole pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_commands(sub)

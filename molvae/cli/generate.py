@@ -9,6 +9,7 @@ import sys
 import time
 
 from .common import (
+    UsageError,
     add_config_options,
     add_model_option,
     add_smiles_column_option,
@@ -75,6 +76,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from molvae.latent import resolve_prior
 
     out = check_output(args.out, default="samples.csv")
+    if args.guidance is not None and not args.condition:
+        raise UsageError("--guidance goes with --condition (it guides the decoder to a request)")
     cfg = load_run_config(args, {
         "generate.num_samples": args.n,
         "generate.seed": args.seed,
@@ -197,8 +200,9 @@ def add_interpolate_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("molecules", nargs="+", metavar="SMILES")
     parser.add_argument("--steps", type=int, help="points per segment (generate.interpolation_steps; "
                         "default 10)")
-    parser.add_argument("--method", choices=["linear", "slerp"], default="linear")
-    parser.add_argument("-o", "--out")
+    parser.add_argument("--method", choices=["linear", "slerp"], default="linear",
+                        help="straight lines between codes, or great circles (default linear)")
+    parser.add_argument("-o", "--out", help=".csv or .parquet (default interpolation.csv)")
     parser.add_argument("--image", help="PNG strip of the path")
     parser.add_argument("--code-only", action="store_true",
                         help="a conditional model walks from the codes alone, without the "
@@ -226,6 +230,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
         from molvae.report import interpolation_strips
 
         interpolation_strips(df, args.image, args.molecules)
+        path = f"{path}, {args.image}"
     for _, r in df.iterrows():
         print(f"{int(r.segment)}\t{r.t:.2f}\t{r.smiles}")
     ends = [df[df.segment == k].iloc[0] for k in range(len(args.molecules) - 1)]
@@ -255,7 +260,7 @@ def add_neighbors_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--code-only", action="store_true",
                         help="a conditional model walks from the codes alone, without the "
                              "molecules' own properties as its condition input")
-    parser.add_argument("-o", "--out")
+    parser.add_argument("-o", "--out", help=".csv or .parquet (default neighbors.csv)")
     add_model_option(parser)
     parser.set_defaults(func=cmd_neighbors)
 
@@ -291,7 +296,7 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
 def add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("reconstruct", help="encode and greedily decode molecules")
     parser.add_argument("file")
-    parser.add_argument("-o", "--out")
+    parser.add_argument("-o", "--out", help=".csv or .parquet (default reconstructed.csv)")
     add_smiles_column_option(parser)
     parser.add_argument("--code-only", action="store_true",
                         help="a conditional model decodes from the code alone, without each "
@@ -352,4 +357,4 @@ def _write_npz(df, out: str) -> None:
     with atomic_path(out) as tmp:
         np.savez(tmp, mu=df.filter(like="mu_").to_numpy(np.float32),
                  var=df.filter(like="var_").to_numpy(np.float32),
-                 elbo=df.elbo.to_numpy(), smiles=np.array(df.smiles))
+                 elbo=df.elbo.to_numpy(), smiles=np.array(df.smiles, dtype=str))  # no pickle

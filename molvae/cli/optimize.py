@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .common import (
+    UsageError,
     add_config_options,
     add_model_option,
     check_output,
@@ -15,6 +16,8 @@ from .common import (
     progress_bar,
     write_table,
 )
+
+SEEDED_METHODS = ("cmaes", "gradient", "constrained")  # the methods that read optimize.seeds
 
 
 def add_optimize_command(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +32,12 @@ def add_optimize_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--list-tasks", action="store_true",
                         help="list the built-in tasks (PMO/GuacaMol) and exit")
     parser.add_argument("--oracle-budget", type=int, help="optimize.oracle_budget (default 2000)")
-    parser.add_argument("--seed-smiles", nargs="+", help="seed molecules, for constrained "
-                        "(optimize.seeds)")
+    parser.add_argument("--seed-smiles", nargs="+", help="seed molecules (optimize.seeds): "
+                        "constrained needs them, cmaes and gradient start from their codes")
     parser.add_argument("--similarity-threshold", type=float,
                         help="Tanimoto to the seed (optimize.similarity_threshold)")
-    parser.add_argument("-o", "--out")
+    parser.add_argument("-o", "--out", help=".csv or .parquet (default optimized.csv; every "
+                        "call beside it, *_calls.csv)")
     add_model_option(parser)
     parser.set_defaults(func=cmd_optimize)
 
@@ -58,6 +62,9 @@ def cmd_optimize(args: argparse.Namespace) -> None:
         "optimize.similarity_threshold": args.similarity_threshold,
     })
     out = check_output(args.out, default="optimized.csv")
+    if args.seed_smiles and cfg.optimize.method not in SEEDED_METHODS:
+        raise UsageError(f"--seed-smiles: method {cfg.optimize.method} does not use seed "
+                         f"molecules ({', '.join(SEEDED_METHODS)} do)")
     opt = cfg.optimize
     Objective.from_config(opt, cfg.score.desirability, cfg.scorers)  # fail before any work
     loaded = load_model(args.model)
