@@ -225,8 +225,8 @@ class _Ready:
 class _Collector:
     """Sampled pairs in order; with ``unique``, only the first of each valid molecule."""
 
-    def __init__(self, unique: bool, progress: Callable[[int], None] | None):
-        self.unique, self.progress = unique, progress
+    def __init__(self, unique: bool, progress: Callable[[int], None] | None, n: int):
+        self.unique, self.progress, self.n = unique, progress, n
         self.pairs: list[tuple[str, str]] = []
         self.seen: set[str] = set()
         self.asked: list[dict[str, np.ndarray]] = []  # per batch: the values asked for
@@ -238,7 +238,7 @@ class _Collector:
         return np.concatenate([a[name] for a in self.asked])[np.asarray(self.kept, dtype=int)]
 
     def take(self, batch: list[tuple[str, str]]) -> None:
-        start = self.taken
+        start, had = self.taken, len(self.pairs)
         for i, (sel, smi) in enumerate(batch):
             if self.unique:
                 if not smi or smi in self.seen:
@@ -247,8 +247,8 @@ class _Collector:
             self.pairs.append((sel, smi))
             self.kept.append(start + i)
         self.taken = start + len(batch)
-        if self.progress:
-            self.progress(len(batch))
+        if self.progress:  # with unique: the molecules kept, up to n
+            self.progress(max(0, min(len(self.pairs), self.n) - had) if self.unique else len(batch))
 
 
 @torch.no_grad()
@@ -274,7 +274,7 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     gen = torch.Generator(device=device_of(loaded)).manual_seed(cfg.seed)
     latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, uses_width(loaded, cfg),
                          targets, cfg.condition_codes)
-    out = _Collector(cfg.unique, progress)
+    out = _Collector(cfg.unique, progress, cfg.num_samples)
     n = cfg.num_samples
     drawn = _draw(loaded, cfg, latent, gen, out, parallel.resolve_workers(workers), max_rounds)
     if cfg.unique and len(out.pairs) < n:
@@ -304,7 +304,7 @@ def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: to
             # Each batch gets its latent points and its own sampling seed from the seeded
             # stream, in order, and batch sizes depend on n only: the molecules are the same
             # with or without worker processes, whichever worker samples which batch.
-            k = cfg.batch_size if cfg.unique else min(cfg.batch_size, n - drawn)
+            k = min(cfg.batch_size, n) if cfg.unique else min(cfg.batch_size, n - drawn)
             batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=device))
             z = latent(k).cpu()
             cond, asked = latent.condition(k)

@@ -32,6 +32,9 @@ def test_sample_unique_mode(tiny):
     # worker processes run batches ahead of the count; the result does not depend on it
     par = generate.sample(tiny, num_samples=30, batch_size=20, seed=0, unique=True, workers=2)
     assert par.smiles.tolist() == df.smiles.tolist()
+    counts: list[int] = []  # a progress bar of n molecules ends at n, however many draws
+    generate.sample(tiny, num_samples=7, seed=0, unique=True, workers=1, progress=counts.append)
+    assert sum(counts) == 7 and all(c >= 0 for c in counts)
 
 
 @pytest.mark.parametrize("kw, msg", [({"num_samples": 0}, "num_samples"),
