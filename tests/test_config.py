@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from molvae.config import ConfigError, TrainConfig, flatten, load_config, validate
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_load_and_flatten():
@@ -84,3 +88,21 @@ def test_the_commented_scorers_example_in_molvae_toml_is_valid():
     data = tomllib.loads("\n".join(line[2:] for line in block.splitlines() if line.startswith("# ")))
     cfg = validate(RunConfig, data)
     assert cfg.scorers["lead_like"].terms[0].property == "potency"
+
+
+def test_a_config_files_inputs_are_read_beside_it(tmp_path, monkeypatch):
+    """Relative input paths in a config file mean beside the file (the shipped molvae.toml
+    works from any folder); outputs and --set values stay relative to where you run."""
+    (tmp_path / "proj").mkdir()
+    cfg_file = tmp_path / "proj" / "cfg.toml"
+    cfg_file.write_text('model_path = "m.pt"\nout_dir = "runs"\n[data]\npath = "d/train.csv"\n'
+                        '[score]\nknown_molecules = "/abs/known.csv"\n[train]\ninit_from = ""\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(cfg_file)
+    assert cfg.model_path == tmp_path / "proj" / "m.pt"
+    assert cfg.data.path == tmp_path / "proj" / "d" / "train.csv"
+    assert str(cfg.score.known_molecules) == "/abs/known.csv" and cfg.train.init_from is None
+    assert str(cfg.out_dir) == "runs"  # an output: where you run
+    assert str(load_config(cfg_file, ["data.path=x.csv"]).data.path) == "x.csv"
+    shipped = load_config(REPO / "molvae.toml")  # from another folder than the repository
+    assert shipped.data.path.is_file() and shipped.score.known_molecules.is_file()
