@@ -82,9 +82,10 @@ def test_task_scorers_on_known_molecules():
     (ScorerConfig(kind="callable", target="missing/file.py:f"), "no such file"),
     (ScorerConfig(kind="chemprop", target="missing.ckpt"), "chemprop"),
 ])
-def test_bad_scorers_fail_before_work(cfg, msg):
+def test_bad_scorers_fail_before_work(cfg, msg, capfd):
     with pytest.raises(OptimizationError, match=msg):
         S.build(cfg)
+    assert capfd.readouterr().err == ""  # our one line only: no RDKit log lines before it
 
 
 def test_objective_names_resolve():

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem, DataStructs
+from rdkit import Chem, DataStructs, rdBase
 
 from .. import chem
 from ..config import DesirabilityTerm, ScorerConfig, validate
@@ -91,7 +91,8 @@ def parse_formula(formula: str) -> list[tuple[str, int]]:
     table = Chem.GetPeriodicTable()
     for element, _ in parts:
         try:
-            table.GetAtomicNumber(element)
+            with rdBase.BlockLogs():  # RDKit's own lines before our one
+                table.GetAtomicNumber(element)
         except RuntimeError:
             raise OptimizationError(f"isomer: unknown element {element!r} in {formula!r}") from None
     return [(e, int(n) if n else 1) for e, n in parts]
@@ -139,7 +140,8 @@ def element_counts(mol: Chem.Mol) -> Counter:
 
 
 def smarts_scorer(pattern: str, present: bool = True) -> Scorer:
-    query = Chem.MolFromSmarts(pattern)
+    with rdBase.BlockLogs():
+        query = Chem.MolFromSmarts(pattern)
     if query is None:
         raise OptimizationError(f"smarts: {pattern!r} is not a valid SMARTS pattern")
     return _per_molecule(lambda m: float(m.HasSubstructMatch(query) == present))
