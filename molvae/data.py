@@ -72,7 +72,10 @@ class EncodedDataset:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    """Text of a file, gunzipped when it is gzip data, whatever its name says."""
+    with open(path, "rb") as fh:
+        gzipped = path.suffix == ".gz" or fh.read(2) == b"\x1f\x8b"
+    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
 
 

@@ -36,7 +36,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """CSV or Parquet by extension, written atomically (temp file + rename)."""
     path = Path(path)
     if path.suffix not in (".parquet", ".csv", ".gz"):
-        raise OutputError(f"{path}: output must end in .csv or .parquet")
+        raise OutputError(f"{path}: output must end in .csv, .csv.gz or .parquet")
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)

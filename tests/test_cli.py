@@ -97,7 +97,7 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
      "score.known_molecules: no such file"),
     (["sample", "-n", "5", "--set", "score.top_max_similarity=0"], "top_max_similarity"),
     (["optimize", "--objective", "colour"], "unknown property"),
-    (["sample", "-n", "5", "-o", "out.xlsx"], "must end in .csv or .parquet"),
+    (["sample", "-n", "5", "-o", "out.xlsx"], "must end in .csv, .csv.gz or .parquet"),
     (["run", "--set", "train.epochz=3"], "train.epochz: unknown key"),
     (["run", "--runner", "thread", "--address", "tcp://h:8786"], "cannot go with --runner thread"),
     (["log", "/nonexistent"], "not a molvae run folder"),
@@ -387,7 +387,7 @@ def test_flags_and_overrides_reach_the_config_the_same_way(sample_config, tmp_pa
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sample", "-n", "2", "-o", ""], "must end in .csv or .parquet"),
+    (["sample", "-n", "2", "-o", ""], "must end in .csv, .csv.gz or .parquet"),
     (["sample", "-n", "2", "--model", ""], "--model is empty"),
     (["interpolate", "CCO", "CCN", "--image", "strip.xlsx"], "must end in .png"),
     (["sample", "-n", "2", "-o", "{tmp}/afile/out.csv"], "a parent of it is a file"),

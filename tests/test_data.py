@@ -83,6 +83,9 @@ def test_smi_tsv_and_gz_forms(tmp_path):
     tsv = tmp_path / "m.tsv.gz"
     tsv.write_bytes(gzip.compress(f"id\tsmi\n1\t{ASPIRIN}\n2\tCCO\n".encode()))
     assert read_molecules(tsv, smiles_column="smi").smiles == [ASPIRIN, "CCO"]
+    named_csv = tmp_path / "gzip_data.csv"  # gzip data under a .csv name: read as gzip
+    named_csv.write_bytes(gzip.compress(f"SMILES\n{ASPIRIN}\n".encode()))
+    assert read_molecules(named_csv).smiles == [ASPIRIN]
     with pytest.raises(DataError, match="unsupported file type"):
         read_molecules(_csv(tmp_path, GOOD, name="m.xlsx"))
 

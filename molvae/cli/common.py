@@ -203,15 +203,16 @@ def read_smiles(path: str, smiles_column: str | None = None) -> list[str]:
     raise UsageError(f"{path}: no 'SMILES' or 'smiles' column; name it with --smiles-column")
 
 
-def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".parquet"),
+def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz", ".parquet"),
                  default: str | None = None) -> str | None:
     """Refuse a bad output path (``out``, else ``default``) before any work is done; returns
     the path to write."""
-    out = out or default
+    out = default if out is None else out
     if out is None:
         return None
     if not out.endswith(suffixes):
-        raise UsageError(f"output {out!r} must end in {' or '.join(suffixes)}")
+        names = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]] if len(suffixes) > 2 else suffixes)
+        raise UsageError(f"output {out!r} must end in {names}")
     path = Path(out)
     if path.is_dir():
         raise UsageError(f"output {out!r} is a directory")
