@@ -130,7 +130,8 @@ def test_interpolate_and_neighbors_from_the_command_line(tiny_trained, tmp_path,
     m = str(tiny_trained[1].checkpoint)
     rc, out, err = cli("interpolate", ASPIRIN, "Oc1ccccc1", "--steps", 4, "--model", m,
                        "-o", tmp_path / "i.csv", "--image", tmp_path / "strip.png")
-    assert rc == 0 and len(out.splitlines()) == 4 and (tmp_path / "strip.png").is_file(), err
+    assert rc == 0 and out.splitlines()[0] == "segment\tt\tsmiles" and len(out.splitlines()) == 5
+    assert (tmp_path / "strip.png").is_file() and f"{tmp_path / 'strip.png'}" in err
     path = pd.read_csv(tmp_path / "i.csv", keep_default_na=False)
     # a molecule the model writes back as another is said, not left to the columns
     assert (f"note: the model writes {ASPIRIN}'s code as" in err) == \

@@ -231,6 +231,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
 
         interpolation_strips(df, args.image, args.molecules)
         path = f"{path}, {args.image}"
+    print("segment\tt\tsmiles")
     for _, r in df.iterrows():
         print(f"{int(r.segment)}\t{r.t:.2f}\t{r.smiles}")
     ends = [df[df.segment == k].iloc[0] for k in range(len(args.molecules) - 1)]
