@@ -231,7 +231,10 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
                "--condition", "qed=0.8", "--guidance", "2", "-o", str(out)])  # flags add up
     text, err = capsys.readouterr()
     assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
-    assert "qed asked 0.8" in text
+    assert "qed asked 0.8" in text and "range cut" not in err
+    rc = main(["sample", "-n", "5", "--model", str(cvae.path), "--condition", "logp=1.5:99",
+               "-o", str(out)])
+    assert rc == 0 and "note: logp range cut to 1.5:" in capsys.readouterr().err  # said, not silent
     assert "novel hits (not training molecules)" in text
     assert "sampler: stored codes at width " in err and err.count("guidance 2") == 1, err
     df = pd.read_csv(out)

@@ -98,7 +98,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _check_score(cfg)
     loaded = load_model(args.model)
     resolve_prior(loaded, cfg.generate.prior)  # fail before the progress bar appears
-    request(loaded, cfg.generate.condition)
+    for name, (lo, hi) in request(loaded, cfg.generate.condition).items():
+        asked = cfg.generate.condition[name]
+        if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
+            print(f"note: {name} range cut to {lo:g}:{hi:g}, the part of it the training data "
+                  "covers", file=sys.stderr)
     print(sampler_text(loaded, cfg.generate), file=sys.stderr)
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(loaded, cfg.generate, progress=bar.update)
