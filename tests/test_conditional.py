@@ -233,7 +233,7 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
     assert rc == 0 and "logp asked 1.5:3: achieved mean" in text and "MAE" in text
     assert "qed asked 0.8" in text and "range cut" not in err
     rc = main(["sample", "-n", "5", "--model", str(cvae.path), "--condition", "logp=1.5:99",
-               "-o", str(out)])
+               "-o", str(tmp_path / "cut.csv")])
     assert rc == 0 and "note: logp range cut to 1.5:" in capsys.readouterr().err  # said, not silent
     assert "novel hits (not training molecules)" in text
     assert "sampler: stored codes at width " in err and err.count("guidance 2") == 1, err
