@@ -39,7 +39,7 @@ def uniqueness(canonical: Sequence[str], k: int | None = None) -> float:
     valid = [s for s in canonical if s]
     if k is not None:
         if len(valid) < k:
-            logger.info("uniqueness@%d of all %d valid molecules", k, len(valid))
+            logger.debug("uniqueness@%d of all %d valid molecules", k, len(valid))
         valid = valid[:k]
     return len(set(valid)) / len(valid) if valid else math.nan
 
