@@ -8,6 +8,11 @@ process has imported the flows. ``molvae run`` starts that process itself, first
 boots on the other core while this process imports the flows and checks the run; the flow
 then runs against it as against any server at a URL (``serving``), and it stops when this
 process exits.
+
+The server runs in a session of its own, so a terminal's Ctrl-C (SIGINT to the whole process
+group) reaches this process only: the flow is interrupted with its server still there to
+record it, and the server stops after (at exit). A watchdog thread in the server's process
+ends it when this process is gone without a word (``kill -9``): nothing is left behind.
 """
 
 from __future__ import annotations
@@ -22,6 +27,19 @@ import time
 import urllib.request
 
 _EARLY: list[tuple[str, subprocess.Popen]] = []  # (API URL, process) of the server started
+
+# `python -m uvicorn ARGS`, ended when the process that started it is gone (its parent changes)
+_WATCHED_UVICORN = """\
+import os, runpy, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = ["uvicorn", *sys.argv[1:]]
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
 
 
 def start() -> None:
@@ -38,9 +56,10 @@ def start() -> None:
            "PREFECT__SERVER_FINAL": "1",
            **get_current_settings().to_environment_variables(exclude_unset=True)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+        [sys.executable, "-c", _WATCHED_UVICORN, "--app-dir", str(prefect.__module_path__.parent),
          "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env)
+         "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env,
+        start_new_session=True)
     atexit.register(_stop, process)
     _EARLY.append((f"http://127.0.0.1:{port}/api", process))
 

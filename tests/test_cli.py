@@ -401,8 +401,8 @@ def test_bad_outputs_and_values_are_refused_before_any_work(tmp_path, run_main, 
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def _group_commands(pgid: int, word: str) -> list[str]:
-    """Command lines of the processes in group ``pgid`` that hold ``word`` (Linux /proc)."""
+def _children(ppid: int, word: str) -> list[int]:
+    """Pids of the children of ``ppid`` whose command lines hold ``word`` (Linux /proc)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -410,9 +410,24 @@ def _group_commands(pgid: int, word: str) -> list[str]:
             command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if int(fields[2]) == pgid and word in command:  # fields[2]: the process group
-            found.append(command)
+        if int(fields[1]) == ppid and word in command:  # fields[1]: the parent
+            found.append(int(stat.parent.name))
     return found
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    import time
+
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # exited, waiting to be reaped
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _group_alive(pgid: int) -> bool:
@@ -424,7 +439,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM to molvae", "Ctrl-C to the terminal's group"])
+def test_a_stopped_run_stops_and_its_prefect_server_too(tiny_trained, tmp_path, how):
+    """SIGTERM (a supervisor) or a terminal's Ctrl-C (SIGINT to every process of the group):
+    the run ends as interrupted, not as a bug (Ctrl-C used to reach the Prefect server too,
+    and the flow's last report to it failed), and nothing of it is left running."""
     import signal
     import time
 
@@ -443,21 +462,42 @@ def test_sigterm_of_run_stops_it_and_its_prefect_server(tiny_trained, tmp_path):
             time.sleep(0.5)  # the folder exists once the server is up and the flow runs
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         # one Prefect server: the one `molvae run` started early, which the flow runs against
-        assert len(_group_commands(proc.pid, "uvicorn")) == 1
+        servers = _children(proc.pid, "uvicorn")
+        assert len(servers) == 1
         time.sleep(2)
-        proc.send_signal(signal.SIGTERM)
+        if how.startswith("SIGTERM"):
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=90)
-        assert proc.returncode == 143 and "molvae: terminated" in err
-        deadline = time.time() + 10  # its server stops as it exits: given a moment
+        code, word = (143, "terminated") if how.startswith("SIGTERM") else (130, "interrupted")
+        assert proc.returncode == code and f"molvae: {word}" in err, err[-3000:]
+        assert "this is a bug" not in err
+        assert _gone(servers[0])  # its server stops as it exits
+        deadline = time.time() + 10
         while time.time() < deadline and _group_alive(proc.pid):
             time.sleep(0.1)
         with pytest.raises(ProcessLookupError):  # nothing of its process group is left
             os.killpg(proc.pid, 0)
     finally:
+        for pid in _children(proc.pid, "uvicorn"):
+            os.kill(pid, signal.SIGKILL)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_the_early_prefect_server_ends_when_its_starter_is_killed(tmp_path):
+    """kill -9 of `molvae run` runs no cleanup: the server's watchdog ends it."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    code = ("import os, signal, time; from flows import server; server.start(); "
+            "print(server._EARLY[0][1].pid, flush=True); time.sleep(1); "
+            "os.kill(os.getpid(), signal.SIGKILL)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    pid = int(out.stdout.split()[0])
+    assert _gone(pid), f"the server {pid} outlived the process that started it"
 
 
 @pytest.mark.timeout(150)

@@ -85,16 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("molvae: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:
-        if exc.errno not in _USER_OS_ERRORS or not exc.filename:
-            traceback.print_exc()
-            print(BUG_LINE, file=sys.stderr)
+    except Exception as exc:
+        interrupt = _while_interrupted(exc)
+        if interrupt is not None:  # a library's cleanup failed on the way out of a Ctrl-C
+            if args.verbose:
+                traceback.print_exc()
+            terminated = isinstance(interrupt, Terminated)
+            print(f"molvae: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+            return 143 if terminated else 130
+        if isinstance(exc, OSError) and exc.errno in _USER_OS_ERRORS and exc.filename:
+            if args.verbose:
+                traceback.print_exc()  # a full disk or a folder you may not write: not a bug
+            print(f"molvae: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 1
-        if args.verbose:
-            traceback.print_exc()  # a full disk or a folder you may not write: not a bug
-        print(f"molvae: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 1
-    except Exception:
         traceback.print_exc()
         print(BUG_LINE, file=sys.stderr)
         return 1
@@ -108,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
 # the user's to fix, said in one line.
 _USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT,
                    errno.EISDIR, errno.ENOTDIR}
+
+
+def _while_interrupted(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM (``Terminated``) being handled when ``exc`` was raised, if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
