@@ -298,6 +298,14 @@ def test_a_fine_tune_on_part_of_the_data_shares_the_base_models_hashes(tiny_trai
         share_hashes(models / "none.pt", models / "base.pt")
     assert main(["export", str(cvae.path), str(models / "x.pt"), "--hashes-apart",
                  "--hashes-of", str(models / "base.pt")]) == 1
+    capsys.readouterr()
+    # refused before anything is written: not beside the hashes file, a missing one, itself
+    for dest, of, msg in [(tmp_path / "elsewhere.pt", models / "base.pt", "write the export beside it"),
+                          (models / "y.pt", models / "missing.pt", "no such file"),
+                          (models / "cvae.pt", None, "would replace its own source")]:
+        src = models / "cvae.pt" if of is None else cvae.path
+        assert main(["export", str(src), str(dest), *(["--hashes-of", str(of)] if of else [])]) == 1
+        assert msg in capsys.readouterr().err and (dest == src or not dest.exists())
 
 
 def test_guidance_pushes_each_token_away_from_the_unconditional_choice(cvae):

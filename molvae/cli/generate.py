@@ -191,6 +191,7 @@ def cmd_prior(args: argparse.Namespace) -> None:
 
     check_output(args.out, (".pt",))
     loaded = load_model(args.model)
+    check_output(str(loaded.path) if args.out is None else args.out, (".pt",))  # in place too
     smiles = read_smiles(args.data, args.smiles_column)
     prior = fit_prior(loaded, smiles, args.n, args.seed, width=args.width)
     path = store_prior(loaded.path, prior, args.out)

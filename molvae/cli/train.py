@@ -67,7 +67,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     from molvae.checkpoint import check_sampling, export_model
 
-    from .common import UsageError, check_input
+    from .common import UsageError, check_input, check_output
 
     if Path(args.dest).suffix != ".pt":
         raise UsageError(f"{args.dest}: the model file must end in .pt")
@@ -83,7 +83,17 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from None
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
-    dest = export_model(check_input(args.src), args.dest, half=args.half,
+    src = check_input(args.src)
+    if Path(args.dest).resolve() == src.resolve():
+        raise UsageError(f"{args.dest}: the export would replace its own source (a training "
+                         "checkpoint's optimizer state is what --resume needs); write it elsewhere")
+    if args.hashes_of:  # checked before anything is written
+        other = check_input(args.hashes_of)
+        if other.resolve().parent != Path(args.dest).resolve().parent:
+            raise UsageError(f"--hashes-of {other}: write the export beside it (in "
+                             f"{other.parent}), where its training-set hashes file is")
+    check_output(args.dest, (".pt",))
+    dest = export_model(src, args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
                         codes_8bit=args.codes_8bit, width=args.width, sampling=sampling)
     if args.hashes_of:
