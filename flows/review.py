@@ -177,12 +177,14 @@ def log_folder(tr, cfg: RunConfig, out_dir: Path, summary: dict, name: str,
     tr.set_tags({"model_sha256": sha, "model_file": model.name})
     if not cfg.tracking.registered_model:
         return None
-    info = loaded.info or {}
+    hashes = loaded.train_hashes  # every stage's molecules; info: the last stage's run only
+    trained = (f"{len(hashes):,} distinct" if hashes is not None and len(hashes)
+               else f"{(loaded.info or {}).get('train_size', 'unknown')}")
     return tr.log_model(
         model, cfg.tracking.registered_model,
         description=(f"molvae SELFIES VAE ({model.name}, sha256 {sha[:12]}): GRU encoder, "
                      f"autoregressive GRU decoder, latent {loaded.model_config.latent_size}; "
-                     f"trained on {info.get('train_molecules', 'unknown')} molecules. pyfunc "
+                     f"trained on {trained} molecules. pyfunc "
                      "modes: sample, reconstruct, encode."),
         tags={"model_file": model.name, "code_version": code_version(),
               "latent_size": loaded.model_config.latent_size})

@@ -141,6 +141,10 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     # a model version per weights: the same file again reuses the version and says so
     version = client.get_model_version("molvae", res["registered_version"])
     assert version.tags["model_sha256"] == file_digest(cfg.model_path)
+    from molvae.checkpoint import load_model
+
+    hashes = load_model(cfg.model_path).train_hashes
+    assert f"trained on {len(hashes):,} distinct molecules" in version.description
     assert client.get_model_version_by_alias("molvae", "latest-run").version == version.version
     again = MlflowTracker(cfg.tracking, run_name="again")
     assert again.log_model(cfg.model_path, "molvae") == res["registered_version"]
