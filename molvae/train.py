@@ -258,8 +258,8 @@ def check_out_dir(cfg: TrainConfig, resume: str | Path | None = None) -> None:
     taken = [p.name for p in (out / "best.pt", out / "last.pt") if p.exists()]
     if taken and resume is None and not cfg.overwrite:
         raise TrainingError(f"{out} already holds a trained model ({', '.join(taken)}); choose "
-                            "another --out, continue it with --resume, or replace it with "
-                            "--overwrite (train.overwrite = true)")
+                            "another --out (train.out_dir), continue it with --resume, or "
+                            "replace it with --overwrite (train.overwrite = true)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write_probe{os.getpid()}"

@@ -164,6 +164,25 @@ def test_default_outputs_are_checked_before_any_work(tiny_trained, tmp_path, cli
     assert rc == 1 and "must end in .json" in err
 
 
+def test_run_checks_its_folders_and_scheduler_before_starting(tmp_path, cli, monkeypatch):
+    """One line each, before Prefect or the flow start (they were tracebacks after 13-45 s)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "trained").mkdir()
+    (tmp_path / "trained" / "best.pt").write_bytes(b"")
+    for args, msg in [
+        (["--set", 'out_dir="afile/runs"'], "out_dir afile/runs: cannot write run folders there"),
+        (["--runner", "dask", "--address", "notanaddress"], "write the scheduler as tcp://HOST:PORT"),
+        (["--address", "tcp://127.0.0.1:1"], "no Dask scheduler answers at tcp://127.0.0.1:1"),
+        (["--flow", "train", "--set", 'train.out_dir="trained"'],
+         "trained already holds a trained model (best.pt)"),
+    ]:
+        rc, _, err = cli("run", *args)
+        lines = [ln for ln in err.splitlines() if ln.startswith("molvae: error")]
+        assert rc == 1 and len(lines) == 1 and msg in lines[0], err
+        assert "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("env, expected", [(None, 180), ("45", 45)])
 def test_prefects_first_start_gets_time(env, expected):
     """On a fresh machine, Prefect's temporary server creates its database on its first start,

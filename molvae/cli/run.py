@@ -65,6 +65,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         from molvae.optimization import Objective
 
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
+    if cfg.dask_address:
+        _check_scheduler(cfg.dask_address)
+    if args.flow == "train" or cfg.retrain:
+        from molvae.train import check_out_dir
+
+        check_out_dir(cfg.train)
+    _check_writable(Path(cfg.out_dir), "out_dir")
     _short_mlflow_retries()
     # INFO records (molvae's included) go to the Prefect API, so its UI shows each run's
     # log; the console shows warnings only, unless --verbose. A value the user set wins.
@@ -79,6 +86,37 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     result = run_flow(args.flow, cfg)
     print_summary(result, time.perf_counter() - t0)
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Before any work: ``folder`` can be created and written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_probe{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{what} {folder}: cannot write run folders there "
+                         f"({exc.strerror or exc})") from None
+
+
+def _check_scheduler(address: str) -> None:
+    """Before any work: a Dask scheduler answers at ``address`` (scheme://host:port)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise UsageError(f"--address {address!r}: write the scheduler as tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise UsageError(f"no Dask scheduler answers at {address} ({exc.strerror or exc}); start "
+                         "one (`dask scheduler`), or leave --address out for a local cluster") from None
 
 
 def cmd_log(args: argparse.Namespace) -> None:
@@ -101,8 +139,11 @@ def print_summary(result: dict, seconds: float) -> None:
         value = result.get(key)
         if value is not None:
             print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
+    if result.get("model_path"):
+        print(f"  model: {result['model_path']}")
     _print_top(out / "top_candidates.csv")
-    print(f"  report: {out / 'report.html'}")
+    if (out / "report.html").is_file():
+        print(f"  report: {out / 'report.html'}")
     if not result.get("run_id"):
         print(f"  not logged to MLflow (unreachable or disabled); log it later: molvae log {out}")
     if result.get("tracking_uri"):
