@@ -159,12 +159,13 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
         # fine-tune an unconditional model into a conditional one: the condition's
         # weights start at zero
         if theirs.model_copy(update={"conditions": model_cfg.conditions}) != model_cfg:
-            raise CheckpointError(f"{source}: model config differs from the requested one")
+            raise _config_differs(source, model_cfg, theirs.model_copy(
+                update={"conditions": model_cfg.conditions}))
         load_widened(model, state["model_state"])
         logger.info("starting the conditional model from the weights of %s", source)
         return loop
     if theirs != model_cfg:
-        raise CheckpointError(f"{source}: model config differs from the requested one")
+        raise _config_differs(source, model_cfg, theirs)
     model.load_state_dict(state["model_state"])
     if state.get("conditions") is not None:  # its condition weights read its standardization
         loop.conditions = ConditionSpace.from_record(state["conditions"])
@@ -372,12 +373,43 @@ def train_model(
     resume: str | Path | None = None,
     data_progress=None,
 ) -> TrainResult:
-    """Prepare ``data_cfg.path`` (cached), split train/validation, and ``fit``."""
+    """Prepare ``data_cfg.path`` (cached), split train/validation, and ``fit``.
+
+    Starting from a model (``cfg.init_from`` or ``resume``), the data is encoded in its
+    vocabulary (molecules with other tokens dropped and counted), and a fine-tune keeps its
+    architecture and conditions (``model_cfg`` may only add conditions to an unconditional
+    model), so ``molvae train --data mine.csv --init-from MODEL`` needs nothing else."""
     check_out_dir(cfg, resume)
+    source = resume if resume is not None else cfg.init_from
+    vocab = None
+    if source is not None:
+        state = read_checkpoint(source)
+        vocab = Vocab.from_list(state["vocab"])
+        if resume is None:
+            model_cfg = _fine_tune_config(model_cfg, ModelConfig.model_validate(
+                state["model_config"]), source)
     wanted = dict.fromkeys([*model_cfg.property_names, *model_cfg.conditions])
     compute = [p for p in wanted if p not in data_cfg.property_columns]  # the rest: data columns
-    ds = prepare(data_cfg, compute_properties=compute, progress=data_progress)
+    ds = prepare(data_cfg, vocab, compute_properties=compute, progress=data_progress)
     train_ds, val_ds = split(ds, data_cfg.val_fraction, data_cfg.split_seed)
     info = {"data_path": str(data_cfg.path), "data_key": ds.key, **{
         f"data_{k}": v for k, v in ds.report["dropped"].items()}, "data_rows": ds.report["rows"]}
     return fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, info)
+
+
+def _fine_tune_config(mine: ModelConfig, theirs: ModelConfig, source) -> ModelConfig:
+    """The model config of a fine-tune from a model whose config is ``theirs``: theirs when
+    ``mine`` chose nothing (every key at its default), else mine (``fit`` checks it fits)."""
+    if mine == ModelConfig() and theirs != mine:
+        logger.info("fine-tuning %s: its architecture and conditions (%s) are kept", source,
+                    ", ".join(theirs.conditions) or "none")
+        return theirs
+    return mine
+
+
+def _config_differs(source, mine: ModelConfig, theirs: ModelConfig) -> CheckpointError:
+    keys = [k for k in ModelConfig.model_fields if getattr(mine, k) != getattr(theirs, k)]
+    return CheckpointError(
+        f"{source}: model config differs from the requested one in "
+        + ", ".join(f"model.{k} ({getattr(theirs, k)!r} there, {getattr(mine, k)!r} asked)"
+                    for k in keys) + "; leave [model] at its defaults to fine-tune it as it is")

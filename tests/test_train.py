@@ -368,3 +368,25 @@ def test_checkpoints_are_readable_like_any_file_the_user_writes(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_fine_tune_on_your_own_file_keeps_the_models_vocabulary_and_config(cvae, tmp_path,
+                                                                             test_smiles):
+    """`molvae train --data mine.csv --init-from MODEL` with nothing else set: the data is
+    encoded in the model's vocabulary (a molecule with other tokens dropped and counted) and
+    the model keeps its architecture and conditions (it was 'vocabulary differs')."""
+    mine = tmp_path / "mine.csv"
+    mine.write_text("SMILES\n" + "\n".join([*test_smiles[:150], "CC[Si](C)(C)C"]) + "\n")
+    result = train_model(DataConfig(path=mine, cache_dir=tmp_path / "c"), ModelConfig(),
+                         TrainConfig(epochs=1, batch_size=64, out_dir=tmp_path / "ft", threads=1,
+                                     recon_eval_size=0, prior_codes=50, init_from=cvae.path))
+    state = read_checkpoint(result.checkpoint)
+    assert state["vocab"] == cvae.vocab.to_list()
+    assert state["model_config"] == cvae.model_config.model_dump(mode="json")
+    assert state["info"]["data_unknown_tokens"] >= 1
+    assert sample(load_model(result.checkpoint), num_samples=5, workers=1,
+                  condition={"logp": 2.0}).valid.all()
+    with pytest.raises(CheckpointError, match=r"model\.latent_size \(8 there, 4 asked\)"):
+        train_model(DataConfig(path=mine, cache_dir=tmp_path / "c"),
+                    cvae.model_config.model_copy(update={"latent_size": 4}),
+                    TrainConfig(epochs=1, out_dir=tmp_path / "x", init_from=cvae.path))
