@@ -32,6 +32,10 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
         summary = json.loads(summary_file.read_text())
         if not isinstance(summary, dict):
             raise ValueError("not a JSON object")
+        made = out_dir / review.RUN_RECORD  # what made the folder (older folders: their name)
+        record = json.loads(made.read_text()) if made.is_file() else {}
+        if not isinstance(record, dict):
+            raise ValueError(f"{review.RUN_RECORD} is not a JSON object")
     except ValueError as exc:
         raise OutputError(f"{out_dir}: unreadable run record ({str(exc).splitlines()[0]})") from None
     if tracking:
@@ -46,13 +50,15 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
     if previous and not force:
         raise OutputError(f"{out_dir} is already logged as MLflow run {previous[0]} in "
                           f"{store}; --force logs it again")
-    name = out_dir.name.split("-")[0]
+    name = str(record.get("flow") or out_dir.name.split("-")[0])
+    made_by = {k: str(record[k]) for k in ("data_digest", "code_version") if record.get(k)}
     if orphans and not force:  # finish the run the outage left behind: no orphan, no twin
         tr = MlflowTracker(cfg.tracking, run_id=orphans[0])
         tr.set_tags({"relogged": "true"})
     else:
         tr = MlflowTracker(cfg.tracking, run_name=out_dir.name,
-                           tags={"out_dir": str(out_dir), "relogged": "true", "flow": name})
+                           tags={"out_dir": str(out_dir), "relogged": "true", "flow": name,
+                                 **made_by})  # the code version that made it, not this one
     try:
         tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg))
         review.log_folder(tr, cfg, out_dir, summary, name, summary.get("model"))

@@ -56,6 +56,9 @@ HEADLINE = (("scored_candidates", "molecules generated and scored", "count"),
             ("seconds_nearest", "seconds finding nearest known molecules", "seconds"))
 
 
+RUN_RECORD = ".run.json"  # in a run folder: the flow, data digest and code version that made it
+
+
 def fmt(value, kind: str = "value") -> str:
     """A figure as a person reads it: counts as integers, shares as percentages."""
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -4,6 +4,7 @@ to it), finish it, and degrade to "results on disk, log them later" when MLflow 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -49,6 +50,10 @@ def start(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path]:
     out_dir = Path(cfg.out_dir) / run_name  # one folder per run: concurrent runs never collide
     out_dir.mkdir(parents=True, exist_ok=True)
     report.write_text(cfg.model_dump_json(indent=2), out_dir / "config.json")
+    from molvae.tracking import code_version
+
+    record = {"flow": name, "data_digest": digest, "code_version": code_version()}
+    report.write_text(json.dumps(record, indent=2), out_dir / review.RUN_RECORD)  # `molvae log`
     run_id = None
     if cfg.tracking.enabled:
         from molvae.tracking import MlflowTracker

@@ -263,6 +263,8 @@ def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_train
     cfg.tracking.tracking_uri = store
     (out / "config.json").write_text(cfg.model_dump_json())
     (out / "elsewhere.csv").symlink_to(tmp_path / "known.csv")  # never uploaded
+    out = out.rename(out.with_name("copied-elsewhere"))  # a renamed folder: its record says
+    made = json.loads((out / ".run.json").read_text())
     run_id = log_run_dir(out, cfg)
     client = MlflowClient(store)
     arts = {a.path for a in client.list_artifacts(run_id)}
@@ -270,6 +272,8 @@ def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_train
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "mlflow.note.content" in run.data.tags
     assert run.inputs.dataset_inputs and run.data.tags["registered_model"].startswith("molvae/")
+    assert run.data.tags["flow"] == "optimize" == made["flow"]  # not the folder's name
+    assert run.data.tags["code_version"] == made["code_version"]  # the code that made it
     assert client.get_metric_history(run_id, "opt_best_score_by_calls")
     # logging the same folder again is refused, unless forced; a bad record makes no run
     from molvae.errors import OutputError
