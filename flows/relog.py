@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from molvae.config import RunConfig, flatten
 
 from . import review
@@ -36,7 +38,10 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
         record = json.loads(made.read_text()) if made.is_file() else {}
         if not isinstance(record, dict):
             raise ValueError(f"{review.RUN_RECORD} is not a JSON object")
-    except ValueError as exc:
+        top = out_dir / "top_candidates.csv"  # what the run's description reads
+        if top.is_file() and "score" not in pd.read_csv(top, nrows=1).columns:
+            raise ValueError("top_candidates.csv has no score column")
+    except (ValueError, pd.errors.ParserError) as exc:
         raise OutputError(f"{out_dir}: unreadable run record ({str(exc).splitlines()[0]})") from None
     if tracking:
         cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update=tracking)})

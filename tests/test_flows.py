@@ -285,6 +285,11 @@ def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_train
     (out / "summary.json").write_text("{not json")
     with pytest.raises(OutputError, match="unreadable run record"):
         log_run_dir(out, cfg, force=True)
+    (out / "summary.json").write_text("{}")
+    pd.DataFrame({"smiles": ["CCO"]}).to_csv(out / "top_candidates.csv", index=False)
+    with pytest.raises(OutputError, match="top_candidates.csv has no score column"):
+        log_run_dir(out, cfg, force=True)  # it was a KeyError after the run was made
+    (out / "top_candidates.csv").unlink()
     assert len(client.search_runs([run.info.experiment_id])) == before
     # the CLI's --set tracking.* sends the folder to another store
     from molvae.cli import main
