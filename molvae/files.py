@@ -19,3 +19,13 @@ def atomic_path(path: str | Path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def make_writable_folder(folder: str | Path) -> None:
+    """Create ``folder`` (and its parents) and check a file can be written in it; raises
+    OSError (its ``strerror`` says why) when not: before any work that would write there."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write_probe{os.getpid()}"
+    probe.touch()
+    probe.unlink()

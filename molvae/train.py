@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, split
 from .errors import CheckpointError, TrainingError
+from .files import make_writable_folder
 from .latent import dataset_codes, dataset_ring_sizes
 from .model import (
     SelfiesVAE,
@@ -262,10 +262,7 @@ def check_out_dir(cfg: TrainConfig, resume: str | Path | None = None) -> None:
                             "another --out (train.out_dir), continue it with --resume, or "
                             "replace it with --overwrite (train.overwrite = true)")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_probe{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        make_writable_folder(out)
     except OSError as exc:
         raise TrainingError(f"{out}: cannot write checkpoints there ({exc.strerror or exc})") from None
 

@@ -90,11 +90,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def _check_writable(folder: Path, what: str) -> None:
     """Before any work: ``folder`` can be created and written."""
+    from molvae.files import make_writable_folder
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_probe{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        make_writable_folder(folder)
     except OSError as exc:
         raise UsageError(f"{what} {folder}: cannot write run folders there "
                          f"({exc.strerror or exc})") from None
