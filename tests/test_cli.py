@@ -459,8 +459,8 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.mark.slow
 # Ctrl-C to the whole group (a terminal's) is not a case here: it ended in ~2 s with exit 130
-# in 8 of 9 tries by hand (it always hung before the server had its own session), but one try
-# hung, unexplained yet, and a suite must not hang; see docs/reliability.md.
+# in 14 of 15 tries by hand (it always hung before the server had its own session), but one
+# try hung, unexplained yet, and a suite must not hang; see docs/reliability.md.
 @pytest.mark.parametrize("how", ["SIGTERM to molvae"])
 def test_a_stopped_run_stops_and_its_prefect_server_too(tiny_trained, tmp_path, how):
     """SIGTERM (a supervisor) or a terminal's Ctrl-C (SIGINT to every process of the group):
