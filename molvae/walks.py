@@ -77,7 +77,8 @@ def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0
     """Analogues of one molecule: decode z = mu + r * eps, eps ~ N(0, I), for each radius r
     (in prior standard deviations), with the molecule explored around (``center``) and
     each analogue's Tanimoto similarity to it; a conditional model is given the molecule's
-    own properties for every analogue."""
+    own properties for every analogue. ``df.attrs["center_decoded"]``: what the molecule's
+    own code decodes to ('' when nothing valid)."""
     if not isinstance(smiles, str):
         raise GenerationError(f"neighbors explores around one SMILES string, got {type(smiles).__name__}")
     if per_radius < 1:
@@ -96,6 +97,9 @@ def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0
         if progress:
             progress(per_radius)
     df = pd.concat(frames, ignore_index=True)
+    # what the molecule's own code decodes to: where the analogues are drawn around
+    df.attrs["center_decoded"] = decode_latent(loaded, mu, settings(max_length=max_length),
+                                               condition=own)[0][1]
     df["center"] = chem.canonical_smiles(smiles) or smiles
     df["similarity"] = chem.bulk_tanimoto(smiles, df["smiles"].tolist())
     return df

@@ -194,13 +194,19 @@ def read_smiles(path: str, smiles_column: str | None = None) -> list[str]:
     from molvae.errors import DataError
 
     check_input(path)
-    for column in [smiles_column] if smiles_column else SMILES_COLUMNS:
-        try:
-            return [s or "" for s in read_molecules(Path(path), column).smiles]
+    column = smiles_column
+    for candidate in [] if smiles_column else SMILES_COLUMNS:
+        try:  # the first row only: the file is read once, below
+            read_molecules(Path(path), candidate, limit=1)
         except DataError as exc:
-            if smiles_column or "no column" not in str(exc):
+            if "no column" not in str(exc):
                 raise
-    raise UsageError(f"{path}: no 'SMILES' or 'smiles' column; name it with --smiles-column")
+            continue
+        column = candidate
+        break
+    if column is None:
+        raise UsageError(f"{path}: no 'SMILES' or 'smiles' column; name it with --smiles-column")
+    return [s or "" for s in read_molecules(Path(path), column).smiles]
 
 
 def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz", ".parquet"),

@@ -189,7 +189,6 @@ def cmd_prior(args: argparse.Namespace) -> None:
     from molvae.checkpoint import store_prior
     from molvae.latent import fit_prior
 
-    check_output(args.out, (".pt",))
     loaded = load_model(args.model)
     check_output(str(loaded.path) if args.out is None else args.out, (".pt",))  # in place too
     smiles = read_smiles(args.data, args.smiles_column)
@@ -287,12 +286,10 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     df = neighbors(loaded, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed,
                    g.max_length, code_only=args.code_only, progress=bar.update)
     bar.close()
+    center = df.attrs["center_decoded"]
     df = annotate(df, cfg, loaded)
     path = write_table(df, out, "neighbors.csv")
-    from molvae.generate import reconstruct
-
-    _note_unreproduced([args.smiles], reconstruct(loaded, [args.smiles], code_only=args.code_only
-                                                  ).reconstructed.tolist())
+    _note_unreproduced([args.smiles], [center])
     for r, group in df.groupby("radius"):
         print(f"radius {r}: {group.valid.sum()} valid, {group.smiles[group.valid].nunique()} "
               f"distinct, mean similarity {group.similarity.mean():.3f}")
