@@ -21,6 +21,7 @@ from molvae.train import train_model
 
 from . import review, runs, server, shards
 from .outputs import IO_RETRIES, write_outputs
+from .progress import stage
 
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
@@ -176,8 +177,11 @@ def train_flow(cfg: RunConfig) -> dict:
     digest = file_digest(cfg.data.path)
     run_id, out_dir = runs.start(cfg, "train", digest)
     with runs.finishing(cfg, run_id) as state:
+        stage(f"preparing the data ({cfg.data.path})")
         data_report = prepare_data(cfg.data.model_dump(mode="json"), digest)
+        stage(f"training the model ({cfg.train.epochs} epochs at most) into {cfg.train.out_dir}")
         model_path = train(cfg, run_id)
+        stage("sampling and evaluating the trained model")
         samples = sample_shard(model_path, min(cfg.generate.num_samples, 2000), cfg.generate.seed,
                                cfg.generate.model_dump())
         summary = {**evaluate_samples(model_path, samples, cfg, out_dir),
@@ -192,6 +196,7 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     sizes = [g.num_samples // cfg.shards + (i < g.num_samples % cfg.shards)
              for i in range(cfg.shards)]
     t0 = time.perf_counter()
+    stage(_sampling_line(cfg))
     walks = walk.submit(model_path, cfg)
     # the scoring workers fork from this process (threads), Dask's are elsewhere
     panel = prepare_scoring.submit(cfg) if cfg.runner != "dask" else None
@@ -206,6 +211,7 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     if panel is not None:
         panel.result()
     t1 = time.perf_counter()
+    stage(f"scoring {len(samples):,} molecules")
     # Threads share one process: one scoring task with a process pool keeps both cores busy.
     # On Dask each shard is scored by its own worker.
     n_shards = cfg.shards if cfg.runner == "dask" else 1
@@ -216,9 +222,12 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     t2 = time.perf_counter()
     metric_future = evaluate_samples.submit(model_path, cands, cfg, out_dir)
     walked = {"interpolation": interp, "neighbors": near}
+    if len(interp) or len(near):
+        stage(f"scoring the walks ({len(interp) + len(near):,} molecules), MOSES metrics beside")
     walked = {k: score_shard(model_path, df, cfg, 1) for k, df in walked.items() if len(df)}
     t3 = time.perf_counter()
     if cfg.score.known_molecules:
+        stage(f"finding each molecule's nearest known molecule ({cfg.score.known_molecules})")
         cands = nearest_known(cands, cfg)
         walked = {k: nearest_known(df, cfg) for k, df in walked.items()}
     t4 = time.perf_counter()
@@ -227,6 +236,8 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
                              cfg.score.top_include_known)
     tables = {"candidates": candidates.with_ranks(cands, ranked, top), "top_candidates": top,
               **walked}
+    if not metric_future.state.is_final():
+        stage("MOSES metrics and FCD (finishing)")
     m = metric_future.result()
     m.update({f"pass_rate_{c[5:]}": float(cands.loc[cands.valid, c].mean())
               for c in cands.columns if c.startswith("pass_")})
@@ -240,12 +251,23 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     return tables, m
 
 
+def _sampling_line(cfg: RunConfig) -> str:
+    g, walks_ = cfg.generate, []
+    if len(g.interpolate) >= 2:
+        walks_.append("interpolating")
+    if g.neighbors:
+        walks_.append("exploring neighbours")
+    return f"sampling {g.num_samples:,} molecules" + "".join(f", {w}" for w in walks_)
+
+
 CONDITIONAL_TOP = 20  # conditional candidates per request in the review table
 
 
 def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     """Samples for each conditional request, scored; per request the top set of its hits."""
     t0 = time.perf_counter()
+    c = cfg.conditional
+    stage(f"sampling {c.num_samples:,} molecules for each of {len(c.targets)} conditional requests")
     df = sample_conditional(model_path, cfg)
     workers = cfg.score.workers or default_workers()
     df = candidates.mark_unique(score_shard(model_path, df, cfg, workers))
@@ -268,9 +290,12 @@ def _optimize(cfg: RunConfig, model_path: str, drawn: list[str] | None = None
     """The configured method and the prior-sampling baseline (``drawn``: the run's own prior
     samples, in sampling order, which the baseline scores first)."""
     method = cfg.optimize.method
+    stage(f"optimizing ({method}, {cfg.optimize.oracle_budget:,} oracle calls at most)")
     # One after the other: each forks oracle workers, and a fork while another thread is
     # inside an OpenBLAS call (CMA-ES's eigendecomposition) left that call spinning forever.
     res = run_optimizer(model_path, cfg, method)
+    if method != "random":
+        stage("the baseline: prior sampling with the same budget")
     base = (run_optimizer(model_path, cfg, "random", baseline=True, drawn=drawn)
             if method != "random" else None)
     tables = {"optimization_candidates": res["candidates"], "trajectory": res["trajectory"],
@@ -313,9 +338,12 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
     run_id, out_dir = runs.start(cfg, name, digest)
     with runs.finishing(cfg, run_id) as state:
         if cfg.retrain:
+            stage(f"preparing the data ({cfg.data.path})")
             prepare_data(cfg.data.model_dump(mode="json"), digest)
+            stage(f"training the model ({cfg.train.epochs} epochs at most)")
             model_path = train(cfg, run_id)
         else:
+            stage(f"loading the model {cfg.model_path or SHIPPED_MODEL}")
             model_path = load(str(cfg.model_path or SHIPPED_MODEL))
         tables, summary = {}, {"model": model_path}
         if do_generate:
@@ -332,6 +360,7 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
             t, m = _optimize(cfg, model_path, drawn)
             tables.update(t)
             summary.update(m)
+        stage(f"writing the run folder {out_dir}")
         write_outputs(out_dir, tables, cfg, summary)
         log.info("wrote %s", out_dir)
         review.publish(tables, summary, name)
@@ -347,6 +376,7 @@ def _log(cfg: RunConfig, state: dict, out_dir: Path, summary: dict, model_path: 
     run_id = state["run_id"]
     if not run_id:
         return
+    stage(f"logging to MLflow ({runs.uri(cfg)})")
     try:
         summary["registered_version"] = log_to_mlflow(cfg, run_id, out_dir, summary, model_path,
                                                       name)

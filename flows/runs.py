@@ -17,6 +17,7 @@ from molvae import report
 from molvae.config import RunConfig
 
 from . import review
+from .progress import stage
 
 
 def prepare_tracking(cfg: RunConfig) -> None:
@@ -87,8 +88,8 @@ def _link_flow_run(run_name: str, mlflow_run_id: str | None, out_dir: Path) -> N
             client.update_flow_run(prefect_flow_run.id, name=run_name, tags=tags)
     except Exception as exc:  # a cosmetic link must never fail a run
         get_run_logger().warning("could not rename the Prefect flow run: %s", exc)
-    get_run_logger().info("flow run %s = MLflow run %s, results in %s", run_name,
-                          mlflow_run_id or "(not logged)", out_dir)
+    stage(f"run {run_name} (MLflow run {mlflow_run_id or 'none: not logged'}), results in "
+          f"{out_dir}")
 
 
 @contextlib.contextmanager

@@ -42,13 +42,13 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
 
 
-def start() -> None:
-    """Start the temporary server's process now, when a run will use one."""
+def start() -> bool:
+    """Start the temporary server's process now, when a run will use one (True if it did)."""
     import prefect
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, get_current_settings
 
     if _EARLY or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return
+        return False
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -62,6 +62,7 @@ def start() -> None:
         start_new_session=True)
     atexit.register(_stop, process)
     _EARLY.append((f"http://127.0.0.1:{port}/api", process))
+    return True
 
 
 @contextlib.contextmanager

@@ -495,6 +495,7 @@ def test_a_stopped_run_stops_and_its_prefect_server_too(tiny_trained, tmp_path, 
         code, word = (143, "terminated") if how.startswith("SIGTERM") else (130, "interrupted")
         assert proc.returncode == code and f"molvae: {word}" in err, err[-3000:]
         assert "this is a bug" not in err
+        assert "molvae run: the optimize flow" in err and "] optimizing (cmaes" in err  # stages
         assert _gone(servers[0])  # its server stops as it exits
         deadline = time.time() + 10
         while time.time() < deadline and _group_alive(proc.pid):

@@ -3,6 +3,7 @@ and everything read back through MlflowClient."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -60,16 +61,29 @@ def _cfg(tmp_path, model, store, cache=None, **extra):
 
 
 def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, tmp_path):
+    import io
+
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
+    from flows.progress import to_console
     from molvae.data import file_digest
     from molvae.tracking import MlflowTracker
 
     cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, cache)
-    res = run_flow("pipeline", cfg)
+    console = io.StringIO()
+    with to_console(console):  # as `molvae run` shows the run: one line a stage
+        res = run_flow("pipeline", cfg)
     out = Path(res["out_dir"])
+    lines = console.getvalue().splitlines()
+    stages = ["run pipeline-", "loading the model", "sampling 120 molecules, interpolating, "
+              "exploring neighbours", "scoring 120 molecules", "scoring the walks",
+              "finding each molecule's nearest known molecule", "optimizing (cmaes, 60 oracle",
+              "the baseline", f"writing the run folder {out}", "logging to MLflow"]
+    seen = [next((i for i, line in enumerate(lines) if s in line), None) for s in stages]
+    assert None not in seen and seen == sorted(seen), lines  # each stage, in order
+    assert all(re.match(r"\[ *\d+\.\d s\] ", line) for line in lines), lines
     cands = pd.read_csv(out / "candidates.csv")
     assert len(cands) == 120 and cands.unique.sum() > 0
     client = MlflowClient(store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -81,10 +82,14 @@ def cmd_run(args: argparse.Namespace) -> None:
                           "INFO" if args.verbose else "WARNING")
     from flows import server
 
-    server.start()  # Prefect's temporary server boots in its own process beside the imports
+    started = server.start()  # Prefect's temporary server boots beside the imports
+    print(f"molvae run: the {args.flow} flow"
+          + (" (Prefect's temporary server is starting)" if started else ""), file=sys.stderr)
     from flows.pipeline import run_flow
+    from flows.progress import to_console
 
-    result = run_flow(args.flow, cfg)
+    with to_console(started=t0):  # one line a stage on stderr, timed from the command's start
+        result = run_flow(args.flow, cfg)
     print_summary(result, time.perf_counter() - t0)
 
 
