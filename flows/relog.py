@@ -51,7 +51,8 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
         orphans = logged_runs(cfg.tracking, out_dir, finished=False)
     except Exception as exc:  # unreachable or not an MLflow store: one line, no run made
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise OutputError(f"cannot reach MLflow at {store}: {reason}") from None
+        raise OutputError(f"cannot reach MLflow at {store}: {reason}; log it to another store "
+                          "with --set tracking.tracking_uri=URI") from None
     if previous and not force:
         raise OutputError(f"{out_dir} is already logged as MLflow run {previous[0]} in "
                           f"{store}; --force logs it again")

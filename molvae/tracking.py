@@ -31,7 +31,7 @@ PYFUNC_CODE = '''\
 """molvae model for MLflow pyfunc (models-from-code).
 
 predict(model_input, params):
-  params mode="sample" (default): n, seed, temperature, condition ("logp=2:3 tpsa=70", a
+  params mode="sample" (default; model_input may be empty): n, seed, temperature, condition ("logp=2:3 tpsa=70", a
     conditional model's request) -> generated molecules
   params mode="reconstruct": model_input["smiles"] -> input, reconstructed, exact_match
   params mode="encode": model_input["smiles"] -> latent means/variances, elbo
@@ -59,7 +59,10 @@ class MolvaeModel(mlflow.pyfunc.PythonModel):
                                    seed=int(params.get("seed", 0)),
                                    temperature=float(params.get("temperature", 1.0)), workers=1,
                                    condition=parse_targets(condition) if condition else {})
-        smiles = list(pd.DataFrame(model_input)["smiles"])
+        frame = pd.DataFrame(model_input)
+        if mode in ("reconstruct", "encode") and "smiles" not in frame:
+            raise ValueError(f"mode {mode!r} reads the molecules from a 'smiles' column")
+        smiles = list(frame.get("smiles", []))
         if mode == "reconstruct":
             return generate.reconstruct(self.loaded, smiles)
         if mode == "encode":
@@ -371,8 +374,13 @@ def logged_runs(cfg: TrackingConfig, out_dir: str | Path, finished: bool = True)
 
 
 def open_run_commands(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
-    return f"mlflow ui --backend-store-uri {uri} --port 5000"
+    """The command that opens the MLflow UI on this store, from any folder (a SQLite
+    store's path made absolute)."""
+    import shlex
+
+    if uri.startswith("sqlite:///"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return f"mlflow ui --backend-store-uri {shlex.quote(uri)} --port 5000"
 
 
 def run_url(uri: str, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
@@ -392,7 +400,7 @@ def _pyfunc_signature():
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     return ModelSignature(
-        inputs=Schema([ColSpec("string", "smiles")]),
+        inputs=Schema([ColSpec("string", "smiles", required=False)]),  # mode sample: none
         outputs=Schema([ColSpec("string", "smiles"), ColSpec("string", "selfies"),
                         ColSpec("boolean", "valid"), ColSpec("string", "source"),
                         ColSpec("long", "seed"), ColSpec("long", "step")]),

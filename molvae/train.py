@@ -376,7 +376,18 @@ def train_model(
     vocabulary (molecules with other tokens dropped and counted), and a fine-tune keeps its
     architecture and conditions (``model_cfg`` may only add conditions to an unconditional
     model), so ``molvae train --data mine.csv --init-from MODEL`` needs nothing else."""
+    out = Path(cfg.out_dir)
+    new_folder = not out.exists()
     check_out_dir(cfg, resume)
+    try:
+        return _prepare_and_fit(data_cfg, model_cfg, cfg, callbacks, resume, data_progress)
+    except BaseException:
+        if new_folder and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that wrote nothing leaves no empty folder behind
+        raise
+
+
+def _prepare_and_fit(data_cfg, model_cfg, cfg, callbacks, resume, data_progress) -> TrainResult:
     source = resume if resume is not None else cfg.init_from
     vocab = None
     if source is not None:
@@ -389,6 +400,11 @@ def train_model(
     compute = [p for p in wanted if p not in data_cfg.property_columns]  # the rest: data columns
     ds = prepare(data_cfg, vocab, compute_properties=compute, progress=data_progress)
     train_ds, val_ds = split(ds, data_cfg.val_fraction, data_cfg.split_seed)
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise TrainingError(
+            f"too few molecules to train on: {len(ds)} usable of {ds.report['rows']} in "
+            f"{data_cfg.path}, {len(train_ds)} for training and {len(val_ds)} for validation "
+            f"(data.val_fraction {data_cfg.val_fraction:g}); a model wants thousands")
     info = {"data_path": str(data_cfg.path), "data_key": ds.key, **{
         f"data_{k}": v for k, v in ds.report["dropped"].items()}, "data_rows": ds.report["rows"]}
     return fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, info)

@@ -213,6 +213,7 @@ def test_corrupt_model_and_unreadable_reference(tiny_trained, tmp_path, cli):
 def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, test_smiles, cli):
     import torch
 
+    from molvae.config import SHIPPED_MODEL
     from molvae.train import read_checkpoint
 
     state = read_checkpoint(tiny_trained[1].checkpoint)
@@ -234,6 +235,13 @@ def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, tes
                        "--width", 1.25, "-o", tmp_path / "w.pt")
     assert rc == 0 and "width 1.25" in out, err
     assert torch.load(tmp_path / "w.pt", weights_only=True)["prior"]["width"] == 1.25
+    rc, out, err = cli("prior", tmp_path / "train.csv", "-n", 20, "--model", tmp_path / "w.pt")
+    assert rc == 0 and "stored 20 posterior codes (width 1.25)" in out, err  # its width kept
+    assert torch.load(tmp_path / "w.pt", weights_only=True)["prior"]["width"] == 1.25
+    shipped = SHIPPED_MODEL.stat().st_mtime_ns
+    rc, _, err = cli("prior", tmp_path / "train.csv", "-n", 20)  # the shipped model by default
+    assert rc == 1 and "is a shipped model, not changed in place" in err and "-o" in err
+    assert SHIPPED_MODEL.stat().st_mtime_ns == shipped
     rc, _, err = cli("sample", "-n", 5, "--model", tmp_path / "w.pt", "--prior-width", -1)
     assert rc == 1 and "generate.prior_width: Input should be greater than 0" in err
     rc, _, err = cli("prior", tmp_path / "train.csv", "--model", bare, "-o", tmp_path / "p.ckpt")
@@ -537,6 +545,7 @@ def test_log_to_an_unreachable_server_is_one_line_after_a_short_retry(tmp_path, 
     (folder / "summary.json").write_text("{}")
     rc, _, err = run_main("log", folder, "--set", 'tracking.tracking_uri="http://127.0.0.1:9"')
     assert rc == 1 and err.startswith("molvae: error: cannot reach MLflow at http://127.0.0.1:9")
+    assert err.rstrip().endswith("log it to another store with --set tracking.tracking_uri=URI")
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
 
 

@@ -154,7 +154,8 @@ def test_a_request_is_refined_only_when_asked_and_with_its_condition(cvae, tmp_p
     assert not torch.allclose(told[0], plain[0])
 
 
-def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tmp_path):
+def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tiny_trained, tmp_path,
+                                                                  capsys):
     """``molvae export --condition-width W --condition-guidance G``: requests sample with W
     and G unless the config sets them; unconditional sampling does not change."""
     from molvae.checkpoint import export_model, load_model
@@ -189,6 +190,10 @@ def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tmp_path
     assert not (tmp_path / "bad.pt").exists()
     for flag in (["--condition-width", "0"], ["--condition-guidance", "21"]):
         assert main(["export", str(cvae.path), str(tmp_path / "bad.pt"), *flag]) == 1
+    capsys.readouterr()
+    unconditional = str(tiny_trained[1].checkpoint)
+    assert main(["export", unconditional, str(tmp_path / "u.pt"), "--condition-guidance", "2"]) == 1
+    assert "is not conditional" in capsys.readouterr().err and not (tmp_path / "u.pt").exists()
 
 
 def test_conditional_requests_fail_in_one_line(cvae, tiny):

@@ -165,8 +165,12 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     assert client.get_run(again.run_id).data.tags["registered_model_reused"] == "true"
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(f"models:/molvae/{res['registered_version']}")
-    got = model.predict(pd.DataFrame({"smiles": ["CCO"]}), params={"mode": "sample", "n": 4})
+    got = model.predict(pd.DataFrame(), params={"mode": "sample", "n": 4})  # no input needed
     assert len(got) == 4 and got.valid.all()
+    got = model.predict(pd.DataFrame({"smiles": ["CCO"]}), params={"mode": "reconstruct"})
+    assert list(got.input) == ["CCO"]
+    with pytest.raises(Exception, match="reads the molecules from a 'smiles' column"):
+        model.predict(pd.DataFrame(), params={"mode": "encode"})
 
 
 def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, tiny, tmp_path):

@@ -89,3 +89,13 @@ def test_a_prepared_store_has_its_experiment_and_a_run_starts_in_it(tmp_path):
     assert tr.experiment_id == exp.experiment_id
     tr.finish()
     prepare_store(TrackingConfig(tracking_uri="http://127.0.0.1:9"))  # returns at once
+
+
+def test_the_mlflow_ui_command_works_from_any_folder(tmp_path, monkeypatch):
+    from molvae.tracking import open_run_commands
+
+    monkeypatch.chdir(tmp_path)
+    assert open_run_commands("sqlite:///mlflow.db") == (
+        f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'} --port 5000")
+    assert open_run_commands("sqlite:////srv/my runs/m.db") == (
+        "mlflow ui --backend-store-uri 'sqlite:////srv/my runs/m.db' --port 5000")

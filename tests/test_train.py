@@ -139,6 +139,45 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
         assert torch.equal(v, b["model_state"][k]), k
 
 
+def test_an_interrupted_training_names_its_resume_command(tmp_path, run_main, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt where the program is) in the second epoch: exit 130, and
+    the line that continues from the first epoch's checkpoint."""
+    import molvae.train as train_module
+
+    real_step, seen = train_module.train_step, []
+
+    def step(loop, *args):
+        if loop.epoch >= 1:  # the first epoch is done and saved
+            raise KeyboardInterrupt
+        seen.append(loop.step)
+        return real_step(loop, *args)
+
+    monkeypatch.setattr(train_module, "train_step", step)
+    out = tmp_path / "run"
+    rc, _, err = run_main(*_cli_train(out)[3:])
+    last = out / "last.pt"
+    assert rc == 130 and seen and read_checkpoint(last)["epoch"] == 1
+    assert f"continue from it with the same command and --resume {last}" in err
+    assert err.rstrip().endswith("molvae: interrupted")
+
+
+def test_training_on_too_little_data_is_one_line_and_leaves_no_folder(tmp_path, run_main):
+    one = tmp_path / "one.csv"
+    one.write_text("SMILES\nCCO\n")
+    out = tmp_path / "new" / "run"
+    cache = f'data.cache_dir="{tmp_path / "cache"}"'
+    rc, _, err = run_main("train", "--data", one, "--out", out, "--set", cache)
+    assert rc == 1 and not out.exists(), err
+    assert err.strip() == (f"molvae: error: too few molecules to train on: 1 usable of 1 in {one}, "
+                           "1 for training and 0 for validation (data.val_fraction 0.02); a "
+                           "model wants thousands")
+    rc, _, err = run_main("train", "--data", tmp_path / "none.csv", "--out", out, "--set", cache)
+    assert rc == 1 and "none.csv" in err and not out.exists()
+    out.mkdir()
+    rc, _, _ = run_main("train", "--data", one, "--out", out, "--set", cache)
+    assert rc == 1 and out.is_dir()  # a folder the user made stays
+
+
 def test_resume_rejects_a_different_model(tiny_trained, tmp_path):
     _, result = tiny_trained
     data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c")

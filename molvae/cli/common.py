@@ -62,6 +62,8 @@ def quiet_third_parties(verbose: bool) -> None:
     if not verbose:
         import warnings
 
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO: store migrations
+
         # MLflow's advice about type hints and input examples is not for our users.
         for advice in ("Add type hints", "An input example was not provided"):
             warnings.filterwarnings("ignore", message=f".*{advice}", category=UserWarning)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .common import (
     UsageError,
@@ -176,25 +177,30 @@ def add_prior_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("data", help="the model's training molecules (CSV/TSV/SMI, .gz)")
     parser.add_argument("-n", type=int, default=16384, help="codes to keep (default 16384)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--width", type=float, default=1.0,
-                        help="scale of the posterior spreads sampling uses (default 1; wider: fewer "
-                             "copies of training molecules)")
+    parser.add_argument("--width", type=float,
+                        help="scale of the posterior spreads sampling uses (default: the model's "
+                             "stored width, else 1; wider: fewer copies of training molecules)")
     add_smiles_column_option(parser)
-    add_model_option(parser, " (changed in place unless -o)")
+    add_model_option(parser, " (changed in place unless -o; a shipped model needs -o)")
     parser.add_argument("-o", "--out", help="write the model with codes here instead (.pt)")
     parser.set_defaults(func=cmd_prior)
 
 
 def cmd_prior(args: argparse.Namespace) -> None:
     from molvae.checkpoint import store_prior
+    from molvae.config import SHIPPED_MODEL
     from molvae.latent import fit_prior
 
     loaded = load_model(args.model)
+    if args.out is None and Path(loaded.path).resolve().parent == SHIPPED_MODEL.resolve().parent:
+        raise UsageError(f"{loaded.path} is a shipped model, not changed in place: write it with "
+                         "your codes to a file of your own (-o mine.pt)")
     check_output(str(loaded.path) if args.out is None else args.out, (".pt",))  # in place too
+    width = args.width if args.width is not None else (loaded.prior or {}).get("width", 1.0)
     smiles = read_smiles(args.data, args.smiles_column)
-    prior = fit_prior(loaded, smiles, args.n, args.seed, width=args.width)
+    prior = fit_prior(loaded, smiles, args.n, args.seed, width=width)
     path = store_prior(loaded.path, prior, args.out)
-    print(f"stored {len(prior['mu'])} posterior codes (width {args.width:g}) of {args.data} "
+    print(f"stored {len(prior['mu'])} posterior codes (width {width:g}) of {args.data} "
           f"in {path}; `molvae sample` now draws from them (--prior normal for N(0, I))")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .common import StageBars, add_config_options, load_run_config, progress_bar
 
@@ -63,8 +64,6 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from molvae.checkpoint import check_sampling, export_model
 
     from .common import UsageError, check_input, check_output
@@ -92,6 +91,12 @@ def cmd_export(args: argparse.Namespace) -> None:
         if other.resolve().parent != Path(args.dest).resolve().parent:
             raise UsageError(f"--hashes-of {other}: write the export beside it (in "
                              f"{other.parent}), where its training-set hashes file is")
+    if {"condition_width", "condition_guidance"} & set(sampling):
+        from molvae.checkpoint import read_checkpoint
+
+        if not read_checkpoint(src)["model_config"].get("conditions"):
+            raise UsageError(f"--condition-width and --condition-guidance set a conditional "
+                             f"model's defaults for requests; {src} is not conditional")
     check_output(args.dest, (".pt",))
     dest = export_model(src, args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
@@ -160,8 +165,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         "train.overwrite": args.overwrite,
     })
     data_bars = StageBars()
-    result = train_model(cfg.data, cfg.model, cfg.train, callbacks=[ProgressCallback(data_bars)],
-                         resume=args.resume, data_progress=data_bars)
+    try:
+        result = train_model(cfg.data, cfg.model, cfg.train,
+                             callbacks=[ProgressCallback(data_bars)], resume=args.resume,
+                             data_progress=data_bars)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on from the last epoch
+        last = Path(cfg.train.out_dir) / "last.pt"
+        if last.is_file():
+            data_bars.close()
+            print(f"molvae train: {last} holds the last finished epoch; continue from it with "
+                  f"the same command and --resume {last}", file=sys.stderr)
+        raise
     last = result.history[-1] if result.history else {}
     print(f"model: {result.best_checkpoint}  (last: {result.checkpoint}); "
           f"{result.seconds / 60:.1f} min; val exact recon "
