@@ -31,8 +31,8 @@ PYFUNC_CODE = '''\
 """molvae model for MLflow pyfunc (models-from-code).
 
 predict(model_input, params):
-  params mode="sample" (default; model_input may be empty): n, seed, temperature, condition ("logp=2:3 tpsa=70", a
-    conditional model's request) -> generated molecules
+  params mode="sample" (default; model_input may be empty): n, seed, temperature, condition
+    ("logp=2:3 tpsa=70", a conditional model's request) -> generated molecules
   params mode="reconstruct": model_input["smiles"] -> input, reconstructed, exact_match
   params mode="encode": model_input["smiles"] -> latent means/variances, elbo
 """
