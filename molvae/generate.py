@@ -18,7 +18,7 @@ import torch
 
 from . import chem, parallel
 from .checkpoint import LoadedModel
-from .conditions import describe
+from .conditions import describe, hits
 from .config import GenerateConfig, validate
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
@@ -360,6 +360,31 @@ def request(loaded: LoadedModel, condition: dict) -> dict[str, tuple[float, floa
         raise GenerationError(f"{loaded.path or 'this model'} is not a conditional model (it was "
                               "trained without model.conditions); sample without a condition")
     return loaded.conditions.check(condition)
+
+
+def request_support(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]
+                    ) -> tuple[int, int] | None:
+    """How many of a conditional model's stored training codes meet the request ``ranges``
+    (``request``'s answer) within tolerance, of how many: a request that few or none of the
+    training molecules meet jointly gets few hits, though each value alone is covered. None
+    when the model stores no property values with its codes."""
+    props = (loaded.prior or {}).get("properties")
+    if not ranges or props is None or loaded.conditions is None:
+        return None
+    names = loaded.conditions.names
+    values = {name: props[:, names.index(name)].float().numpy() for name in ranges}
+    return int(hits(ranges, values).sum()), len(props)
+
+
+def support_note(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]) -> str | None:
+    """A warning for a request that under 1% of the stored training codes meet, else None."""
+    support = request_support(loaded, ranges)
+    if support is None or support[0] >= 0.01 * support[1]:
+        return None
+    met, total = support
+    share = f"only {met:,} ({met / total:.2%})" if met else "none"
+    return (f"{describe(ranges)}: {share} of the model's {total:,} stored training molecules "
+            "meet this request jointly; expect few hits")
 
 
 # --------------------------------------------------------------------------- reconstruct

@@ -397,3 +397,31 @@ def test_a_model_conditioned_on_a_data_column_reconstructs_from_the_code_alone(c
     df = reconstruct(measured, smiles)
     assert not df.attrs["own_condition"]
     assert df.reconstructed.tolist() == reconstruct(cvae, smiles, code_only=True).reconstructed.tolist()
+
+
+def test_a_request_few_training_molecules_meet_is_noted(cvae, run_main, tmp_path):
+    """Each value covered alone, the pair met by none of the stored training molecules:
+    `molvae sample` says so before sampling (it ran to 0% hits without a hint)."""
+    from molvae.checkpoint import load_model
+    from molvae.generate import request, request_support, support_note
+
+    loaded = load_model(cvae.path)
+    props, names = loaded.prior["properties"].float().numpy(), loaded.conditions.names
+    logp, qed = props[:, names.index("logp")], props[:, names.index("qed")]
+    met, total = request_support(loaded, request(loaded, {"logp": 2.0, "qed": 0.8}))
+    assert total == len(props)
+    assert met == int(((abs(logp - 2.0) <= 0.5) & (abs(qed - 0.8) <= 0.05)).sum())
+    assert support_note(loaded, request(loaded, {"logp": float(np.median(logp))})) is None
+    pairs = [(round(float(a), 2), round(float(b), 3))
+             for a in np.percentile(logp, [2, 10, 50, 90, 98])
+             for b in np.percentile(qed, [2, 10, 50, 90, 98])]
+    rare = [p for p in pairs
+            if request_support(loaded, request(loaded, {"logp": p[0], "qed": p[1]}))[0] == 0]
+    assert rare, "every pair is met by some training molecule"
+    a, b = rare[0]
+    rc, _, err = run_main("sample", "-n", 5, "--model", cvae.path, "--condition", f"logp={a}",
+                          "--condition", f"qed={b}", "-o", tmp_path / "s.csv")
+    assert rc == 0 and f"note: logp={a:g} qed={b:g}: none of the model's {total:,} stored " in err
+    rc, _, err = run_main("sample", "-n", 5, "--model", cvae.path, "--condition", "logp=2",
+                          "-o", tmp_path / "t.csv")
+    assert rc == 0 and "stored training molecules meet" not in err

@@ -73,7 +73,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from molvae.conditions import parse_targets
-    from molvae.generate import request, sample
+    from molvae.generate import request, sample, support_note
     from molvae.latent import resolve_prior
 
     out = check_output(args.out, default="samples.csv")
@@ -104,6 +104,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
         if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
             print(f"note: {name} range cut to {lo:g}:{hi:g}, the part of it the training data "
                   "covers", file=sys.stderr)
+    if note := support_note(loaded, request(loaded, cfg.generate.condition)):
+        print(f"note: {note}", file=sys.stderr)
     print(sampler_text(loaded, cfg.generate), file=sys.stderr)
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(loaded, cfg.generate, progress=bar.update)
