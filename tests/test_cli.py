@@ -281,6 +281,30 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, monkeypatch, 
         assert "Traceback (most recent call last)" in err and "ZeroDivisionError: boom" in err
 
 
+def test_an_error_a_library_makes_of_a_ctrl_c_is_the_interruption(tmp_path, monkeypatch,
+                                                                   run_main):
+    """Ctrl-C while pydantic serialized Prefect's settings ended as "a bug": its serializer
+    turns the KeyboardInterrupt into an error of its own, unchained. A real SIGINT here,
+    turned into an unchained error the same way."""
+    import signal
+    import time
+
+    import molvae.moses
+
+    def fail(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+        except KeyboardInterrupt:
+            raise ValueError("Error calling function `_ser_model`: KeyboardInterrupt") from None
+
+    monkeypatch.setattr(molvae.moses, "sample_rows", fail)
+    (tmp_path / "in.csv").write_text("SMILES\nCCO\n")
+    rc, _, err = run_main("data", "sample", tmp_path / "in.csv", tmp_path / "out.csv", "-n", 1)
+    assert rc == 130 and err.strip().splitlines()[-1] == "molvae: interrupted", err
+    assert "this is a bug" not in err
+
+
 def test_a_refused_write_is_one_line(tmp_path, run_main):
     """A write the machine refuses (here sysfs, which refuses even root) is the user's to fix:
     one line naming the file, no traceback (refused by the output check before the work where

@@ -62,8 +62,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so every cleanup runs as for Ctrl-C."""
 
 
+# The signal that arrived during this main() call, if any: a library can turn the
+# KeyboardInterrupt it raises into an error of its own without chaining it (pydantic's
+# serializer, Ctrl-C during Prefect's settings dump), and it still counts as the interruption.
+_SIGNALLED: list[type[KeyboardInterrupt]] = []
+
+
 def _terminate(signum, frame):
+    _SIGNALLED.append(Terminated)
     raise Terminated()
+
+
+def _interrupt(signum, frame):
+    _SIGNALLED.append(KeyboardInterrupt)
+    raise KeyboardInterrupt()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     quiet_third_parties(args.verbose)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    _SIGNALLED.clear()
+    previous = ((signal.signal(signal.SIGTERM, _terminate), signal.signal(signal.SIGINT, _interrupt))
+                if in_main else None)
     try:
         args.func(args)
     except Terminated:
@@ -86,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("molvae: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        interrupt = _while_interrupted(exc)
+        interrupt = _while_interrupted(exc) or (_SIGNALLED[-1]() if _SIGNALLED else None)
         if interrupt is not None:  # a library's cleanup failed on the way out of a Ctrl-C
             if args.verbose:
                 traceback.print_exc()
@@ -103,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if in_main:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
     return 0
 
 
