@@ -20,11 +20,50 @@ SHIPPED_MODEL = REPO / "data" / "model" / "molvae_moses_cvae.pt"  # the default 
 def pytest_configure(config):
     """One torch thread per test process under xdist (make test: two processes, two
     cores): the tests' many tiny tensor ops run ~4x slower when each process's intra-op
-    threads wait for a core the other process holds (see molvae.parallel.torch_threads)."""
+    threads wait for a core the other process holds (see molvae.parallel.torch_threads).
+    The controller (or a run without xdist) starts the flow tests' Prefect server."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+    elif _runs_flow_tests(config):
+        _start_prefect_server()
+
+
+TEST_PREFECT_API = "MOLVAE_TEST_PREFECT_API_URL"
+
+
+def _runs_flow_tests(config) -> bool:
+    paths = [Path(str(a).split("::")[0]) for a in config.args] or [Path(".")]
+    return any(p.name == "test_flows.py" or (p / "test_flows.py").is_file()
+               or (p / "tests" / "test_flows.py").is_file() for p in paths)
+
+
+def _start_prefect_server() -> None:
+    """One Prefect server for every test process's flow tests (each started its own: ~12 s
+    of a core apiece), booting while the workers start and collect: `molvae run`'s own
+    early server (``flows.server``), on a database in a temporary folder, gone at exit
+    (its watchdog ends it with this process). The workers find it by TEST_PREFECT_API."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if os.environ.get(TEST_PREFECT_API) or os.environ.get("PREFECT_API_URL"):
+        return
+    home = tempfile.mkdtemp(prefix="molvae-test-prefect-")
+    atexit.register(shutil.rmtree, home, True)  # after the server stops (atexit: last in, first out)
+    previous = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = home  # read as Prefect is imported, next
+    try:
+        from flows import server
+
+        if server.start():
+            os.environ[TEST_PREFECT_API] = server._EARLY[0][0]
+    finally:
+        if previous is None:
+            del os.environ["PREFECT_HOME"]
+        else:
+            os.environ["PREFECT_HOME"] = previous
 
 
 TINY_MODEL = {"embedding_size": 16, "encoder_hidden_size": 32, "latent_size": 8,

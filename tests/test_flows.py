@@ -17,12 +17,40 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def harness(tmp_path_factory):
+    """Flows run against the Prefect server the test session started (conftest: one for
+    every test process, as `molvae run` runs against its own), else Prefect's test harness."""
     home = tmp_path_factory.mktemp("prefect_home")
     os.environ["PREFECT_HOME"] = str(home)  # isolate cached results
+    from conftest import TEST_PREFECT_API
+
+    url = os.environ.get(TEST_PREFECT_API)
+    if url:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        _wait_for(url)
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+        return
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def _wait_for(url: str, timeout: float = 120) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.time() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
