@@ -25,7 +25,8 @@ from pathlib import Path
 from molvae.errors import MolvaeError
 
 MODEL_HELP = "checkpoint (default: data/model/molvae_moses_cvae.pt, the shipped conditional model)"
-NOISY_LOGGERS = ("httpx", "alembic", "mlflow", "urllib3", "distributed", "asyncio", "torch")
+NOISY_LOGGERS = ("httpx", "httpcore", "websockets", "graphviz", "matplotlib", "PIL", "alembic", "mlflow",
+                 "urllib3", "distributed", "asyncio", "torch")
 
 
 class UsageError(MolvaeError):
