@@ -579,3 +579,14 @@ def test_run_with_a_missing_model_is_one_line_and_leaves_no_run_folder(tmp_path,
                           "--set", f'out_dir="{tmp_path / "runs"}"')
     assert rc == 1 and err.strip() == f"molvae: error: {tmp_path / 'nosuch.pt'}: model file not found"
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_run_summary_shows_each_conditional_request(tmp_path, capsys):
+    from molvae.cli.run import print_summary
+
+    print_summary({"out_dir": str(tmp_path), "cond0_hit": 0.0, "cond0_novel_hit": 0.0,
+                   "cond0_mae_logp": 1.8, "cond0_mae_tpsa": 19.06, "cond1_hit": 0.86,
+                   "cond1_novel_hit": 0.48, "cond1_mae_logp": 0.3586}, 3.0)
+    out = capsys.readouterr().out
+    assert "  request 0: hit 0.0%, novel hits 0.0%, MAE logp 1.8 tpsa 19.1\n" in out
+    assert "  request 1: hit 86.0%, novel hits 48.0%, MAE logp 0.359\n" in out

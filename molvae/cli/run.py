@@ -145,6 +145,7 @@ def print_summary(result: dict, seconds: float) -> None:
             print(f"  {key:20s} {value:.4f}" if isinstance(value, float) else f"  {key:20s} {value}")
     if result.get("model_path"):
         print(f"  model: {result['model_path']}")
+    _print_requests(result)
     _print_top(out / "top_candidates.csv")
     if (out / "report.html").is_file():
         print(f"  report: {out / 'report.html'}")
@@ -160,6 +161,17 @@ def print_summary(result: dict, seconds: float) -> None:
         print(f"  the run's page:  {run_url(uri, result['run_id'])}")
     print("  open Prefect UI: prefect server start   (then http://127.0.0.1:4200; "
           "set PREFECT_API_URL=http://127.0.0.1:4200/api before `molvae run` to keep runs)")
+
+
+def _print_requests(result: dict) -> None:
+    """Per conditional request (the run's ``cond<i>_*`` metrics): hits, novel hits, MAEs."""
+    i = 0
+    while f"cond{i}_hit" in result:
+        maes = " ".join(f"{k.split('_mae_')[1]} {v:.3g}" for k, v in result.items()
+                        if k.startswith(f"cond{i}_mae_"))
+        print(f"  request {i}: hit {result[f'cond{i}_hit']:.1%}, novel hits "
+              f"{result.get(f'cond{i}_novel_hit', float('nan')):.1%}" + (f", MAE {maes}" if maes else ""))
+        i += 1
 
 
 def _print_top(path: Path) -> None:
