@@ -42,13 +42,14 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
 
 
-def start() -> bool:
-    """Start the temporary server's process now, when a run will use one (True if it did)."""
+def start() -> str | None:
+    """Start the temporary server's process now, when a run will use one: its API URL, or
+    None when none was started (a server set, ephemeral servers off, or started already)."""
     import prefect
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, get_current_settings
 
     if _EARLY or PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return False
+        return None
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -62,7 +63,7 @@ def start() -> bool:
         start_new_session=True)
     atexit.register(_stop, process)
     _EARLY.append((f"http://127.0.0.1:{port}/api", process))
-    return True
+    return _EARLY[-1][0]
 
 
 @contextlib.contextmanager

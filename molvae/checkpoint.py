@@ -285,13 +285,15 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     shared by every model trained on the same data) and the checkpoint names that file.
     ``max_codes``: keep a seeded random subset of the stored prior codes. ``codes_8bit``:
     store them as 8-bit per-dimension grids (a quarter of float32, half of float16).
-    ``width``: the prior width sampling uses by default; ``sampling``: sampling defaults
-    stored with the model, used where the config leaves them unset ({"greedy": bool,
-    "refine": passes 0-10, "condition_width": prior width of requests, "condition_guidance":
-    their guidance 0-20}); merged into those the source stores.
+    ``width``: the prior width sampling uses by default; ``sampling``: defaults stored with
+    the model where the config leaves them unset (``check_sampling``; condition_*: a
+    conditional model's, for requests), merged into those the source stores.
     """
     sampling = check_sampling(sampling or {})  # before any work
     state = read_checkpoint(src)
+    if any(k.startswith("condition_") for k in sampling) and not state["model_config"].get("conditions"):
+        raise CheckpointError(f"{src} is not conditional: condition_width and condition_guidance "
+                              "are a conditional model's defaults for requests")
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
     dest = Path(dest)
     if half:
@@ -412,8 +414,6 @@ def store_prior(src: str | Path, prior: dict, dest: str | Path | None = None) ->
     dest = Path(dest or src)
     save_checkpoint(dest, state)
     return dest
-
-
 
 
 def model_record(model: SelfiesVAE, model_cfg: ModelConfig, train_cfg: dict, vocab: Vocab,

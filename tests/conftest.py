@@ -57,8 +57,8 @@ def _start_prefect_server() -> None:
     try:
         from flows import server
 
-        if server.start():
-            os.environ[TEST_PREFECT_API] = server._EARLY[0][0]
+        if url := server.start():
+            os.environ[TEST_PREFECT_API] = url
     finally:
         if previous is None:
             del os.environ["PREFECT_HOME"]

@@ -194,6 +194,10 @@ def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tiny_tra
     unconditional = str(tiny_trained[1].checkpoint)
     assert main(["export", unconditional, str(tmp_path / "u.pt"), "--condition-guidance", "2"]) == 1
     assert "is not conditional" in capsys.readouterr().err and not (tmp_path / "u.pt").exists()
+    from molvae.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="is not conditional"):  # the Python API too
+        export_model(unconditional, tmp_path / "u.pt", sampling={"condition_width": 1.0})
 
 
 def test_conditional_requests_fail_in_one_line(cvae, tiny):

@@ -91,12 +91,6 @@ def cmd_export(args: argparse.Namespace) -> None:
         if other.resolve().parent != Path(args.dest).resolve().parent:
             raise UsageError(f"--hashes-of {other}: write the export beside it (in "
                              f"{other.parent}), where its training-set hashes file is")
-    if {"condition_width", "condition_guidance"} & set(sampling):
-        from molvae.checkpoint import read_checkpoint
-
-        if not read_checkpoint(src)["model_config"].get("conditions"):
-            raise UsageError(f"--condition-width and --condition-guidance set a conditional "
-                             f"model's defaults for requests; {src} is not conditional")
     check_output(args.dest, (".pt",))
     dest = export_model(src, args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
