@@ -111,6 +111,9 @@ class TrainConfig(_Section):
     lr_fit_to_time: bool = False
     init_from: Path | None = None  # start from these weights (fresh optimizer and schedule)
     freeze_encoder: bool = False  # train the decoder only (encoder and latent head fixed)
+    # the decoder is trained on z = mu + latent_noise * sigma * eps: 1 is the VAE's own draw;
+    # above 1 it learns to write codes drawn wider, as the sampler draws them (prior width)
+    latent_noise: float = Field(1.0, ge=0, le=4)
     # condition dropout of a conditional model: the whole condition vector is dropped with
     # probability condition_dropout (the model learns to sample unconditionally), else each
     # property with property_dropout (it learns requests that name only some properties)

@@ -199,7 +199,7 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
         cond = loop.conditions.training_vector(ds.properties, idx, cfg.condition_dropout,
                                                cfg.property_dropout, None).to(loop.device)
     with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = model(tokens, lengths, cond)
+        out = model(tokens, lengths, cond, cfg.latent_noise)
         recon = reconstruction_loss(out["logits"].float(), tokens).mean()
     kl_dims = kl_divergence(out["mu"].float(), out["logvar"].float())
     beta = beta_at(loop.step, cfg.beta_schedule, cfg.beta_start, cfg.beta_max, cfg.beta_warmup_steps)

@@ -124,3 +124,21 @@ def test_overfit_a_tiny_batch():
     for row, t, n in zip(ids, tokens, lengths, strict=True):
         assert row[: n - 1].tolist() == t[1:n].tolist()
     assert math.isfinite(float(loss.detach()))
+
+
+def test_latent_noise_scales_the_training_draw_only():
+    """``noise`` multiplies the posterior's spread of the z the decoder is trained on; 0 is
+    the mean itself, and evaluation always decodes the mean."""
+    model = build_model(CFG, V)
+    tokens, lengths = _batch()
+    mu, logvar = model.encode(tokens, lengths)
+    torch.manual_seed(1)
+    draws = torch.stack([model.reparameterize(mu, logvar, 3.0) for _ in range(4000)])
+    spread = (draws - mu).std(0) / torch.exp(0.5 * logvar)
+    assert torch.allclose(spread, torch.full_like(spread, 3.0), rtol=0.08)
+    model.train()
+    assert torch.equal(model(tokens, lengths, noise=0.0)["z"], mu.detach())
+    a, b = model(tokens, lengths, noise=2.0)["z"], model(tokens, lengths, noise=2.0)["z"]
+    assert not torch.equal(a, b)
+    model.eval()
+    assert torch.equal(model(tokens, lengths, noise=2.0)["z"], mu.detach())
