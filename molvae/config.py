@@ -10,7 +10,7 @@ import builtins
 import math
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -56,7 +56,8 @@ class _Section(BaseModel):
     def _empty_is_none(cls, data):
         """TOML has no null: an empty string means "not set" for optional fields."""
         if isinstance(data, dict):
-            optional = {k for k, f in cls.model_fields.items() if f.default is None}
+            optional = {k for k, f in cls.model_fields.items()
+                        if f.default is None or type(None) in get_args(f.annotation)}
             data = {k: (None if k in optional and v == "" else v) for k, v in data.items()}
         return data
 

@@ -122,9 +122,7 @@ def read_molecules(
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc}); is it truncated?") from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: malformed {kind[1:].upper()} ({exc})") from None
-    if smiles_column not in df.columns:
-        cols = ", ".join(map(str, df.columns[:10]))
-        raise DataError(f"{path}: no column {smiles_column!r} (columns: {cols})")
+    smiles_column = smiles_column_of(path, df.columns, smiles_column)
     missing = [c for c in property_columns if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing property column(s) {', '.join(missing)}")
@@ -135,14 +133,26 @@ def read_molecules(
     return Molecules(smiles=smiles, properties=props)
 
 
+def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
+    """``name`` if the file has that column, else its one column of that name in another
+    case (``molvae sample`` writes ``smiles``, MOSES files ``SMILES``)."""
+    if name in columns:
+        return name
+    same = [c for c in columns if str(c).lower() == name.lower()]
+    if len(same) == 1:
+        return str(same[0])
+    cols = ", ".join(map(str, list(columns)[:10]))
+    raise DataError(f"{path}: no column {name!r} (columns: {cols}); name the SMILES column "
+                    "with --smiles-column or data.smiles_column")
+
+
 def _read_parquet(path: Path, smiles_column: str, property_columns: Sequence[str],
                   limit: int | None) -> Molecules:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise DataError(f"{path}: cannot read Parquet ({type(exc).__name__})") from None
-    if smiles_column not in df.columns:
-        raise DataError(f"{path}: no column {smiles_column!r} (columns: {', '.join(df.columns[:10])})")
+    smiles_column = smiles_column_of(path, df.columns, smiles_column)
     df = df.head(limit) if limit else df
     smiles = [s.strip() or None if isinstance(s, str) else None for s in df[smiles_column]]
     props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}

@@ -92,8 +92,13 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
 
 
 def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
-    """``cfg.greedy``, where None means: the model's stored choice (else drawn tokens)."""
-    return bool(loaded.sampling.get("greedy", False)) if cfg.greedy is None else cfg.greedy
+    """``cfg.greedy``, where None means: drawn tokens when a temperature other than 1 or a
+    nucleus (top_p) is asked for (they shape the draw), else the model's stored choice."""
+    if cfg.greedy is not None:
+        return cfg.greedy
+    if cfg.temperature != 1.0 or cfg.top_p is not None:
+        return False
+    return bool(loaded.sampling.get("greedy", False))
 
 
 def uses_guidance(loaded: LoadedModel, cfg: GenerateConfig) -> float:
@@ -415,10 +420,14 @@ def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 10
         if progress:
             progress(len(mu))
     df = pd.DataFrame({"input": list(smiles), "reconstructed": recon})
-    bad = ~batch.ok
+    # longer than the decoder writes: encoded, but never written back whole
+    long = batch.ok & (batch.lengths - 2 > max_length)
+    bad = ~batch.ok | long
     df.loc[bad, "reconstructed"] = ""
     df["exact_match"] = [(not b) and c == r
                          for b, c, r in zip(bad, batch.canonical, recon, strict=True)]
-    df["error"] = [e or "" for e in batch.errors]
+    df["error"] = [e or (f"{n - 2} SELFIES tokens, longer than the {max_length} the decoder "
+                         "writes" if too else "")
+                   for e, n, too in zip(batch.errors, batch.lengths, long, strict=True)]
     df.attrs["own_condition"] = own is not None
     return df

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import chem
-from .data import file_digest
+from .data import file_digest, smiles_column_of
 from .errors import DataError
 from .files import atomic_path
 from .parallel import map_chunks, resolve_workers
@@ -118,9 +118,7 @@ class FingerprintIndex:
             df = pd.read_csv(path)
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read the molecules to compare with from {path}: {e}") from e
-        if smiles_column not in df:
-            raise DataError(f"{path} has no column {smiles_column!r} (columns: "
-                            f"{', '.join(map(str, df.columns))})")
+        smiles_column = smiles_column_of(path, df.columns, smiles_column)
         smiles = df[smiles_column].astype(str).tolist()
         name = fingerprints_name(path, smiles_column)
         cache = Path(cache_dir) / name if cache_dir is not None else None

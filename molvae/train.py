@@ -393,9 +393,9 @@ def _prepare_and_fit(data_cfg, model_cfg, cfg, callbacks, resume, data_progress)
     if source is not None:
         state = read_checkpoint(source)
         vocab = Vocab.from_list(state["vocab"])
-        if resume is None:
-            model_cfg = _fine_tune_config(model_cfg, ModelConfig.model_validate(
-                state["model_config"]), source)
+        # [model] left at its defaults: the checkpoint's (a fine-tune, and its resume)
+        model_cfg = _fine_tune_config(model_cfg, ModelConfig.model_validate(
+            state["model_config"]), source)
     wanted = dict.fromkeys([*model_cfg.property_names, *model_cfg.conditions])
     compute = [p for p in wanted if p not in data_cfg.property_columns]  # the rest: data columns
     ds = prepare(data_cfg, vocab, compute_properties=compute, progress=data_progress)

@@ -3,6 +3,7 @@ subprocesses (the real entry point, a fresh interpreter); the rest go through th
 entry point, ``main``, in this process, to spare a Python start (~5 s of imports) each."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,15 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
         assert z["smiles"].dtype.kind == "U" and len(z["mu"]) == 21
     # what `molvae sample` writes (a smiles column) is read back without --smiles-column
     rc, out, err = cli("reconstruct", tmp_path / "s.parquet", "--model", m, "-o", tmp_path / "r2.csv")
-    assert rc == 0 and "of 50 molecules" in out, err
-    rc, _, err = cli("reconstruct", tmp_path / "s.parquet", "--smiles-column", "SMILES")
-    assert rc == 1 and "no column 'SMILES'" in err
+    assert rc == 0, err
+    done, more = map(int, re.search(r"of (\d+) molecules \((\d+) more", out).groups())
+    assert done + more == 50
+    # a column named in another case is that column; a column it lacks says how to name one
+    rc, out, err = cli("reconstruct", tmp_path / "s.parquet", "--smiles-column", "SMILES",
+                       "--model", m, "-o", tmp_path / "r3.csv")
+    assert rc == 0 and f"of {done} molecules" in out, err
+    rc, _, err = cli("reconstruct", tmp_path / "s.parquet", "--smiles-column", "mol")
+    assert rc == 1 and "no column 'mol'" in err and "--smiles-column" in err
     rc, out, err = cli("evaluate", tmp_path / "s.parquet", "--reference", tmp_path / "in.csv",
                        "--model", m, "--no-fcd", "-o", tmp_path / "ev.json")
     assert rc == 0, err
@@ -590,3 +597,84 @@ def test_the_run_summary_shows_each_conditional_request(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "  request 0: hit 0.0%, novel hits 0.0%, MAE logp 1.8 tpsa 19.1\n" in out
     assert "  request 1: hit 86.0%, novel hits 48.0%, MAE logp 0.359\n" in out
+
+
+# --------------------------------------------------------------------------- session 24's probe
+
+
+def test_the_configs_model_is_the_commands_model(tiny_trained, tmp_path, cli):
+    """``model_path`` in -c FILE or --set reaches every command, not only `molvae run` (the
+    shipped model was used without a word); --model still wins."""
+    _, result = tiny_trained  # unconditional: a request to it is refused
+    cfg = tmp_path / "mine.toml"
+    cfg.write_text(f'model_path = "{result.checkpoint}"\n')
+    rc, _, err = cli("sample", "-c", cfg, "-n", 5, "--condition", "logp=2", "-o", tmp_path / "a.csv")
+    assert rc == 1 and "is not a conditional model" in err
+    rc, _, err = cli("sample", "--set", f'model_path="{result.checkpoint}"', "-n", 5,
+                     "--condition", "logp=2", "-o", tmp_path / "b.csv")
+    assert rc == 1 and "is not a conditional model" in err
+    rc, _, err = cli("sample", "-c", cfg, "-n", 5, "--set", 'score.known_molecules=""',
+                     "-o", tmp_path / "c.csv")
+    assert rc == 0, err  # "" skips the nearest-known lookup (it was "no such file .")
+    assert "nearest_known" not in pd.read_csv(tmp_path / "c.csv").columns
+
+
+def test_data_sample_never_overwrites_its_source_or_writes_a_misnamed_file(tmp_path, cli,
+                                                                           test_smiles):
+    src = tmp_path / "mols.csv"
+    pd.DataFrame({"SMILES": test_smiles[:30]}).to_csv(src, index=False)
+    before = src.read_bytes()
+    rc, _, err = cli("data", "sample", src, src, "-n", 5)
+    assert rc == 1 and "is the file sampled from" in err and src.read_bytes() == before
+    rc, _, err = cli("data", "sample", src, tmp_path / "s.parquet", "-n", 5)
+    assert rc == 1 and "reads and writes CSV" in err and not (tmp_path / "s.parquet").exists()
+    (tmp_path / "mols.sdf").write_text("x\n")
+    rc, _, err = cli("data", "sample", tmp_path / "mols.sdf", tmp_path / "s.csv", "-n", 1)
+    assert rc == 1 and "reads and writes CSV" in err
+
+
+def test_files_without_one_usable_molecule_are_errors(tiny_trained, tmp_path, cli):
+    _, result = tiny_trained
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"smiles": ["hello", "C1CC", ""]}).to_csv(bad, index=False)  # lowercase column
+    for command in (["reconstruct", bad, "-o", tmp_path / "r.csv"],
+                    ["encode", bad, "-o", tmp_path / "e.parquet"], ["data", "index", bad]):
+        rc, _, err = cli(*command, *(["--model", result.checkpoint] if command[0] != "data" else []))
+        assert rc == 1 and "none of its 3" in err, (command, err)
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_molecule_longer_than_the_decoder_writes_is_an_error_row(tiny_trained, tmp_path, cli):
+    """It was 'reconstructed' as whatever fitted in the decoder's length, with no error."""
+    _, result = tiny_trained
+    mols = tmp_path / "m.csv"
+    pd.DataFrame({"SMILES": [ASPIRIN, "C" * 150]}).to_csv(mols, index=False)
+    rc, out, err = cli("reconstruct", mols, "--model", result.checkpoint, "-o", tmp_path / "r.csv")
+    assert rc == 0, err
+    df = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
+    assert "longer than the 100 the decoder writes" in df.error[1] and df.reconstructed[1] == ""
+    assert "of 1 molecules (1 more could not be encoded or are too long" in out
+
+
+def test_evaluate_takes_a_smiles_column_and_notes_a_small_set(tmp_path, cli, test_smiles):
+    gen = tmp_path / "g.csv"
+    pd.DataFrame({"Smiles": test_smiles[:40]}).to_csv(gen, index=False)
+    rc, _, err = cli("evaluate", gen, "--smiles-column", "Smiles", "--no-fcd", "--train", gen,
+                     "-o", tmp_path / "e.json")
+    assert rc == 0, err
+    assert "40 molecules: uniqueness@10k is over all of them" in err
+
+
+def test_an_error_ends_the_progress_bar_line_first():
+    """A command that fails mid-bar printed its error at the end of the bar's line."""
+    import io
+
+    from tqdm import tqdm
+
+    from molvae.cli import _close_bars
+
+    stream = io.StringIO()
+    bar = tqdm(total=10, desc="decoding", file=stream)
+    bar.update(3)
+    _close_bars()
+    assert stream.getvalue().endswith("\n") and bar.disable

@@ -57,8 +57,10 @@ def test_empty_file_missing_column_and_nothing_valid(tmp_path):
     empty.write_text("")
     with pytest.raises(DataError, match="empty"):
         prepare(_cfg(tmp_path, empty))
-    with pytest.raises(DataError, match="no column 'smiles'.*SMILES"):
-        prepare(_cfg(tmp_path, _csv(tmp_path, GOOD), smiles_column="smiles"))
+    with pytest.raises(DataError, match="no column 'mol'.*SMILES.*--smiles-column"):
+        prepare(_cfg(tmp_path, _csv(tmp_path, GOOD), smiles_column="mol"))
+    # a column named in another case is that column (`molvae sample` writes "smiles")
+    assert len(prepare(_cfg(tmp_path, _csv(tmp_path, GOOD), smiles_column="smiles")).smiles)
     with pytest.raises(DataError, match="no valid molecules left.*2 invalid"):
         prepare(_cfg(tmp_path, _csv(tmp_path, ["xx,1", "yy,2"], name="bad.csv")))
     with pytest.raises(DataError, match="no such file"):

@@ -289,3 +289,18 @@ def test_sampling_workers_of_a_flow_give_the_shards_sampled_here(tiny_trained, m
     missing = tmp_path / "missing.pt"
     with pytest.raises(GenerationError, match="sampling worker failed: .*missing.pt"):
         shards.sample_all(str(missing), jobs, 2)
+
+
+def test_a_temperature_or_a_nucleus_draws_tokens_from_a_greedy_model(tiny_trained, tmp_path):
+    """A model that stores greedy decoding ignored --temperature and --top-p without a word:
+    asking for either now draws tokens; an explicit greedy still wins."""
+    from molvae.checkpoint import export_model, load_model
+
+    tiny, _ = tiny_trained
+    greedy = load_model(export_model(tiny.path, tmp_path / "greedy.pt", sampling={"greedy": True}))
+    kw = dict(num_samples=40, seed=5, workers=1, refine=0)
+    base = generate.sample(greedy, **kw).smiles.tolist()
+    assert generate.sample(greedy, greedy=True, **kw).smiles.tolist() == base
+    assert generate.sample(greedy, temperature=1.5, **kw).smiles.tolist() != base
+    assert generate.sample(greedy, top_p=0.9, **kw).smiles.tolist() != base
+    assert generate.sample(greedy, temperature=1.5, greedy=True, **kw).smiles.tolist() == base

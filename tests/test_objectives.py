@@ -124,6 +124,9 @@ def one_number(smiles):
 
 def takes_nothing():
     return []
+
+def words(smiles):
+    return ["high" for s in smiles]
 '''
 
 
@@ -150,6 +153,7 @@ def test_callable_from_a_file_isolates_failures(tmp_path):
                     "ConnectionError: model server down"),
     ("takes_nothing", "has scored none: TypeError: takes_nothing() takes 0 positional arguments"),
     ("one_number", "returned float; it must return a list of one number per molecule"),
+    ("words", "returned 'high' (str) for a molecule; it must return numbers"),
 ])
 def test_a_broken_callable_stops_the_run_with_its_error(tmp_path, name, msg, caplog):
     """Not a budget of unscorable calls ending in 'success': the first batch says it is broken."""

@@ -425,6 +425,12 @@ def test_a_fine_tune_on_your_own_file_keeps_the_models_vocabulary_and_config(cva
     assert state["info"]["data_unknown_tokens"] >= 1
     assert sample(load_model(result.checkpoint), num_samples=5, workers=1,
                   condition={"logp": 2.0}).valid.all()
+    # and resumed the same way, [model] still at its defaults (it was "model config differs")
+    resumed = train_model(DataConfig(path=mine, cache_dir=tmp_path / "c"), ModelConfig(),
+                          TrainConfig(epochs=2, batch_size=64, out_dir=tmp_path / "ft", threads=1,
+                                      recon_eval_size=0, prior_codes=50),
+                          resume=result.checkpoint)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
     with pytest.raises(CheckpointError, match=r"model\.latent_size \(8 there, 4 asked\)"):
         train_model(DataConfig(path=mine, cache_dir=tmp_path / "c"),
                     cvae.model_config.model_copy(update={"latent_size": 4}),

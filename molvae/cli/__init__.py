@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = ((signal.signal(signal.SIGTERM, _terminate), signal.signal(signal.SIGINT, _interrupt))
                 if in_main else None)
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        finally:
+            _close_bars()  # an error is printed on a line of its own, not after a bar
     except Terminated:
         print("molvae: terminated", file=sys.stderr)
         return 143
@@ -126,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 # the user's to fix, said in one line.
 _USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT,
                    errno.EISDIR, errno.ENOTDIR}
+
+
+def _close_bars() -> None:
+    """Close the progress bars a failing command left open (each ends its line)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _while_interrupted(exc: BaseException) -> KeyboardInterrupt | None:

@@ -166,12 +166,19 @@ def _is_set(cfg, key: str) -> bool:
 # --------------------------------------------------------------------------- files
 
 
-def load_model(path: str | None):
+def load_model(args: argparse.Namespace, cfg=None):
+    """The model of ``--model``, else of the config's ``model_path`` (-c FILE, --set; ``cfg``
+    when the command has loaded it), else the shipped one."""
     from molvae.checkpoint import load_model
     from molvae.config import SHIPPED_MODEL
 
+    path = getattr(args, "model", None)
     if path is not None and not path.strip():
         raise UsageError("--model is empty; leave it out to use the shipped model")
+    if path is None and cfg is None and (getattr(args, "config", None) or getattr(args, "set", None)):
+        cfg = load_run_config(args)
+    if path is None and cfg is not None and cfg.model_path is not None:
+        path = str(cfg.model_path)
     return load_model(SHIPPED_MODEL if path is None else path)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from molvae.errors import DataError
 
 from .common import StageBars, UsageError, add_config_options, check_input, load_run_config, progress_bar
 
@@ -24,7 +27,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     sample_parser = actions.add_parser("sample", help="draw a seeded random sample of rows from a CSV")
     sample_parser.add_argument("src")
     sample_parser.add_argument("dest")
-    sample_parser.add_argument("-n", type=int, required=True)
+    sample_parser.add_argument("-n", type=int, required=True, help="rows to draw")
     sample_parser.add_argument("--seed", type=int, default=0)
     sample_parser.add_argument("--exclude", help="CSV whose first-column values are never drawn")
     sample_parser.set_defaults(func=cmd_data_sample)
@@ -75,6 +78,11 @@ def cmd_data_sample(args: argparse.Namespace) -> None:
 
     if args.n < 1:
         raise UsageError(f"-n must be a positive number of rows, got {args.n}")
+    for name in (args.src, args.dest, args.exclude):
+        if name is not None and not name.lower().endswith((".csv", ".csv.gz")):
+            raise UsageError(f"{name}: molvae data sample reads and writes CSV (.csv or .csv.gz)")
+    if Path(args.dest).resolve() == Path(args.src).resolve():
+        raise UsageError(f"{args.dest} is the file sampled from; write the sample to another file")
     n = sample_rows(check_input(args.src), args.dest, args.n, args.seed,
                     check_input(args.exclude) if args.exclude else None)
     print(f"wrote {n} rows to {args.dest}")
@@ -117,8 +125,11 @@ def cmd_data_index(args: argparse.Namespace) -> None:
     path = check_input(args.path)
     with progress_bar(None, "fingerprints") as bar:
         index = FingerprintIndex.from_file(path, args.smiles_column, progress=bar.update)
-    out = index.write_beside(path, args.smiles_column)
     unparsed = int((~index.bits.any(1)).sum())  # no fingerprint: never anyone's nearest
+    if unparsed == len(index):
+        raise DataError(f"{path}: none of its {len(index):,} rows is a valid molecule; "
+                        "nothing to index")
+    out = index.write_beside(path, args.smiles_column)
     rows = "row" if unparsed == 1 else "rows"
     note = f" ({unparsed:,} {rows} not a valid molecule: never a match)" if unparsed else ""
     print(f"{len(index):,} molecules indexed{note}: {out} ({out.stat().st_size / 1e6:.1f} MB)")

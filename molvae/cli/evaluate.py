@@ -6,13 +6,22 @@ import argparse
 import sys
 import time
 
-from .common import StageBars, UsageError, add_model_option, check_output, load_model, read_smiles
+from .common import (
+    StageBars,
+    UsageError,
+    add_model_option,
+    add_smiles_column_option,
+    check_output,
+    load_model,
+    read_smiles,
+)
 
 
 def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("evaluate", help="MOSES-style metrics of generated molecules")
     parser.add_argument("generated", help="file with a SMILES or smiles column (what "
                         "`molvae sample` writes)")
+    add_smiles_column_option(parser)
     parser.add_argument("--reference", help="reference set (default: shipped MOSES test sample)")
     parser.add_argument("--train", help="training set for novelty (default: the model's)")
     add_model_option(parser)
@@ -33,9 +42,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     out = check_output(args.out, (".json",), default="evaluation.json")
-    generated = read_smiles(args.generated)
+    generated = read_smiles(args.generated, args.smiles_column)
     reference = read_smiles(args.reference or str(SHIPPED_TEST))
-    is_novel = novelty_test(args.train) if args.train else load_model(args.model).is_novel
+    is_novel = novelty_test(args.train) if args.train else load_model(args).is_novel
     bars = StageBars()
     try:
         m, gen_rows, ref_rows = metrics.evaluate(generated, reference, is_novel,
@@ -48,6 +57,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = write_text(json.dumps(clean, indent=2, allow_nan=False), out)
     plot = metrics.plot_distributions(gen_rows, ref_rows, out.with_suffix(".png"))
     print(pd.Series(m).to_string(float_format=lambda v: f"{v:.4f}"))
+    n = len(generated)
+    if not m["validity"]:
+        print(f"note: none of the {n:,} molecules in {args.generated} is valid; every metric "
+              "but validity is undefined (null)", file=sys.stderr)
+    elif n < 10_000:
+        print(f"note: {n:,} molecules: uniqueness@10k is over all of them (as MOSES computes "
+              "it), and FCD is biased upward below ~10,000 (compare FCDs at equal sizes)",
+              file=sys.stderr)
     print(f"-> {out}, {plot}", file=sys.stderr)
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in bars.seconds.items())
           + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from molvae.errors import DataError
+
 from .common import (
     UsageError,
     add_config_options,
@@ -41,7 +43,8 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, help="> 0 (generate.temperature; default 1)")
     parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
                         help="greedy tokens, or --no-greedy to draw them (generate.greedy; "
-                             "default: the model's stored choice)")
+                             "default: drawn with --temperature other than 1 or --top-p, "
+                             "else the model's stored choice)")
     parser.add_argument("--top-p", type=float, help="nucleus sampling: draw each token from the "
                         "smallest set holding this much probability (generate.top_p; 0 < p <= 1)")
     parser.add_argument("--refine", type=int,
@@ -99,7 +102,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     }, defaults=SAMPLE_DEFAULTS)
     t0 = time.perf_counter()
     _check_score(cfg)
-    loaded = load_model(args.model)
+    loaded = load_model(args, cfg)
     resolve_prior(loaded, cfg.generate.prior)  # fail before the progress bar appears
     for name, (lo, hi) in request(loaded, cfg.generate.condition).items():
         asked = cfg.generate.condition[name]
@@ -195,7 +198,7 @@ def cmd_prior(args: argparse.Namespace) -> None:
     from molvae.config import SHIPPED_MODEL
     from molvae.latent import fit_prior
 
-    loaded = load_model(args.model)
+    loaded = load_model(args)
     if args.out is None and Path(loaded.path).resolve().parent == SHIPPED_MODEL.resolve().parent:
         raise UsageError(f"{loaded.path} is a shipped model, not changed in place: write it with "
                          "your codes to a file of your own (-o mine.pt)")
@@ -205,7 +208,8 @@ def cmd_prior(args: argparse.Namespace) -> None:
     prior = fit_prior(loaded, smiles, args.n, args.seed, width=width)
     path = store_prior(loaded.path, prior, args.out)
     print(f"stored {len(prior['mu'])} posterior codes (width {width:g}) of {args.data} "
-          f"in {path}; `molvae sample` now draws from them (--prior normal for N(0, I))")
+          f"in {path}; `molvae sample --model {path}` draws from them (--prior normal for "
+          "N(0, I))")
 
 
 def add_interpolate_command(sub: argparse._SubParsersAction) -> None:
@@ -232,7 +236,7 @@ def cmd_interpolate(args: argparse.Namespace) -> None:
     check_output(args.image, (".png",))
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
     _check_score(cfg)
-    loaded = load_model(args.model)
+    loaded = load_model(args, cfg)
     steps = cfg.generate.interpolation_steps
     bar = progress_bar(steps * (len(args.molecules) - 1), "interpolate")
     df = interpolate(loaded, args.molecules, steps, args.method, cfg.generate.max_length,
@@ -291,7 +295,7 @@ def cmd_neighbors(args: argparse.Namespace) -> None:
     })
     g = cfg.generate
     _check_score(cfg)
-    loaded = load_model(args.model)
+    loaded = load_model(args, cfg)
     bar = progress_bar(len(g.neighbor_radii) * g.neighbors_per_radius, "neighbors")
     df = neighbors(loaded, args.smiles, g.neighbor_radii, g.neighbors_per_radius, g.seed,
                    g.max_length, code_only=args.code_only, progress=bar.update)
@@ -323,16 +327,20 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
     out = check_output(args.out, default="reconstructed.csv")
     smiles = read_smiles(args.file, args.smiles_column)
-    loaded = load_model(args.model)
+    loaded = load_model(args)
     bar = progress_bar(len(smiles), "reconstruct")
     df = reconstruct(loaded, smiles, progress=bar.update, code_only=args.code_only)
     bar.close()
+    ok = df.error == ""
+    if not ok.any():
+        raise DataError(f"{args.file}: none of its {len(df)} molecules can be reconstructed "
+                        f"(first: {df.error.iloc[0]})")
     path = write_table(df, out, "reconstructed.csv")
-    bad = int((df.error != "").sum())
     how = (" given their own properties" if df.attrs["own_condition"]
            else " from the codes alone" if loaded.conditions is not None else "")
-    print(f"exact reconstruction{how} {df.exact_match.mean():.2%} of {len(df)} molecules "
-          f"({bad} could not be encoded) -> {path}")
+    print(f"exact reconstruction{how} {df.exact_match[ok].mean():.2%} of {int(ok.sum())} "
+          f"molecules ({len(df) - int(ok.sum())} more could not be encoded or are too long; "
+          f"see the error column) -> {path}")
 
 
 def add_encode_command(sub: argparse._SubParsersAction) -> None:
@@ -350,10 +358,13 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
     check_output(args.out, (".parquet", ".npz"))
     smiles = read_smiles(args.file, args.smiles_column)
-    loaded = load_model(args.model)
+    loaded = load_model(args)
     bar = progress_bar(len(smiles), "encode")
     df = code_table(loaded, smiles, progress=bar.update)
     bar.close()
+    if not (df.error == "").any():
+        raise DataError(f"{args.file}: none of its {len(df)} molecules can be encoded "
+                        f"(first: {df.error.iloc[0]})")
     if args.out.endswith(".npz"):
         _write_npz(df, args.out)
     else:

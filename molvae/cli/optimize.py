@@ -69,7 +69,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
                          f"molecules ({', '.join(SEEDED_METHODS)} do)")
     opt = cfg.optimize
     Objective.from_config(opt, cfg.score.desirability, cfg.scorers)  # fail before any work
-    loaded = load_model(args.model)
+    loaded = load_model(args, cfg)
     known = (read_molecules(cfg.data.path, cfg.data.smiles_column, limit=opt.surrogate_size).smiles
              if opt.method == "gradient" else [])
     known = [s for s in known if s]

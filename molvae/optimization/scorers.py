@@ -233,15 +233,23 @@ class BatchScorer:
         if len(values) != len(batch):
             raise OptimizationError(f"scorer {self.name!r} returned {len(values)} values for "
                                     f"{len(batch)} molecules (it must return one per molecule)")
-        return [_as_float(v) for v in values]
+        return [self._as_float(v) for v in values]
 
-
-def _as_float(v) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f if math.isfinite(f) else math.nan
+    def _as_float(self, v) -> float:
+        """A returned value as a float: None and non-finite numbers are NaN (a molecule it
+        cannot score); anything but a number is a broken scorer."""
+        if v is None:
+            return math.nan
+        if isinstance(v, (str, bytes)):
+            raise OptimizationError(f"scorer {self.name!r} returned {v!r} ({type(v).__name__}) "
+                                    "for a molecule; it must return numbers (None or NaN for "
+                                    "a molecule it cannot score)")
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise OptimizationError(f"scorer {self.name!r} returned {v!r} for a molecule; it "
+                                    "must return one number per molecule") from None
+        return f if math.isfinite(f) else math.nan
 
 
 def chemprop_predictor(path: str) -> Callable[[list[str]], list[float]]:
