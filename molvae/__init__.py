@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "load_config",
+    "read_molecules",
     "prepare",
     "train_model",
     "load_model",
@@ -30,6 +31,7 @@ __all__ = [
 
 _HOME = {
     "load_config": "config",
+    "read_molecules": "data",
     "prepare": "data",
     "train_model": "train",
     "load_model": "checkpoint",

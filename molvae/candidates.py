@@ -147,6 +147,10 @@ def rank(df: pd.DataFrame, by: str = "score", require_pass: bool = False) -> pd.
     """Valid unique molecules sorted by ``by`` (descending; for ``score``, ties broken by
     ``score_margin``), optionally only those passing every filter, with ``rank`` = 1, 2, ...
     The rows keep their index in ``df``."""
+    missing = [c for c in ("valid", "unique", by) if c not in df]
+    if missing:
+        raise DataError(f"rank needs the columns annotate adds; missing {', '.join(missing)} "
+                        "(run molvae.annotate on the table first)")
     keep = df["valid"] & df["unique"]
     if require_pass and "pass_all" in df:
         keep &= df["pass_all"]

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .files import inputs_beside
 
 __all__ = [
     "ConfigError",
@@ -383,27 +384,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        data = _inputs_beside(data, path.resolve().parent)
+        data = inputs_beside(data, path.resolve().parent)
     data = apply_overrides(data, overrides or [])
     return validate(RunConfig, data)  # type: ignore[return-value]
-
-
-# Files a config file reads, whose relative paths mean: beside the config file (the shipped
-# molvae.toml works from any folder); outputs (out_dir, cache_dir) stay where you run, and
-# --set values are paths as typed, from the working folder.
-INPUT_KEYS = (("model_path",), ("data", "path"), ("train", "init_from"), ("score", "known_molecules"))
-
-
-def _inputs_beside(data: dict, folder: Path) -> dict:
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for *sections, key in INPUT_KEYS:
-        node = data
-        for section in sections:
-            node = node.get(section) if isinstance(node.get(section), dict) else {}
-        value = node.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            node[key] = str(folder / value)
-    return data
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

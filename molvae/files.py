@@ -1,4 +1,4 @@
-"""Files written whole or not at all."""
+"""Files written whole or not at all, and the files a config file reads, found beside it."""
 
 from __future__ import annotations
 
@@ -29,3 +29,47 @@ def make_writable_folder(folder: str | Path) -> None:
     probe = folder / f".write_probe{os.getpid()}"
     probe.touch()
     probe.unlink()
+
+
+# Files a config file reads, whose relative paths mean: beside the config file (the shipped
+# molvae.toml works from any folder); outputs (out_dir, cache_dir) stay where you run, and
+# --set values are paths as typed, from the working folder.
+INPUT_KEYS = (("model_path",), ("data", "path"), ("train", "init_from"), ("score", "known_molecules"))
+
+
+def inputs_beside(data: dict, folder: Path) -> dict:
+    """A config file's ``data`` with the relative paths of the files it reads (INPUT_KEYS,
+    scorer files) made relative to ``folder``, the config file's."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for *sections, key in INPUT_KEYS:
+        node = data
+        for section in sections:
+            node = node.get(section) if isinstance(node.get(section), dict) else {}
+        value = node.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            node[key] = str(folder / value)
+    # scorer files: "file.py:function" and "chemprop:model.pt" objectives, callable and
+    # chemprop scorers' targets (a module name, "package.module:function", stays as it is)
+    opt = data.get("optimize")
+    if isinstance(opt, dict) and isinstance(opt.get("objective"), str):
+        opt["objective"] = _file_beside(opt["objective"], folder)
+    for scorer in (data.get("scorers") or {}).values():
+        if isinstance(scorer, dict) and isinstance(scorer.get("target"), str):
+            if scorer.get("kind") == "callable":
+                scorer["target"] = _file_beside(scorer["target"], folder)
+            elif scorer.get("kind") == "chemprop":
+                scorer["target"] = _beside(scorer["target"], folder)
+    return data
+
+
+def _beside(path: str, folder: Path) -> str:
+    return path if not path or Path(path).expanduser().is_absolute() else str(folder / path)
+
+
+def _file_beside(ref: str, folder: Path) -> str:
+    """A scorer reference with its file read beside the config: ``file.py:function`` and
+    ``chemprop:model.pt``; anything else as it is."""
+    if ref.startswith("chemprop:"):
+        return "chemprop:" + _beside(ref[len("chemprop:"):], folder)
+    file, sep, function = ref.rpartition(":")
+    return _beside(file, folder) + sep + function if sep and file.endswith(".py") else ref

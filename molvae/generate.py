@@ -20,9 +20,9 @@ from . import chem, parallel
 from .checkpoint import LoadedModel
 from .conditions import describe, hits
 from .config import GenerateConfig, validate
-from .errors import GenerationError
+from .errors import ConfigError, GenerationError
 from .grammar import RingSizeConstraint
-from .latent import LatentPrior, device_of, encode_batches, own_condition
+from .latent import LatentPrior, check_loaded, device_of, encode_batches, own_condition
 from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
 
 logger = logging.getLogger(__name__)
@@ -272,6 +272,10 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     x n draws). Decoding to SMILES runs in worker processes while the model samples the
     next batch. Columns: smiles, selfies, valid, source, seed, step.
     """
+    check_loaded(loaded, "sample")
+    if cfg is not None and not isinstance(cfg, GenerateConfig):
+        raise ConfigError(f"sample's cfg is a GenerateConfig (cfg.generate), not "
+                          f"{type(cfg).__name__}; give single settings as keywords")
     cfg = settings(cfg, **overrides)
     if uses_ring_grammar(loaded, cfg):
         ring_constraint(loaded)  # fails here, with its one line, if the model cannot

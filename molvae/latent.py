@@ -20,6 +20,14 @@ from .model import SelfiesVAE, kl_divergence, reconstruction_loss
 from .vocab import PAD_ID, tokenize_smiles
 
 
+def check_loaded(loaded: object, where: str) -> None:
+    """``loaded`` must be a loaded model: a path or a checkpoint dict there is one line's
+    fix, not an AttributeError deep inside."""
+    if not (hasattr(loaded, "model") and hasattr(loaded, "vocab")):
+        raise GenerationError(f"{where} takes a loaded model (molvae.load_model(path)), not "
+                              f"{type(loaded).__name__}")
+
+
 def device_of(loaded: LoadedModel) -> torch.device:
     return next(loaded.model.parameters()).device
 

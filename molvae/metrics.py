@@ -300,6 +300,9 @@ def evaluate(
     (e.g. from ``chem.score_smiles``) skips rescoring when fragments are not needed.
     ``progress(stage, total)`` returns a callback taking counts, for each long stage
     ("score" the molecules, "FCD" through ChemNet)."""
+    if isinstance(generated, str) or isinstance(reference, str):
+        raise MetricsError("evaluate takes lists of SMILES, not one string (a string is read "
+                           "as its characters)")
     if not generated:
         raise MetricsError("no generated molecules to evaluate")
     if not reference:

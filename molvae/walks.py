@@ -48,8 +48,8 @@ def interpolate(loaded: LoadedModel, smiles: Sequence[str], steps: int = 10,
     smiles = list(smiles)
     if len(smiles) < 2:
         raise GenerationError("interpolation needs at least two molecules")
-    if steps < 2:
-        raise GenerationError(f"steps must be >= 2, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise GenerationError(f"steps must be a whole number >= 2, got {steps!r}")
     if method not in ("linear", "slerp"):
         raise GenerationError(f"unknown interpolation method {method!r} (linear, slerp)")
     mu, own = _codes(loaded, smiles, code_only)
@@ -83,7 +83,8 @@ def neighbors(loaded: LoadedModel, smiles: str, radii: Sequence[float] = (0.1, 0
         raise GenerationError(f"neighbors explores around one SMILES string, got {type(smiles).__name__}")
     if per_radius < 1:
         raise GenerationError(f"molecules per radius must be >= 1, got {per_radius}")
-    if not radii or any(r < 0 for r in radii):
+    radii = [radii] if isinstance(radii, int | float) else radii  # one radius
+    if not radii or any(not isinstance(r, int | float) or r < 0 for r in radii):
         raise GenerationError(f"radii must be a non-empty list of values >= 0, got {list(radii)}")
     mu, own = _codes(loaded, [smiles], code_only)
     gen = torch.Generator().manual_seed(seed)

@@ -46,8 +46,8 @@ def test_index_file_cache_and_bad_files(tmp_path, train_smiles):
     pd.DataFrame({"SMILES": train_smiles[500:900]}).to_csv(path, index=False)  # file changed
     changed = FingerprintIndex.from_file(path, cache_dir=tmp_path / "cache")
     assert len(changed) == 400 and len(list((tmp_path / "cache").glob("*.npy"))) == 2
-    with pytest.raises(DataError, match="no column 'smiles'"):
-        FingerprintIndex.from_file(path, smiles_column="smiles")
+    with pytest.raises(DataError, match="no column 'mol'.*--smiles-column"):
+        FingerprintIndex.from_file(path, smiles_column="mol")
     with pytest.raises(DataError, match="cannot read"):
         FingerprintIndex.from_file(tmp_path / "missing.csv")
     with pytest.raises(DataError, match="at least one molecule"):

@@ -678,3 +678,17 @@ def test_an_error_ends_the_progress_bar_line_first():
     bar.update(3)
     _close_bars()
     assert stream.getvalue().endswith("\n") and bar.disable
+
+
+def test_a_warning_during_a_progress_bar_gets_its_own_line(tiny_trained, tmp_path):
+    """``--unique`` that falls short says so, on a line of its own (the warning was written
+    at the end of the bar's line, where a reader, or grep, missed it)."""
+    _, result = tiny_trained
+    env = {k: v for k, v in os.environ.items() if k != "MOLVAE_NO_PROGRESS"}
+    r = subprocess.run([sys.executable, "-m", "molvae.cli", "sample", "-n", "60", "--unique",
+                        "--max-length", "2", "--model", str(result.checkpoint), "--set",
+                        'score.known_molecules=""', "-o", str(tmp_path / "u.csv")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.replace("\r", "\n").splitlines()
+    assert any(line.startswith("WARNING molvae.generate: only ") for line in lines), r.stderr

@@ -106,3 +106,26 @@ def test_a_config_files_inputs_are_read_beside_it(tmp_path, monkeypatch):
     assert str(load_config(cfg_file, ["data.path=x.csv"]).data.path) == "x.csv"
     shipped = load_config(REPO / "molvae.toml")  # from another folder than the repository
     assert shipped.data.path.is_file() and shipped.score.known_molecules.is_file()
+
+
+def test_scorer_files_in_a_config_are_read_beside_it(tmp_path, monkeypatch):
+    """`-c path/to/opt.toml` works from any folder for scorer files too (they were looked up
+    in the working folder): file.py:function and chemprop:model.pt objectives, callable and
+    chemprop scorers; a module reference or a property name stays as it is."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "opt.toml").write_text(
+        '[optimize]\nobjective = "team/score.py:predict"\n'
+        '[scorers.a]\nkind = "callable"\ntarget = "team/score.py:predict"\n'
+        '[scorers.b]\nkind = "callable"\ntarget = "team_oracles.pic50:predict"\n'
+        '[scorers.c]\nkind = "chemprop"\ntarget = "models/pIC50.pt"\n')
+    (proj / "chem.toml").write_text('[optimize]\nobjective = "chemprop:models/pIC50.pt"\n')
+    (proj / "plain.toml").write_text('[optimize]\nobjective = "qed"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("proj/opt.toml")
+    assert cfg.optimize.objective == f"{proj}/team/score.py:predict"
+    assert cfg.scorers["a"].target == f"{proj}/team/score.py:predict"
+    assert cfg.scorers["b"].target == "team_oracles.pic50:predict"
+    assert cfg.scorers["c"].target == f"{proj}/models/pIC50.pt"
+    assert load_config("proj/chem.toml").optimize.objective == f"chemprop:{proj}/models/pIC50.pt"
+    assert load_config("proj/plain.toml").optimize.objective == "qed"

@@ -7,7 +7,7 @@ import torch
 
 from molvae import candidates, chem, generate, latent, walks
 from molvae.config import ScoreConfig
-from molvae.errors import ConfigError, GenerationError, InvalidMoleculeError
+from molvae.errors import ConfigError, DataError, GenerationError, InvalidMoleculeError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 PHENOL = "Oc1ccccc1"
@@ -304,3 +304,29 @@ def test_a_temperature_or_a_nucleus_draws_tokens_from_a_greedy_model(tiny_traine
     assert generate.sample(greedy, temperature=1.5, **kw).smiles.tolist() != base
     assert generate.sample(greedy, top_p=0.9, **kw).smiles.tolist() != base
     assert generate.sample(greedy, temperature=1.5, greedy=True, **kw).smiles.tolist() == base
+
+
+def test_the_python_api_says_what_it_takes(tiny_trained):
+    """Wrong types at the public functions are one MolvaeError each, not an AttributeError
+    deep inside or a string read as its characters (session 24's probe)."""
+    import molvae
+    from molvae.errors import MetricsError
+
+    tiny, result = tiny_trained
+    with pytest.raises(GenerationError, match=r"takes a loaded model \(molvae.load_model"):
+        molvae.sample(str(result.checkpoint), num_samples=5)
+    with pytest.raises(ConfigError, match="not dict; give single settings as keywords"):
+        molvae.sample(tiny, {"num_samples": 5})
+    with pytest.raises(GenerationError, match="steps must be a whole number >= 2, got '3'"):
+        molvae.interpolate(tiny, ["CCO", "CCN"], steps="3")
+    assert len(molvae.neighbors(tiny, "CCO", radii=0.2, per_radius=2)) == 2  # one radius
+    with pytest.raises(DataError, match="rank needs the columns annotate adds"):
+        molvae.rank(pd.DataFrame())
+    with pytest.raises(MetricsError, match="not one string"):
+        molvae.evaluate("CCO", ["CCO", "CCN"])
+    with pytest.raises(ConfigError, match="oracle_budget: Input should be greater than or equal to 1"):
+        molvae.optimize(tiny, oracle_budget=-5)
+    with pytest.raises(ConfigError, match="budget: unknown key"):
+        molvae.optimize(tiny, budget=5)
+    res = molvae.optimize(tiny, method="random", oracle_budget=12, annotate=False)
+    assert res.oracle_calls == 12

@@ -38,17 +38,34 @@ class UsageError(MolvaeError):
 
 def setup_logging(verbose: bool) -> None:
     """The one place molvae configures logging (library code only logs)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = _BarSafeHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not verbose:
         # Prefect's INFO records go to its UI (molvae run), not to this console
         for handler in logging.getLogger().handlers:
             handler.addFilter(_console_filter)
+
+
+class _BarSafeHandler(logging.StreamHandler):
+    """stderr, through tqdm while a progress bar is drawn there: a warning gets a line of its
+    own above the bar (it was written at the end of the bar's line)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        if not getattr(tqdm, "_instances", None):
+            super().emit(record)
+            return
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
 def _console_filter(record: logging.LogRecord) -> bool:

@@ -18,8 +18,9 @@ import torch
 
 from .. import chem
 from ..checkpoint import LoadedModel
-from ..config import DesirabilityTerm, OptimizeConfig, ScorerConfig
-from ..errors import OptimizationError
+from ..config import DesirabilityTerm, OptimizeConfig, ScorerConfig, validate
+from ..errors import ConfigError, OptimizationError
+from ..latent import check_loaded
 from ..parallel import torch_threads
 from .methods import METHODS, OptimizationResult
 from .objective import Objective, Oracle, top_k_auc, top_k_curve
@@ -29,11 +30,12 @@ __all__ = ["METHODS", "Objective", "OptimizationResult", "Oracle", "fit_surrogat
            "top_k_auc", "top_k_curve"]
 
 
-def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[DesirabilityTerm] = (),
+def optimize(loaded: LoadedModel, cfg: OptimizeConfig | None = None,
+             desirability: Sequence[DesirabilityTerm] = (),
              surrogate_smiles: Sequence[str] = (),
              progress: Callable[[int, int], None] | None = None,
              annotate: bool = True, *, scorers: Mapping[str, ScorerConfig] = {},
-             drawn: Sequence[str] = ()) -> OptimizationResult:
+             drawn: Sequence[str] = (), **overrides) -> OptimizationResult:
     """Run ``cfg.method`` under ``cfg.oracle_budget`` oracle calls; candidates carry the
     score, the objective's properties, the similarity to the seed, method, step and start,
     and with ``annotate`` every other property and filter too (the full panel: ~13 ms per
@@ -41,7 +43,14 @@ def optimize(loaded: LoadedModel, cfg: OptimizeConfig, desirability: Sequence[De
     scorers the objective may refer to (``RunConfig.scorers``). The result holds every
     oracle call in order (``calls``) and PMO's area under the top-10 curve. ``drawn``
     (method random only): prior samples already made with the model's sampler, which the
-    baseline scores before it samples more (a pipeline's own: no second sampling)."""
+    baseline scores before it samples more (a pipeline's own: no second sampling).
+    ``overrides``: single [optimize] settings (``oracle_budget=500, method="ga"``) over
+    ``cfg`` (default: OptimizeConfig()), validated like a config file."""
+    check_loaded(loaded, "optimize")
+    if cfg is not None and not isinstance(cfg, OptimizeConfig):
+        raise ConfigError(f"optimize's cfg is an OptimizeConfig (cfg.optimize), not "
+                          f"{type(cfg).__name__}; give single settings as keywords")
+    cfg = validate(OptimizeConfig, {**(cfg or OptimizeConfig()).model_dump(), **overrides})
     if cfg.method not in METHODS:
         raise OptimizationError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
     if drawn and cfg.method != "random":
