@@ -124,6 +124,8 @@ def _check_scheduler(address: str) -> None:
 
 
 def cmd_log(args: argparse.Namespace) -> None:
+    if not Path(args.run_dir).is_dir():
+        raise UsageError(f"{args.run_dir}: no such folder (a run folder is under runs/)")
     if not (Path(args.run_dir) / "summary.json").is_file():
         raise UsageError(f"{args.run_dir}: not a molvae run folder (no summary.json)")
     cfg = load_run_config(args)
