@@ -208,6 +208,9 @@ PROPERTY_LABELS = {
 
 def check_property(name: str) -> str:
     if name not in PROPERTIES:
+        if isinstance(name, str) and name.lower() in PROPERTIES:
+            raise ScoringError(f"unknown property {name!r}: property names are lower case, "
+                               f"{name.lower()!r}")
         raise ScoringError(f"unknown property {name!r}; choose from {', '.join(PROPERTIES)}")
     return name
 
