@@ -389,6 +389,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(RunConfig, data)  # type: ignore[return-value]
 
 
+def overridden(cls: type[BaseModel], cfg: BaseModel | None, overrides: dict, where: str,
+               section: str) -> BaseModel:
+    """``cfg`` (default: ``cls()``) with single settings ``overrides``, validated like a config
+    file; a ``cfg`` of another type (a dict) is refused in one line."""
+    if cfg is not None and not isinstance(cfg, cls):
+        raise ConfigError(f"{where}'s cfg is a {cls.__name__} (cfg.{section}), not "
+                          f"{type(cfg).__name__}; give single settings as keywords")
+    return validate(cls, {**(cfg or cls()).model_dump(), **overrides})
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` strings (value parsed as TOML, else kept as a string)."""
     data = dict(data)

@@ -45,14 +45,16 @@ def inputs_beside(data: dict, folder: Path) -> dict:
         node = data
         for section in sections:
             node = node.get(section) if isinstance(node.get(section), dict) else {}
-        value = node.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            node[key] = str(folder / value)
+        if isinstance(node.get(key), str):
+            node[key] = _beside(node[key], folder)
     # scorer files: "file.py:function" and "chemprop:model.pt" objectives, callable and
     # chemprop scorers' targets (a module name, "package.module:function", stays as it is)
     opt = data.get("optimize")
     if isinstance(opt, dict) and isinstance(opt.get("objective"), str):
         opt["objective"] = _file_beside(opt["objective"], folder)
+    if isinstance(data.get("scorers"), dict):
+        data["scorers"] = {k: dict(v) if isinstance(v, dict) else v
+                           for k, v in data["scorers"].items()}
     for scorer in (data.get("scorers") or {}).values():
         if isinstance(scorer, dict) and isinstance(scorer.get("target"), str):
             if scorer.get("kind") == "callable":

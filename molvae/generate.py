@@ -19,8 +19,8 @@ import torch
 from . import chem, parallel
 from .checkpoint import LoadedModel
 from .conditions import describe, hits
-from .config import GenerateConfig, validate
-from .errors import ConfigError, GenerationError
+from .config import GenerateConfig, overridden
+from .errors import GenerationError
 from .grammar import RingSizeConstraint
 from .latent import LatentPrior, check_loaded, device_of, encode_batches, own_condition
 from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
@@ -58,8 +58,7 @@ def _frame(pairs: Sequence[tuple[str, str]], source: str, **cols) -> pd.DataFram
 def settings(cfg: GenerateConfig | None = None, **overrides) -> GenerateConfig:
     """``cfg`` (default: GenerateConfig()) with ``overrides``, validated like a config file:
     an unknown name or a bad value raises ConfigError."""
-    base = (cfg or GenerateConfig()).model_dump()
-    return validate(GenerateConfig, {**base, **overrides})  # type: ignore[return-value]
+    return overridden(GenerateConfig, cfg, overrides, "sample", "generate")  # type: ignore[return-value]
 
 
 @functools.lru_cache(maxsize=4)
@@ -273,9 +272,6 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     next batch. Columns: smiles, selfies, valid, source, seed, step.
     """
     check_loaded(loaded, "sample")
-    if cfg is not None and not isinstance(cfg, GenerateConfig):
-        raise ConfigError(f"sample's cfg is a GenerateConfig (cfg.generate), not "
-                          f"{type(cfg).__name__}; give single settings as keywords")
     cfg = settings(cfg, **overrides)
     if uses_ring_grammar(loaded, cfg):
         ring_constraint(loaded)  # fails here, with its one line, if the model cannot

@@ -184,16 +184,14 @@ def _is_set(cfg, key: str) -> bool:
 
 
 def load_model(args: argparse.Namespace, cfg=None):
-    """The model of ``--model``, else of the config's ``model_path`` (-c FILE, --set; ``cfg``
-    when the command has loaded it), else the shipped one."""
+    """The model of ``--model``, else of the config's ``model_path`` (``cfg``, for commands
+    that take -c FILE and --set), else the shipped one."""
     from molvae.checkpoint import load_model
     from molvae.config import SHIPPED_MODEL
 
     path = getattr(args, "model", None)
     if path is not None and not path.strip():
         raise UsageError("--model is empty; leave it out to use the shipped model")
-    if path is None and cfg is None and (getattr(args, "config", None) or getattr(args, "set", None)):
-        cfg = load_run_config(args)
     if path is None and cfg is not None and cfg.model_path is not None:
         path = str(cfg.model_path)
     return load_model(SHIPPED_MODEL if path is None else path)
@@ -206,34 +204,18 @@ def check_input(path: str | Path) -> Path:
     return path
 
 
-SMILES_COLUMNS = ("SMILES", "smiles")  # MOSES files, and what molvae writes
-
-
 def add_smiles_column_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--smiles-column", help="the input's SMILES column (default: SMILES or "
-                        "smiles, whichever the file has)")
+    parser.add_argument("--smiles-column", help="the input's SMILES column (default: SMILES, in any "
+                        "case: smiles, Smiles)")
 
 
 def read_smiles(path: str, smiles_column: str | None = None) -> list[str]:
-    """Every row's SMILES ("" where empty), in file order; from ``smiles_column``, or without
-    one from the first of SMILES_COLUMNS the file has."""
+    """Every row's SMILES ("" where empty), in file order; from ``smiles_column``, else from
+    its SMILES column whatever the case (``data.smiles_column_of``)."""
     from molvae.data import read_molecules
-    from molvae.errors import DataError
 
     check_input(path)
-    column = smiles_column
-    for candidate in [] if smiles_column else SMILES_COLUMNS:
-        try:  # the first row only: the file is read once, below
-            read_molecules(Path(path), candidate, limit=1)
-        except DataError as exc:
-            if "no column" not in str(exc):
-                raise
-            continue
-        column = candidate
-        break
-    if column is None:
-        raise UsageError(f"{path}: no 'SMILES' or 'smiles' column; name it with --smiles-column")
-    return [s or "" for s in read_molecules(Path(path), column).smiles]
+    return [s or "" for s in read_molecules(Path(path), smiles_column or "SMILES").smiles]
 
 
 def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz", ".parquet"),

@@ -18,8 +18,8 @@ import torch
 
 from .. import chem
 from ..checkpoint import LoadedModel
-from ..config import DesirabilityTerm, OptimizeConfig, ScorerConfig, validate
-from ..errors import ConfigError, OptimizationError
+from ..config import DesirabilityTerm, OptimizeConfig, ScorerConfig, overridden
+from ..errors import OptimizationError
 from ..latent import check_loaded
 from ..parallel import torch_threads
 from .methods import METHODS, OptimizationResult
@@ -47,10 +47,7 @@ def optimize(loaded: LoadedModel, cfg: OptimizeConfig | None = None,
     ``overrides``: single [optimize] settings (``oracle_budget=500, method="ga"``) over
     ``cfg`` (default: OptimizeConfig()), validated like a config file."""
     check_loaded(loaded, "optimize")
-    if cfg is not None and not isinstance(cfg, OptimizeConfig):
-        raise ConfigError(f"optimize's cfg is an OptimizeConfig (cfg.optimize), not "
-                          f"{type(cfg).__name__}; give single settings as keywords")
-    cfg = validate(OptimizeConfig, {**(cfg or OptimizeConfig()).model_dump(), **overrides})
+    cfg = overridden(OptimizeConfig, cfg, overrides, "optimize", "optimize")
     if cfg.method not in METHODS:
         raise OptimizationError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
     if drawn and cfg.method != "random":
