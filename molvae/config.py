@@ -116,6 +116,9 @@ class TrainConfig(_Section):
     # the decoder is trained on z = mu + latent_noise * sigma * eps: 1 is the VAE's own draw;
     # above 1 it learns to write codes drawn wider, as the sampler draws them (prior width)
     latent_noise: float = Field(1.0, ge=0, le=4)
+    # the share of each batch's molecules drawn with latent_noise; the rest keep q(z|x)'s own
+    # draw (1), so the decoder learns the wider codes without unlearning the exact ones
+    latent_noise_share: float = Field(1.0, ge=0, le=1)
     # condition dropout of a conditional model: the whole condition vector is dropped with
     # probability condition_dropout (the model learns to sample unconditionally), else each
     # property with property_dropout (it learns requests that name only some properties)

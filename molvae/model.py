@@ -273,13 +273,13 @@ class SelfiesVAE(nn.Module):
         return self.latent(self.encoder(tokens, lengths), condition)
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, scale: float = 1.0
-                       ) -> torch.Tensor:
-        """z ~ N(mu, (scale * sigma)^2); scale 1: q(z|x) itself."""
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                       scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """z ~ N(mu, (scale * sigma)^2); scale 1: q(z|x) itself; a (B, 1) tensor: per row."""
         return mu + scale * torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
-                condition: torch.Tensor | None = None, noise: float = 1.0
+                condition: torch.Tensor | None = None, noise: float | torch.Tensor = 1.0
                 ) -> dict[str, torch.Tensor]:
         """Training: z drawn from q(z|x) with its spread times ``noise``; eval: z = mu."""
         mu, logvar = self.encode(tokens, lengths, condition)

@@ -188,6 +188,14 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     return loop
 
 
+def _noise(cfg: TrainConfig, n: int, device: torch.device) -> float | torch.Tensor:
+    """The latent draw's scale: latent_noise for all, or per molecule for a share of them."""
+    if cfg.latent_noise_share >= 1 or cfg.latent_noise == 1:
+        return cfg.latent_noise
+    wide = torch.rand(n, 1, device=device) < cfg.latent_noise_share
+    return torch.where(wide, cfg.latent_noise, 1.0)
+
+
 def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfig) -> dict[str, float]:
     """One optimizer step on the molecules ``idx`` of ``ds``; returns the batch's metrics."""
     model = loop.model
@@ -199,7 +207,7 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
         cond = loop.conditions.training_vector(ds.properties, idx, cfg.condition_dropout,
                                                cfg.property_dropout, None).to(loop.device)
     with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = model(tokens, lengths, cond, cfg.latent_noise)
+        out = model(tokens, lengths, cond, _noise(cfg, len(idx), loop.device))
         recon = reconstruction_loss(out["logits"].float(), tokens).mean()
     kl_dims = kl_divergence(out["mu"].float(), out["logvar"].float())
     beta = beta_at(loop.step, cfg.beta_schedule, cfg.beta_start, cfg.beta_max, cfg.beta_warmup_steps)

@@ -3,7 +3,7 @@ import math
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from molvae.config import ModelConfig
+from molvae.config import ModelConfig, TrainConfig
 from molvae.model import (
     Encoder,
     beta_at,
@@ -13,6 +13,7 @@ from molvae.model import (
     reconstruction_loss,
     token_accuracy,
 )
+from molvae.train import _noise
 from molvae.vocab import BOS_ID, EOS_ID, PAD_ID
 
 V = 12
@@ -142,3 +143,20 @@ def test_latent_noise_scales_the_training_draw_only():
     assert not torch.equal(a, b)
     model.eval()
     assert torch.equal(model(tokens, lengths, noise=2.0)["z"], mu.detach())
+
+
+def test_latent_noise_share_widens_that_share_of_each_batch():
+    """``train.latent_noise_share`` widens the draw of that share of the molecules, per row;
+    the rest keep q(z|x)'s own draw, and a share of 1 is the single scale."""
+    torch.manual_seed(0)
+    scale = _noise(TrainConfig(latent_noise=1.5, latent_noise_share=0.25), 4000, torch.device("cpu"))
+    assert scale.shape == (4000, 1)
+    assert set(scale.unique().tolist()) == {1.0, 1.5}
+    assert abs(float((scale == 1.5).float().mean()) - 0.25) < 0.03
+    assert _noise(TrainConfig(latent_noise=1.5), 8, torch.device("cpu")) == 1.5
+    model = build_model(CFG, V)
+    tokens, lengths = _batch()
+    mu, logvar = model.encode(tokens, lengths)
+    rows = torch.tensor([[0.0]] * (len(mu) - 1) + [[1.0]])
+    z = model.reparameterize(mu, logvar, rows)
+    assert torch.equal(z[:-1], mu[:-1]) and not torch.equal(z[-1], mu[-1])
