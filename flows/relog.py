@@ -58,7 +58,8 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
                           f"{store}; --force logs it again")
     name = str(record.get("flow") or out_dir.name.split("-")[0])
     made_by = {k: str(record[k]) for k in ("data_digest", "code_version") if record.get(k)}
-    if orphans and not force:  # finish the run the outage left behind: no orphan, no twin
+    resumed = bool(orphans) and not force
+    if resumed:  # finish the run the outage left behind: no orphan, no twin
         tr = MlflowTracker(cfg.tracking, run_id=orphans[0])
         tr.set_tags({"relogged": "true"})
     else:
@@ -66,7 +67,8 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
                            tags={"out_dir": str(out_dir), "relogged": "true", "flow": name,
                                  **made_by})  # the code version that made it, not this one
     try:
-        tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg))
+        tr.log_params(review.used_params(cfg, name) if name in review.SECTIONS else flatten(cfg),
+                      keep_logged=resumed)
         review.log_folder(tr, cfg, out_dir, summary, name, summary.get("model"))
     except BaseException:
         tr.finish(failed=True)

@@ -176,9 +176,15 @@ class MlflowTracker:
 
     # ------------------------------------------------------------------ basics
 
-    def log_params(self, params: dict[str, Any]) -> None:
+    def log_params(self, params: dict[str, Any], keep_logged: bool = False) -> None:
+        """``keep_logged``: a run continued (e.g. after an outage) keeps the params it already
+        has (MLflow refuses to change one, e.g. the store's address when it is reached
+        another way) and gets the rest."""
         from mlflow.entities import Param
 
+        if keep_logged:
+            logged = self.client.get_run(self.run_id).data.params
+            params = {k: v for k, v in params.items() if k not in logged}
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
