@@ -45,6 +45,7 @@ def test_help_loads_no_heavy_module():
     assert loaded and not {"torch", "rdkit", "prefect", "mlflow"} & set(loaded)
 
 
+@pytest.mark.slow
 def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles, cli):
     _, result = tiny_trained
     m = result.checkpoint
@@ -219,6 +220,7 @@ def test_corrupt_model_and_unreadable_reference(tiny_trained, tmp_path, cli):
     assert rc == 1 and "cannot read" in err
 
 
+@pytest.mark.slow
 def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, test_smiles, cli):
     import torch
 
@@ -365,6 +367,7 @@ def test_only_run_and_log_import_flows_prefect_or_mlflow():
                 assert path.name == "run.py" and id(node) not in top_level, (path, names)
 
 
+@pytest.mark.slow
 def test_sample_loads_no_prefect_mlflow_or_flows(tiny_trained, tmp_path):
     """In a fresh interpreter: `molvae sample` runs without Prefect, MLflow or flows/."""
     code = ("import sys; from molvae.cli import main; "
@@ -682,6 +685,7 @@ def test_an_error_ends_the_progress_bar_line_first():
     assert stream.getvalue().endswith("\n") and bar.disable
 
 
+@pytest.mark.slow
 def test_a_warning_during_a_progress_bar_gets_its_own_line(tiny_trained, tmp_path):
     """``--unique`` that falls short says so, on a line of its own (the warning was written
     at the end of the bar's line, where a reader, or grep, missed it)."""

@@ -138,6 +138,7 @@ def test_split_and_collate(tmp_path):
     assert tokens.shape[1] == lengths.max() and tokens.dtype == np.int64
 
 
+@pytest.mark.slow
 def test_token_file_round_trip_and_training_without_rdkit(tmp_path, run_main):
     """`data prepare --export` writes a token file that `data.path` takes as it is, with the
     properties it was asked for (float16) in the vocabulary of the model named; training a

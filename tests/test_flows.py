@@ -89,6 +89,7 @@ def _cfg(tmp_path, model, store, cache=None, **extra):
     return load_config(overrides=overrides)
 
 
+@pytest.mark.slow
 def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, tmp_path):
     import io
 
@@ -202,6 +203,7 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
         model.predict(pd.DataFrame(), params={"mode": "encode"})
 
 
+@pytest.mark.slow
 def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, tiny, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -267,6 +269,7 @@ def test_a_local_dask_cluster_listens_on_this_machine_only(tmp_path):
         "address": "tcp://h:8786"}
 
 
+@pytest.mark.slow
 def test_generate_on_dask(harness, store, cache, tiny_trained, tmp_path):
     """Against a running cluster by its address over TCP (how a team points molvae at
     theirs; tasks and results serialized both ways): its worker in this interpreter, to spare
@@ -294,6 +297,7 @@ def test_generate_on_dask(harness, store, cache, tiny_trained, tmp_path):
     assert res["seconds_sample"] > 0 and res["seconds_score"] > 0
 
 
+@pytest.mark.slow
 def test_mlflow_outage_loses_nothing_and_a_rerun_logs(harness, store, tiny_trained, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -474,6 +478,7 @@ def _mlflow_server(db, port: int):
     raise RuntimeError("mlflow server did not start")
 
 
+@pytest.mark.slow
 def test_tracking_server_dying_mid_run_loses_nothing(harness, tiny_trained, tmp_path):
     import signal
     import socket

@@ -87,6 +87,7 @@ def test_snn_and_wasserstein():
     assert metrics.wasserstein([0, 0], [1, 1]) == 1
 
 
+@pytest.mark.slow
 def test_evaluate_against_a_reference(test_smiles, tmp_path):
     gen = test_smiles[:150] + ["bad", ""]
     seen: dict[str, list[int]] = {}

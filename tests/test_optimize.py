@@ -22,6 +22,7 @@ def _check_candidates(res, objective="qed"):
     assert res.trajectory.best_score.is_monotonic_increasing
 
 
+@pytest.mark.slow
 def test_cmaes_improves_over_its_start(shipped):
     # logP, not QED: a QED start population can already hold a ~0.94 molecule, near QED's
     # ceiling, so "better than the start" would test luck; logP has room above its start.
@@ -54,6 +55,7 @@ def test_turbo_and_ga_beat_their_first_batch(shipped, method):
         assert again.calls.smiles.tolist() == res.calls.smiles.tolist()
 
 
+@pytest.mark.slow
 def test_gradient_improves_over_its_start(shipped):
     known = pd.read_csv(SHIPPED_TRAIN, nrows=600)["SMILES"].tolist()
     res = optimize(shipped, OptimizeConfig(method="gradient", objective="qed", oracle_budget=400,
