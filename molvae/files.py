@@ -17,6 +17,10 @@ def atomic_path(path: str | Path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:  # name the file the user asked for, not its temp copy
+        if e.filename is not None and Path(e.filename) == tmp:
+            raise type(e)(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

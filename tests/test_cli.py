@@ -68,6 +68,11 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     assert rc == 0, err
     with np.load(tmp_path / "z.npz") as z:  # no allow_pickle needed
         assert z["smiles"].dtype.kind == "U" and len(z["mu"]) == 21
+        mu = z["mu"]
+    rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.csv")
+    table = pd.read_csv(tmp_path / "z.csv")  # a chemist's spreadsheet
+    assert rc == 0 and len(table) == 21 and "elbo" in table, err
+    assert np.allclose(table.filter(like="mu_").to_numpy(), mu, atol=1e-6, equal_nan=True)
     # what `molvae sample` writes (a smiles column) is read back without --smiles-column
     rc, out, err = cli("reconstruct", tmp_path / "s.parquet", "--model", m, "-o", tmp_path / "r2.csv")
     assert rc == 0, err
@@ -113,7 +118,7 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["log", "/tmp"], "not a molvae run folder (no summary.json)"),
     (["data", "fetch", "zinc"], "unknown dataset 'zinc'"),
     (["data", "sample", "/nonexistent.csv", "out.csv", "-n", "5"], "no such file"),
-    (["encode", "/nonexistent.csv", "-o", "z.csv"], "must end in .parquet or .npz"),
+    (["encode", "/nonexistent.csv", "-o", "z.txt"], "must end in .parquet, .csv, .csv.gz or .npz"),
     (["sample", "-n", "5", "--condition", "logp"], "write NAME=VALUE or NAME=LOW:HIGH"),
     (["sample", "-n", "5", "--condition", "logp=2"], "is not a conditional model"),
     (["sample", "-n", "5", "--guidance", "2"], "--guidance goes with --condition"),
@@ -146,6 +151,10 @@ def test_interpolate_and_neighbors_from_the_command_line(tiny_trained, tmp_path,
     # a molecule the model writes back as another is said, not left to the columns
     assert (f"note: the model writes {ASPIRIN}'s code as" in err) == \
         (path.smiles.iloc[0] != canonical_smiles(ASPIRIN))
+    rc, _, err = cli("interpolate", ASPIRIN, ASPIRIN, "--steps", 3, "--model", m,
+                     "-o", tmp_path / "same.csv")  # one note for a molecule given twice
+    assert rc == 0 and err.count(f"note: the model writes {ASPIRIN}'s code as") == \
+        (path.smiles.iloc[0] != canonical_smiles(ASPIRIN)), err
     rc, out, err = cli("neighbors", ASPIRIN, "--radii", 0, 0.5, "--per-radius", 3, "--model", m,
                        "-o", tmp_path / "n.csv")
     near = pd.read_csv(tmp_path / "n.csv", keep_default_na=False)
@@ -266,6 +275,35 @@ def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path):
     out.write_text("precious\n")
     r = molvae("sample", "-n", 0, "--model", tiny_trained[1].checkpoint, "-o", out)
     assert r.returncode == 1 and out.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("args, usage, extra", [
+    (["neighbors", "CCO", "c1ccccc1"], "usage: molvae neighbors ", "c1ccccc1"),
+    (["data", "sample", "a.csv", "b.csv", "c.csv", "-n", "3"], "usage: molvae data sample ",
+     "c.csv"),
+])
+def test_an_extra_argument_shows_the_usage_of_its_command(run_main, capsys, args, usage, extra):
+    """Not the top-level usage (argparse's own answer for an extra positional)."""
+    with pytest.raises(SystemExit) as ended:
+        run_main(*args)
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.startswith(usage), err
+    assert err.strip().endswith(f"error: unrecognized arguments: {extra}")
+
+
+def test_a_failed_write_names_the_file_asked_for_not_its_temp_copy(tmp_path):
+    """Writes go to a temp file renamed into place; a write that fails there (root on a
+    read-only file system, past the up-front check) names the user's path."""
+    from molvae.files import atomic_path
+
+    out = tmp_path / "s.csv"
+    with pytest.raises(PermissionError) as caught, atomic_path(out) as tmp:
+        raise PermissionError(13, "Permission denied", str(tmp))  # as open(tmp, "w") would
+    assert caught.value.filename == str(out) and caught.value.strerror == "Permission denied"
+    with pytest.raises(OSError) as other, atomic_path(out):
+        raise OSError(28, "No space left on device", str(tmp_path / "elsewhere"))
+    assert other.value.filename == str(tmp_path / "elsewhere")  # another file's error: as is
+    assert not list(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------------- the error contract

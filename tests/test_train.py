@@ -293,13 +293,15 @@ def test_freeze_encoder_trains_the_decoder_only(tiny_trained, tmp_path):
         assert same == name.startswith(("encoder.", "latent.")), name
 
 
-def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_path):
+def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_path, capsys):
     from molvae.cli import main
 
     loaded, result = tiny_trained
     dest = tmp_path / "models" / "small.pt"
     assert main(["export", str(result.checkpoint), str(dest), "--half", "--hashes-apart",
                  "--max-codes", "20"]) == 0
+    said = capsys.readouterr().out  # both files written are named
+    assert f"wrote {dest} (" in said and f"wrote {tmp_path / 'models'}/train_hashes_" in said
     state = torch.load(dest, weights_only=True)
     assert "train_hashes" not in state and state["train_hashes_file"]["count"] == len(loaded.train_hashes)
     assert all(v.dtype == torch.float16 for v in state["model_state"].values() if v.is_floating_point())

@@ -78,8 +78,22 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt()
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; an unknown one is refused with the usage of the command given (argparse
+    shows the top-level usage for ``molvae neighbors CCO c1ccccc1``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser
+        while sub := next((a for a in command._actions
+                           if isinstance(a, argparse._SubParsersAction)), None):
+            command = sub.choices[getattr(args, sub.dest)]
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     setup_logging(args.verbose)
     quiet_third_parties(args.verbose)
     in_main = threading.current_thread() is threading.main_thread()

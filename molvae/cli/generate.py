@@ -261,11 +261,13 @@ def _note_unreproduced(molecules: list[str], decoded: list[str]) -> None:
     """A line on stderr for each given molecule whose code the model decodes to another."""
     from molvae.chem import bulk_tanimoto, canonical_smiles
 
+    said = set()
     for smi, got in zip(molecules, decoded, strict=True):
-        if canonical_smiles(smi) != got:
+        if canonical_smiles(smi) != got and (smi, got) not in said:  # once for a repeated one
+            said.add((smi, got))
             sim = bulk_tanimoto(smi, [got])[0] if got else 0.0
             print(f"note: the model writes {smi}'s code as {got or 'nothing valid'} (similarity "
-                  f"{sim:.2f}): the walk starts from there, not from {smi} itself", file=sys.stderr)
+                  f"{sim:.2f}): the walk has that molecule where {smi} was asked", file=sys.stderr)
 
 
 def add_neighbors_command(sub: argparse._SubParsersAction) -> None:
@@ -347,7 +349,7 @@ def add_encode_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("encode", help="latent means/variances and ELBO (OOD score) per molecule")
     parser.add_argument("file")
     parser.add_argument("-o", "--out", default="latent.parquet",
-                        help=".parquet (default latent.parquet) or .npz")
+                        help=".parquet (default latent.parquet), .csv, .csv.gz or .npz")
     add_smiles_column_option(parser)
     add_model_option(parser)
     parser.set_defaults(func=cmd_encode)
@@ -356,7 +358,7 @@ def add_encode_command(sub: argparse._SubParsersAction) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     from molvae.latent import code_table
 
-    check_output(args.out, (".parquet", ".npz"))
+    check_output(args.out, (".parquet", ".csv", ".csv.gz", ".npz"))
     smiles = read_smiles(args.file, args.smiles_column)
     loaded = load_model(args)
     bar = progress_bar(len(smiles), "encode")

@@ -102,6 +102,14 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"novelty judged by {ref['name']} ({ref['count']:,} training molecules) and "
               f"{ref['extra']:,} more of this model's own, kept in it")
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+    if args.hashes_apart:
+        from molvae.checkpoint import read_checkpoint
+
+        ref = read_checkpoint(dest).get("train_hashes_file")
+        if ref:  # else the source had no hashes to set apart
+            hashes = dest.parent / ref["name"]
+            print(f"wrote {hashes} ({hashes.stat().st_size / 1e6:.1f} MB, the training-set "
+                  f"hashes of {ref['count']:,} molecules for novelty; keep it beside the model)")
 
 
 class ProgressCallback:
