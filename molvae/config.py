@@ -119,6 +119,10 @@ class TrainConfig(_Section):
     # the share of each batch's molecules drawn with latent_noise; the rest keep q(z|x)'s own
     # draw (1), so the decoder learns the wider codes without unlearning the exact ones
     latent_noise_share: float = Field(1.0, ge=0, le=1)
+    # refinement distilled (molvae.distill): a pairs file (`molvae data pairs`); each step
+    # also teaches the decoder to write, from those draws, what refinement made of them
+    distill: Path | None = None
+    distill_weight: float = Field(1.0, gt=0)  # that loss's weight beside the usual one
     # condition dropout of a conditional model: the whole condition vector is dropped with
     # probability condition_dropout (the model learns to sample unconditionally), else each
     # property with property_dropout (it learns requests that name only some properties)

@@ -38,7 +38,8 @@ def make_writable_folder(folder: str | Path) -> None:
 # Files a config file reads, whose relative paths mean: beside the config file (the shipped
 # molvae.toml works from any folder); outputs (out_dir, cache_dir) stay where you run, and
 # --set values are paths as typed, from the working folder.
-INPUT_KEYS = (("model_path",), ("data", "path"), ("train", "init_from"), ("score", "known_molecules"))
+INPUT_KEYS = (("model_path",), ("data", "path"), ("train", "init_from"), ("train", "distill"),
+              ("score", "known_molecules"))
 
 
 def inputs_beside(data: dict, folder: Path) -> dict:

@@ -32,6 +32,7 @@ from .checkpoint import (
 from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, split
+from .distill import Pairs, distill_loss, load_pairs
 from .errors import CheckpointError, TrainingError
 from .files import make_writable_folder
 from .latent import dataset_codes, dataset_ring_sizes
@@ -102,6 +103,7 @@ class _Loop:
     device: torch.device
     prop_stats: dict[str, tuple[float, float]]
     conditions: ConditionSpace | None = None
+    pairs: Pairs | None = None  # train.distill's
     epoch: int = 0
     step: int = 0
     total_steps: int = 1  # the cosine's length (lr_fit_to_time shortens it)
@@ -219,6 +221,10 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
         prop_loss = torch.nn.functional.mse_loss(out["properties"].float(), y)
         loss = loss + cfg.property_weight * prop_loss
         metrics["prop_mse"] = float(prop_loss.detach())
+    if loop.pairs is not None:
+        distill = distill_loss(model, loop.pairs, len(idx), (cfg.seed, loop.step), loop.device, amp)
+        loss = loss + cfg.distill_weight * distill
+        metrics["distill"] = float(distill.detach())
     if not torch.isfinite(loss):
         raise TrainingError(
             f"the loss became {float(loss.detach())} at step {loop.step + 1} (learning rate "
@@ -296,7 +302,10 @@ def fit(
 
 
 def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> TrainResult:
+    pairs = None if cfg.distill is None else load_pairs(cfg.distill, train_ds.vocab,
+                                                          model_cfg.latent_size)
     loop = _start(train_ds, model_cfg, cfg, resume)
+    loop.pairs = pairs
     info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),

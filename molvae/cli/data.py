@@ -1,5 +1,5 @@
-"""`molvae data fetch|sample|prepare|index`: benchmark sets, seeded subsets, the cleaned
-cache, a known set's fingerprints."""
+"""`molvae data fetch|sample|prepare|index|pairs`: benchmark sets, seeded subsets, the
+cleaned cache, a known set's fingerprints, the sampler's pairs to distill."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ from pathlib import Path
 
 from molvae.errors import DataError
 
-from .common import StageBars, UsageError, add_config_options, check_input, load_run_config, progress_bar
+from .common import (
+    StageBars,
+    UsageError,
+    add_config_options,
+    add_model_option,
+    check_input,
+    check_output,
+    load_model,
+    load_run_config,
+    progress_bar,
+)
 
 DATASETS = ("moses",)
 
@@ -61,6 +71,15 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     index_parser.add_argument("--smiles-column", default="SMILES",
                               help="its SMILES column (default SMILES)")
     index_parser.set_defaults(func=cmd_data_index)
+
+    pairs_parser = actions.add_parser(
+        "pairs", help="prior draws and what refinement makes of them: train.distill's file")
+    pairs_parser.add_argument("-n", type=int, required=True, help="draws (e.g. 100000)")
+    pairs_parser.add_argument("-o", "--out", required=True, help="pairs file (.npz)")
+    pairs_parser.add_argument("--seed", type=int, default=1, help="draw seed (default 1: "
+                              "not the evaluation's 0)")
+    add_model_option(pairs_parser)
+    pairs_parser.set_defaults(func=cmd_data_pairs)
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
@@ -133,3 +152,17 @@ def cmd_data_index(args: argparse.Namespace) -> None:
     rows = "row" if unparsed == 1 else "rows"
     note = f" ({unparsed:,} {rows} not a valid molecule: never a match)" if unparsed else ""
     print(f"{len(index):,} molecules indexed{note}: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def cmd_data_pairs(args: argparse.Namespace) -> None:
+    from molvae.distill import make_pairs, save_pairs
+
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
+    check_output(args.out, (".npz",))
+    loaded = load_model(args)
+    with progress_bar(args.n, "pairs") as bar:
+        pairs = make_pairs(loaded, args.n, args.seed, progress=bar.update)
+    path = save_pairs(pairs, loaded.vocab, args.out)
+    print(f"{len(pairs):,} pairs of {args.n:,} draws -> {path} ({path.stat().st_size / 1e6:.1f} MB); "
+          f"train on them with --set train.distill={path} (and --init-from the model)")

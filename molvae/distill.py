@@ -1,0 +1,144 @@
+"""Refinement distilled into the decoder.
+
+Refinement (``generate.refine``) turns each decoded prior draw into a molecule the model
+writes back to itself, at ~3x the cost of sampling. ``make_pairs`` records, for prior draws
+z, the molecule refinement makes of them; training with ``train.distill`` set to such a file
+teaches the decoder to write that molecule from z directly, beside its usual molecules, so
+that the unrefined sampler writes what the refined one does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .config import GenerateConfig
+from .errors import DataError
+from .files import atomic_path
+from .vocab import Vocab
+
+# Training reads pairs without RDKit: generating them (generate, chem) is imported there only.
+
+BATCH = 500
+
+
+@dataclass
+class Pairs:
+    """Prior draws ``z`` (N, Z) and the token rows (N, L) of what refinement made of them."""
+
+    z: np.ndarray
+    tokens: np.ndarray
+    lengths: np.ndarray
+    smiles: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    def batch(self, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """z and tokens (cut to the longest) of the rows ``idx``."""
+        width = int(self.lengths[idx].max())
+        return (torch.from_numpy(self.z[idx]).to(device),
+                torch.from_numpy(self.tokens[idx, :width].astype(np.int64)).to(device))
+
+
+def _pairs_chunk(job: tuple, loaded: LoadedModel | None = None) -> tuple:
+    """One batch of draws -> (row index of each kept draw, token rows, lengths, SMILES)."""
+    from . import generate
+    from .vocab import tokenize_smiles
+
+    loaded = loaded or generate._WORKER_MODEL
+    z, seed, cfg = job
+    raw = generate.decode_ids(loaded.vocab, generate._decode_batch(loaded, z, seed, cfg))
+    smiles = [smi for _, smi in generate.refine(loaded, raw, cfg, generate.uses_refine(
+        loaded, cfg), seed)]
+    batch = tokenize_smiles(loaded.vocab, smiles, False, canonical=True)
+    ok = np.flatnonzero(batch.ok)
+    return ok, batch.tokens[ok], batch.lengths[ok], [smiles[i] for i in ok]
+
+
+def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig | None = None,
+               workers: int | None = None, progress: Callable[[int], None] | None = None
+               ) -> Pairs:
+    """``n`` prior draws of the model's own sampler (``cfg``: its settings, refinement
+    included) and the refined molecule of each (draws that end in nothing valid left out)."""
+    from . import generate, parallel
+    from .latent import LatentPrior, check_loaded
+
+    check_loaded(loaded, "make_pairs")
+    cfg = generate.settings(cfg)
+    if cfg.condition:
+        raise DataError("pairs are drawn from the unconditional prior: give no condition")
+    if not generate.uses_refine(loaded, cfg):
+        raise DataError("pairs need refinement passes to distill (generate.refine >= 1)")
+    gen = torch.Generator().manual_seed(seed)
+    latent = LatentPrior(loaded, cfg.prior, gen, (0, 1), None, generate.uses_width(loaded, cfg))
+    jobs = []
+    for lo in range(0, n, BATCH):
+        batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        jobs.append((latent(min(BATCH, n - lo)).cpu(), batch_seed, cfg))
+    workers = parallel.resolve_workers(workers)
+    parts = []
+    if workers > 1 and len(jobs) > 1 and parallel.START_METHOD == "fork":
+        with parallel.pool(workers, generate._start_worker, (loaded,)) as pool:
+            for job, part in zip(jobs, pool.imap(_pairs_chunk, jobs), strict=True):
+                parts.append((job[0], *part))
+                if progress:
+                    progress(len(job[0]))
+    else:
+        for job in jobs:
+            parts.append((job[0], *_pairs_chunk(job, loaded)))
+            if progress:
+                progress(len(job[0]))
+    width = max((t.shape[1] for _, _, t, _, _ in parts), default=1)
+    return Pairs(
+        z=np.concatenate([z[ok].numpy() for z, ok, _, _, _ in parts]).astype(np.float32),
+        tokens=np.concatenate([np.pad(t, ((0, 0), (0, width - t.shape[1])))
+                               for _, _, t, _, _ in parts]),
+        lengths=np.concatenate([ln for _, _, _, ln, _ in parts]),
+        smiles=np.array([s for *_, smi in parts for s in smi], dtype=str))
+
+
+def save_pairs(pairs: Pairs, vocab: Vocab, path: str | Path) -> Path:
+    """An .npz file (no pickled objects), with the vocabulary it is written in."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, z=pairs.z, tokens=pairs.tokens, lengths=pairs.lengths, smiles=pairs.smiles,
+                 vocab=np.array(vocab.to_list(), dtype=str))
+    return path
+
+
+def load_pairs(path: str | Path, vocab: Vocab, latent_size: int) -> Pairs:
+    """A pairs file for a model of this vocabulary and latent size; DataError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such pairs file (make one with `molvae data pairs`)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            pairs = Pairs(f["z"], f["tokens"], f["lengths"], f["smiles"])
+            tokens = f["vocab"].tolist()
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not a pairs file ({type(exc).__name__})") from None
+    if tokens != vocab.to_list():
+        raise DataError(f"{path}: its vocabulary differs from the model's")
+    if pairs.z.ndim != 2 or pairs.z.shape[1] != latent_size or not len(pairs):
+        raise DataError(f"{path}: codes of shape {pairs.z.shape}, the model's are "
+                        f"(N, {latent_size})")
+    return pairs
+
+
+def distill_loss(model: torch.nn.Module, pairs: Pairs, n: int, seed: tuple[int, int],
+                 device: torch.device, amp: bool) -> torch.Tensor:
+    """The decoder's loss (summed token cross-entropy, mean over rows) on ``n`` random rows
+    of ``pairs``: the refined molecule, written from its prior draw with no condition."""
+    from .model import reconstruction_loss
+
+    idx = np.random.default_rng(seed).integers(0, len(pairs), n)
+    z, tokens = pairs.batch(idx, device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model.decoder(z, tokens, None)
+    return reconstruction_loss(logits.float(), tokens).mean()

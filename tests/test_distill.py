@@ -1,0 +1,88 @@
+"""Refinement distilled into the decoder: the pairs file and training on it (train.distill)."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHIPPED_TRAIN, TINY_MODEL
+
+from molvae import generate
+from molvae.checkpoint import export_model, load_model
+from molvae.config import DataConfig, ModelConfig, TrainConfig
+from molvae.distill import distill_loss, load_pairs, make_pairs, save_pairs
+from molvae.errors import DataError
+from molvae.train import train_model
+from molvae.vocab import Vocab, selfies_to_smiles
+
+
+@pytest.fixture(scope="module")
+def refining(tiny_trained, tmp_path_factory):
+    """The tiny model storing greedy decoding and 2 refinement passes (the shipped: 10)."""
+    path = tmp_path_factory.mktemp("refining") / "r.pt"
+    return load_model(export_model(tiny_trained[1].checkpoint, path,
+                                   sampling={"greedy": True, "refine": 2}))
+
+
+def test_pairs_hold_what_refinement_makes_of_each_draw(refining, tmp_path):
+    pairs = make_pairs(refining, 40, seed=3, workers=1)
+    assert pairs.z.dtype == np.float32 and pairs.z.shape[1] == TINY_MODEL["latent_size"]
+    assert 0 < len(pairs) <= 40 and len(pairs.tokens) == len(pairs.lengths) == len(pairs)
+    # each row's tokens write its molecule, and that molecule is what refinement makes of
+    # the greedy decoding of its draw
+    cfg = generate.settings()
+    z = torch.from_numpy(pairs.z)
+    raw = generate.decode_ids(refining.vocab, generate._decode_batch(refining, z, 0, cfg))
+    refined = generate.refine(refining, raw, cfg, 2)
+    for row, n, smi, (_, want) in zip(pairs.tokens, pairs.lengths, pairs.smiles, refined,
+                                      strict=True):
+        written = selfies_to_smiles(refining.vocab.to_selfies(row[1:n]))
+        assert generate.chem.canonical_smiles(written) == smi == want
+    # two worker processes draw the same pairs
+    again = make_pairs(refining, 40, seed=3, workers=2)
+    assert np.array_equal(again.z, pairs.z) and (again.smiles == pairs.smiles).all()
+    back = load_pairs(save_pairs(pairs, refining.vocab, tmp_path / "p.npz"), refining.vocab,
+                      TINY_MODEL["latent_size"])
+    assert np.array_equal(back.tokens, pairs.tokens) and np.array_equal(back.z, pairs.z)
+
+
+def test_bad_pairs_are_one_line(refining, tiny_trained, tmp_path):
+    with pytest.raises(DataError, match="refinement passes to distill"):
+        make_pairs(tiny_trained[0], 10)  # a model that does not refine
+    with pytest.raises(DataError, match="unconditional prior"):
+        make_pairs(refining, 10, cfg=generate.settings(condition={"logp": 2}))
+    path = save_pairs(make_pairs(refining, 20, workers=1), refining.vocab, tmp_path / "p.npz")
+    with pytest.raises(DataError, match="no such pairs file"):
+        load_pairs(tmp_path / "none.npz", refining.vocab, TINY_MODEL["latent_size"])
+    with pytest.raises(DataError, match="vocabulary differs"):
+        load_pairs(path, Vocab(["<pad>", "<bos>", "<eos>", "[C]"]), TINY_MODEL["latent_size"])
+    with pytest.raises(DataError, match=r"codes of shape \(\d+, 8\), the model's are \(N, 5\)"):
+        load_pairs(path, refining.vocab, 5)
+    (tmp_path / "junk.npz").write_text("not numpy")
+    with pytest.raises(DataError, match="not a pairs file"):
+        load_pairs(tmp_path / "junk.npz", refining.vocab, TINY_MODEL["latent_size"])
+
+
+def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trained, tmp_path,
+                                                            run_main):
+    """Fine-tuned with train.distill, the decoder writes the pairs' molecules from their draws
+    far more readily than the same fine-tune without (its loss on them falls)."""
+    rc, out, err = run_main("data", "pairs", "-n", 300, "-o", tmp_path / "p.npz",
+                            "--model", refining.path)
+    assert rc == 0 and "pairs of 300 draws" in out, err
+    pairs = load_pairs(tmp_path / "p.npz", refining.vocab, TINY_MODEL["latent_size"])
+    data = DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "c")
+    common = dict(epochs=2, batch_size=64, lr=3e-3, recon_eval_size=0, prior_codes=0,
+                  threads=1, freeze_encoder=True, init_from=tiny_trained[1].checkpoint)
+
+    def loss_on_pairs(checkpoint) -> float:
+        model = load_model(checkpoint).model
+        with torch.no_grad():
+            return float(distill_loss(model, pairs, len(pairs), (0, 0), torch.device("cpu"), False))
+
+    plain = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(**common, out_dir=tmp_path / "a"))
+    taught = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
+        **common, out_dir=tmp_path / "b", distill=tmp_path / "p.npz"))
+    assert loss_on_pairs(taught.checkpoint) < 0.7 * loss_on_pairs(plain.checkpoint)
+    rc, _, err = run_main("data", "pairs", "-n", 0, "-o", tmp_path / "q.npz")
+    assert rc == 1 and "-n must be at least 1" in err
+    rc, _, err = run_main("data", "pairs", "-n", 5, "-o", tmp_path / "q.csv")
+    assert rc == 1 and "must end in .npz" in err
