@@ -30,12 +30,6 @@ def pytest_configure(config):
         _start_prefect_server()
 
 
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first: two xdist workers then share the quick ones at the end instead
-    of one waiting while the other finishes a 20-second test."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
-
-
 TEST_PREFECT_API = "MOLVAE_TEST_PREFECT_API_URL"
 
 

@@ -264,7 +264,7 @@ def test_fit_to_time_ends_the_decay_as_the_time_budget_runs_out(tmp_path):
     data = DataConfig(path=SHIPPED_TRAIN, limit=1500, cache_dir=tmp_path / "c")
     common = dict(epochs=10_000, batch_size=64, lr=1e-3, lr_min=1e-5,
                   recon_eval_size=0, prior_codes=0, threads=1)
-    for fit, minutes in ((False, 0.03), (True, 0.1)):
+    for fit, minutes in ((False, 0.03), (True, 0.06)):
         lrs.clear()
         cfg = TrainConfig(**common, max_minutes=minutes, lr_fit_to_time=fit,
                           out_dir=tmp_path / f"r{fit}")
