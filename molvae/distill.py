@@ -3,8 +3,9 @@
 Refinement (``generate.refine``) turns each decoded prior draw into a molecule the model
 writes back to itself, at ~3x the cost of sampling. ``make_pairs`` records, for prior draws
 z, the molecule refinement makes of them; training with ``train.distill`` set to such a file
-teaches the decoder to write that molecule from z directly, beside its usual molecules, so
-that the unrefined sampler writes what the refined one does.
+teaches the decoder to write that molecule from z directly, beside its usual molecules,
+aiming at an unrefined sampler that writes what the refined one does (measured in
+docs/sample_quality.md, session 25).
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig |
             parts.append((job[0], *_pairs_chunk(job, loaded)))
             if progress:
                 progress(len(job[0]))
-    width = max((t.shape[1] for _, _, t, _, _ in parts), default=1)
+    if not sum(len(ok) for _, ok, _, _, _ in parts):
+        raise DataError(f"none of the {n:,} draws gave a molecule the model's vocabulary "
+                        "writes: no pairs")
+    width = max(t.shape[1] for _, _, t, _, _ in parts)
     return Pairs(
         z=np.concatenate([z[ok].numpy() for z, ok, _, _, _ in parts]).astype(np.float32),
         tokens=np.concatenate([np.pad(t, ((0, 0), (0, width - t.shape[1])))
