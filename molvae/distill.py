@@ -10,6 +10,7 @@ docs/sample_quality.md, session 25).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .vocab import Vocab
 # Training reads pairs without RDKit: generating them (generate, chem) is imported there only.
 
 BATCH = 500
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Pairs:
     tokens: np.ndarray
     lengths: np.ndarray
     smiles: np.ndarray
+    source: str = ""  # the sha256 of the model file that drew them ('' = not recorded)
 
     def __len__(self) -> int:
         return len(self.z)
@@ -75,7 +78,8 @@ def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig |
     if cfg.condition:
         raise DataError("pairs are drawn from the unconditional prior: give no condition")
     if not generate.uses_refine(loaded, cfg):
-        raise DataError("pairs need refinement passes to distill (generate.refine >= 1)")
+        raise DataError("pairs need refinement passes to distill: this model stores none "
+                        "(give --refine N, or generate.refine in Python)")
     gen = torch.Generator().manual_seed(seed)
     latent = LatentPrior(loaded, cfg.prior, gen, (0, 1), None, generate.uses_width(loaded, cfg))
     jobs = []
@@ -99,31 +103,48 @@ def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig |
         raise DataError(f"none of the {n:,} draws gave a molecule the model's vocabulary "
                         "writes: no pairs")
     width = max(t.shape[1] for _, _, t, _, _ in parts)
+    from .data import file_digest
+
     return Pairs(
         z=np.concatenate([z[ok].numpy() for z, ok, _, _, _ in parts]).astype(np.float32),
         tokens=np.concatenate([np.pad(t, ((0, 0), (0, width - t.shape[1])))
                                for _, _, t, _, _ in parts]),
         lengths=np.concatenate([ln for _, _, _, ln, _ in parts]),
-        smiles=np.array([s for *_, smi in parts for s in smi], dtype=str))
+        smiles=np.array([s for *_, smi in parts for s in smi], dtype=str),
+        source=file_digest(loaded.path) if loaded.path else "")
 
 
 def save_pairs(pairs: Pairs, vocab: Vocab, path: str | Path) -> Path:
-    """An .npz file (no pickled objects), with the vocabulary it is written in."""
+    """An .npz file (no pickled objects), with the vocabulary it is written in and the
+    digest of the model that drew them."""
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, z=pairs.z, tokens=pairs.tokens, lengths=pairs.lengths, smiles=pairs.smiles,
-                 vocab=np.array(vocab.to_list(), dtype=str))
+                 vocab=np.array(vocab.to_list(), dtype=str), source=np.array(pairs.source))
     return path
 
 
-def load_pairs(path: str | Path, vocab: Vocab, latent_size: int) -> Pairs:
-    """A pairs file for a model of this vocabulary and latent size; DataError otherwise."""
+def pairs_file(path: str | Path) -> Path:
+    """``path``, if it is a file (checked before a training run prepares its data)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such pairs file (make one with `molvae data pairs`)")
+        what = "a folder, not a pairs file" if path.is_dir() else "no such pairs file"
+        raise DataError(f"{path}: {what} (make one with `molvae data pairs`)")
+    return path
+
+
+def load_pairs(path: str | Path, vocab: Vocab, latent_size: int,
+               start: str | Path | None = None) -> Pairs:
+    """A pairs file for a model of this vocabulary and latent size; DataError otherwise.
+    A warning when another model than ``start`` (the weights a training starts from) drew
+    them: their codes are that model's."""
+    from .data import file_digest
+
+    path = pairs_file(path)
     try:
         with np.load(path, allow_pickle=False) as f:
-            pairs = Pairs(f["z"], f["tokens"], f["lengths"], f["smiles"])
+            pairs = Pairs(f["z"], f["tokens"], f["lengths"], f["smiles"],
+                          str(f["source"]) if "source" in f.files else "")
             tokens = f["vocab"].tolist()
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a pairs file ({type(exc).__name__})") from None
@@ -132,6 +153,9 @@ def load_pairs(path: str | Path, vocab: Vocab, latent_size: int) -> Pairs:
     if pairs.z.ndim != 2 or pairs.z.shape[1] != latent_size or not len(pairs):
         raise DataError(f"{path}: codes of shape {pairs.z.shape}, the model's are "
                         f"(N, {latent_size})")
+    if start is not None and pairs.source and pairs.source != file_digest(start):
+        logger.warning("%s: drawn by another model than %s, the weights this training starts "
+                       "from; their codes are that model's", path, start)
     return pairs
 
 

@@ -32,7 +32,7 @@ from .checkpoint import (
 from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, split
-from .distill import Pairs, distill_loss, load_pairs
+from .distill import Pairs, distill_loss, load_pairs, pairs_file
 from .errors import CheckpointError, TrainingError
 from .files import make_writable_folder
 from .latent import dataset_codes, dataset_ring_sizes
@@ -303,7 +303,7 @@ def fit(
 
 def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> TrainResult:
     pairs = None if cfg.distill is None else load_pairs(cfg.distill, train_ds.vocab,
-                                                          model_cfg.latent_size)
+                                                          model_cfg.latent_size, cfg.init_from)
     loop = _start(train_ds, model_cfg, cfg, resume)
     loop.pairs = pairs
     info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
@@ -406,6 +406,8 @@ def train_model(
 
 def _prepare_and_fit(data_cfg, model_cfg, cfg, callbacks, resume, data_progress) -> TrainResult:
     source = resume if resume is not None else cfg.init_from
+    if cfg.distill is not None:
+        pairs_file(cfg.distill)  # before the data is prepared
     vocab = None
     if source is not None:
         state = read_checkpoint(source)

@@ -1,5 +1,7 @@
 """Refinement distilled into the decoder: the pairs file and training on it (train.distill)."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from conftest import SHIPPED_TRAIN, TINY_MODEL
 from molvae import generate
 from molvae.checkpoint import export_model, load_model
 from molvae.config import DataConfig, ModelConfig, TrainConfig
+from molvae.data import file_digest
 from molvae.distill import distill_loss, load_pairs, make_pairs, save_pairs
 from molvae.errors import DataError
 from molvae.train import train_model
@@ -45,8 +48,9 @@ def test_pairs_hold_what_refinement_makes_of_each_draw(refining, tmp_path):
 
 
 def test_bad_pairs_are_one_line(refining, tiny_trained, tmp_path):
-    with pytest.raises(DataError, match="refinement passes to distill"):
+    with pytest.raises(DataError, match="refinement passes to distill.*--refine N"):
         make_pairs(tiny_trained[0], 10)  # a model that does not refine
+    assert len(make_pairs(tiny_trained[0], 10, cfg=generate.settings(refine=1), workers=1))
     with pytest.raises(DataError, match="unconditional prior"):
         make_pairs(refining, 10, cfg=generate.settings(condition={"logp": 2}))
     path = save_pairs(make_pairs(refining, 20, workers=1), refining.vocab, tmp_path / "p.npz")
@@ -56,13 +60,15 @@ def test_bad_pairs_are_one_line(refining, tiny_trained, tmp_path):
         load_pairs(path, Vocab(["<pad>", "<bos>", "<eos>", "[C]"]), TINY_MODEL["latent_size"])
     with pytest.raises(DataError, match=r"codes of shape \(\d+, 8\), the model's are \(N, 5\)"):
         load_pairs(path, refining.vocab, 5)
+    with pytest.raises(DataError, match="a folder, not a pairs file"):
+        load_pairs(tmp_path, refining.vocab, TINY_MODEL["latent_size"])
     (tmp_path / "junk.npz").write_text("not numpy")
     with pytest.raises(DataError, match="not a pairs file"):
         load_pairs(tmp_path / "junk.npz", refining.vocab, TINY_MODEL["latent_size"])
 
 
 def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trained, tmp_path,
-                                                            run_main):
+                                                            run_main, caplog):
     """Fine-tuned with train.distill, the decoder writes the pairs' molecules from their draws
     far more readily than the same fine-tune without (its loss on them falls)."""
     rc, out, err = run_main("data", "pairs", "-n", 300, "-o", tmp_path / "p.npz",
@@ -78,9 +84,17 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
         with torch.no_grad():
             return float(distill_loss(model, pairs, len(pairs), (0, 0), torch.device("cpu"), False))
 
+    with pytest.raises(DataError, match="no such pairs file"):  # before the data is prepared
+        train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
+            **common, out_dir=tmp_path / "x", distill=tmp_path / "none.npz"))
+    assert not (tmp_path / "c").exists()
     plain = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(**common, out_dir=tmp_path / "a"))
-    taught = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
-        **common, out_dir=tmp_path / "b", distill=tmp_path / "p.npz"))
+    with caplog.at_level(logging.WARNING, logger="molvae.distill"):
+        taught = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
+            **common, out_dir=tmp_path / "b", distill=tmp_path / "p.npz"))
+    # drawn by the refining export, not by the weights this training starts from: said
+    assert "drawn by another model than" in caplog.text
+    assert str(pairs.source) == file_digest(refining.path)
     assert loss_on_pairs(taught.checkpoint) < 0.7 * loss_on_pairs(plain.checkpoint)
     rc, _, err = run_main("data", "pairs", "-n", 0, "-o", tmp_path / "q.npz")
     assert rc == 1 and "-n must be at least 1" in err

@@ -78,6 +78,8 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     pairs_parser.add_argument("-o", "--out", required=True, help="pairs file (.npz)")
     pairs_parser.add_argument("--seed", type=int, default=1, help="draw seed (default 1: "
                               "not the evaluation's 0)")
+    pairs_parser.add_argument("--refine", type=int, help="refinement passes (default: the "
+                              "model's stored choice; a model that stores none needs this)")
     add_model_option(pairs_parser)
     pairs_parser.set_defaults(func=cmd_data_pairs)
 
@@ -156,13 +158,15 @@ def cmd_data_index(args: argparse.Namespace) -> None:
 
 def cmd_data_pairs(args: argparse.Namespace) -> None:
     from molvae.distill import make_pairs, save_pairs
+    from molvae.generate import settings
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     check_output(args.out, (".npz",))
+    cfg = settings(**({} if args.refine is None else {"refine": args.refine}))
     loaded = load_model(args)
     with progress_bar(args.n, "pairs") as bar:
-        pairs = make_pairs(loaded, args.n, args.seed, progress=bar.update)
+        pairs = make_pairs(loaded, args.n, args.seed, cfg, progress=bar.update)
     path = save_pairs(pairs, loaded.vocab, args.out)
     print(f"{len(pairs):,} pairs of {args.n:,} draws -> {path} ({path.stat().st_size / 1e6:.1f} MB); "
           f"train on them with --set train.distill={path} (and --init-from the model)")

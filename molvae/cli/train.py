@@ -137,7 +137,8 @@ class ProgressCallback:
         if step % 5 == 0:
             self.bar.set_postfix(loss=f"{m['loss']:.2f}", recon=f"{m['recon']:.2f}",
                                  kl=f"{m['kl']:.1f}", acc=f"{m['token_acc']:.3f}",
-                                 beta=f"{m['beta']:.3f}", refresh=False)
+                                 beta=f"{m['beta']:.3f}", refresh=False,
+                                 **({"distill": f"{m['distill']:.2f}"} if "distill" in m else {}))
 
     def on_epoch_end(self, epoch: int, m: dict) -> None:
         self._close()
