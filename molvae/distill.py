@@ -10,6 +10,7 @@ docs/sample_quality.md, session 25).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .checkpoint import LoadedModel
 from .config import GenerateConfig
 from .errors import DataError
 from .files import atomic_path
+from .model import reconstruction_loss
 from .vocab import Vocab
 
 # Training reads pairs without RDKit: generating them (generate, chem) is imported there only.
@@ -56,10 +58,8 @@ def _pairs_chunk(job: tuple, loaded: LoadedModel | None = None) -> tuple:
     from .vocab import tokenize_smiles
 
     loaded = loaded or generate._WORKER_MODEL
-    z, seed, cfg = job
-    raw = generate.decode_ids(loaded.vocab, generate._decode_batch(loaded, z, seed, cfg))
-    smiles = [smi for _, smi in generate.refine(loaded, raw, cfg, generate.uses_refine(
-        loaded, cfg), seed)]
+    z, seed, cfg = job  # decoded and refined as `sample` does (generate._sample_chunk)
+    smiles = [smi for _, smi in generate._sample_chunk((z, seed, cfg, None, None), loaded)]
     batch = tokenize_smiles(loaded.vocab, smiles, False, canonical=True)
     ok = np.flatnonzero(batch.ok)
     return ok, batch.tokens[ok], batch.lengths[ok], [smiles[i] for i in ok]
@@ -71,6 +71,7 @@ def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig |
     """``n`` prior draws of the model's own sampler (``cfg``: its settings, refinement
     included) and the refined molecule of each (draws that end in nothing valid left out)."""
     from . import generate, parallel
+    from .data import file_digest
     from .latent import LatentPrior, check_loaded
 
     check_loaded(loaded, "make_pairs")
@@ -88,23 +89,20 @@ def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig |
         jobs.append((latent(min(BATCH, n - lo)).cpu(), batch_seed, cfg))
     workers = parallel.resolve_workers(workers)
     parts = []
-    if workers > 1 and len(jobs) > 1 and parallel.START_METHOD == "fork":
-        with parallel.pool(workers, generate._start_worker, (loaded,)) as pool:
-            for job, part in zip(jobs, pool.imap(_pairs_chunk, jobs), strict=True):
-                parts.append((job[0], *part))
-                if progress:
-                    progress(len(job[0]))
-    else:
-        for job in jobs:
-            parts.append((job[0], *_pairs_chunk(job, loaded)))
+    with contextlib.ExitStack() as stack:  # worker processes (each with the model) or here
+        if workers > 1 and len(jobs) > 1 and parallel.START_METHOD == "fork":
+            pool = stack.enter_context(parallel.pool(workers, generate._start_worker, (loaded,)))
+            done = pool.imap(_pairs_chunk, jobs)
+        else:
+            done = (_pairs_chunk(job, loaded) for job in jobs)
+        for job, part in zip(jobs, done, strict=True):
+            parts.append((job[0], *part))
             if progress:
                 progress(len(job[0]))
     if not sum(len(ok) for _, ok, _, _, _ in parts):
         raise DataError(f"none of the {n:,} draws gave a molecule the model's vocabulary "
                         "writes: no pairs")
     width = max(t.shape[1] for _, _, t, _, _ in parts)
-    from .data import file_digest
-
     return Pairs(
         z=np.concatenate([z[ok].numpy() for z, ok, _, _, _ in parts]).astype(np.float32),
         tokens=np.concatenate([np.pad(t, ((0, 0), (0, width - t.shape[1])))
@@ -163,8 +161,6 @@ def distill_loss(model: torch.nn.Module, pairs: Pairs, n: int, seed: tuple[int, 
                  device: torch.device, amp: bool) -> torch.Tensor:
     """The decoder's loss (summed token cross-entropy, mean over rows) on ``n`` random rows
     of ``pairs``: the refined molecule, written from its prior draw with no condition."""
-    from .model import reconstruction_loss
-
     idx = np.random.default_rng(seed).integers(0, len(pairs), n)
     z, tokens = pairs.batch(idx, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
