@@ -12,32 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .files import inputs_beside
 
-__all__ = [
-    "ConfigError",
-    "DataConfig",
-    "ModelConfig",
-    "TrainConfig",
-    "GenerateConfig",
-    "ScoreConfig",
-    "OptimizeConfig",
-    "ScorerConfig",
-    "TrackingConfig",
-    "RunConfig",
-    "load_config",
-    "apply_overrides",
-]
+__all__ = ["ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "GenerateConfig", "ScoreConfig",
+           "OptimizeConfig", "ScorerConfig", "TrackingConfig", "RunConfig", "load_config",
+           "apply_overrides"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
@@ -136,6 +118,14 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, ge=1)
     out_dir: Path = Path("runs/train")
     overwrite: bool = False  # replace a trained model already in out_dir (else refused)
+
+    @model_validator(mode="after")
+    def _no_idle_options(self) -> TrainConfig:
+        if self.latent_noise_share != 1 and self.latent_noise == 1:
+            raise ValueError("latent_noise_share widens nothing while latent_noise is 1")
+        if self.distill_weight != 1 and self.distill is None:
+            raise ValueError("distill_weight weighs nothing without a pairs file (train.distill)")
+        return self
 
 
 class GenerateConfig(_Section):

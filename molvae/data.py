@@ -34,11 +34,12 @@ DROP_REASONS = ("empty", "bad_encoding", "invalid", "too_long", "duplicate", "un
 
 @dataclass
 class Molecules:
-    """Raw rows read from a file: SMILES (None for empty cells) and optional properties."""
+    """Raw rows read from a file: SMILES (None for empty cells), optional properties, and the
+    file's other columns as read (a .smi file's names: ``name``), for outputs that keep them."""
 
     smiles: list[str | None]
     properties: dict[str, np.ndarray] = field(default_factory=dict)
-    names: list[str] | None = None
+    others: pd.DataFrame | None = None
 
 
 @dataclass
@@ -130,7 +131,7 @@ def read_molecules(
     props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
     if not smiles:
         raise DataError(f"{path}: file has no rows")
-    return Molecules(smiles=smiles, properties=props)
+    return Molecules(smiles=smiles, properties=props, others=df.drop(columns=[smiles_column]))
 
 
 def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
@@ -156,7 +157,8 @@ def _read_parquet(path: Path, smiles_column: str, property_columns: Sequence[str
     df = df.head(limit) if limit else df
     smiles = [s.strip() or None if isinstance(s, str) else None for s in df[smiles_column]]
     props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
-    return Molecules(smiles=smiles, properties=props)
+    return Molecules(smiles=smiles, properties=props,
+                     others=df.drop(columns=[smiles_column]).reset_index(drop=True))
 
 
 def _read_smi(fh, limit: int | None) -> Molecules:
@@ -174,7 +176,7 @@ def _read_smi(fh, limit: int | None) -> Molecules:
             break
     if not smiles:
         raise DataError(f"{getattr(fh, 'name', 'input')}: file has no molecules")
-    return Molecules(smiles=smiles, names=names)
+    return Molecules(smiles=smiles, others=pd.DataFrame({"name": names}) if any(names) else None)
 
 
 def file_digest(path: str | Path) -> str:

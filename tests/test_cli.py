@@ -59,11 +59,14 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     assert "sampler: stored codes at width 1, tokens drawn at temperature 1" in r.stderr
     ok = df[df.valid]
     assert ok.nearest_similarity.between(0, 1).all() and (ok.nearest_known != "").all()
-    pd.DataFrame({"SMILES": test_smiles[:20] + ["junk"]}).to_csv(tmp_path / "in.csv", index=False)
+    ids = [f"ID-{i}" for i in range(21)]  # the input's other columns are kept, row for row
+    pd.DataFrame({"id": ids, "SMILES": test_smiles[:20] + ["junk"], "error": "e"}).to_csv(
+        tmp_path / "in.csv", index=False)
     rc, out, err = cli("reconstruct", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "r.csv")
     assert rc == 0 and "exact reconstruction" in out, err
     rec = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
-    assert rec.input.tolist() == test_smiles[:20] + ["junk"]
+    assert rec.input.tolist() == test_smiles[:20] + ["junk"] and rec.id.tolist() == ids
+    assert (rec.input_error == "e").all() and rec.error.iloc[-1] != ""  # named apart from ours
     rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.npz")
     assert rc == 0, err
     with np.load(tmp_path / "z.npz") as z:  # no allow_pickle needed
@@ -71,7 +74,7 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
         mu = z["mu"]
     rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.csv")
     table = pd.read_csv(tmp_path / "z.csv")  # a chemist's spreadsheet
-    assert rc == 0 and len(table) == 21 and "elbo" in table, err
+    assert rc == 0 and len(table) == 21 and "elbo" in table and table.id.tolist() == ids, err
     assert np.allclose(table.filter(like="mu_").to_numpy(), mu, atol=1e-6, equal_nan=True)
     # what `molvae sample` writes (a smiles column) is read back without --smiles-column
     rc, out, err = cli("reconstruct", tmp_path / "s.parquet", "--model", m, "-o", tmp_path / "r2.csv")

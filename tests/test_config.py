@@ -69,6 +69,15 @@ def test_section_validation_names_the_key():
         validate(TrainConfig, {"batch_size": 0})
 
 
+def test_training_options_that_would_do_nothing_are_refused():
+    with pytest.raises(ConfigError, match="latent_noise_share widens nothing"):
+        validate(TrainConfig, {"latent_noise_share": 0.5})
+    with pytest.raises(ConfigError, match="distill_weight weighs nothing"):
+        validate(TrainConfig, {"distill_weight": 0.2})
+    assert validate(TrainConfig, {"latent_noise_share": 0.5, "latent_noise": 1.5}).latent_noise_share == 0.5
+    assert validate(TrainConfig, {"distill_weight": 0.2, "distill": "p.npz"}).distill_weight == 0.2
+
+
 @pytest.mark.parametrize("override", ["train.lr=inf", "train.lr=nan", "optimize.sigma=inf",
                                       "generate.temperature=inf", "generate.neighbor_radii=[nan]",
                                       "score.min_reference_similarity=nan"])

@@ -116,6 +116,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MOLVAE_NO_PROGRESS", "1")
     full = tmp_path / "full"  # the uninterrupted run, in this process (spares a Python start)
     assert main(_cli_train(full)[3:]) == 0
+    said = capsys.readouterr()  # recon_eval_size 0: no reconstruction measured, none printed
+    assert "model: " in said.out and "nan" not in said.out + said.err
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_cli_train(killed), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

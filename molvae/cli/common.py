@@ -212,10 +212,27 @@ def add_smiles_column_option(parser: argparse.ArgumentParser) -> None:
 def read_smiles(path: str, smiles_column: str | None = None) -> list[str]:
     """Every row's SMILES ("" where empty), in file order; from ``smiles_column``, else from
     its SMILES column whatever the case (``data.smiles_column_of``)."""
+    return read_input(path, smiles_column)[0]
+
+
+def read_input(path: str, smiles_column: str | None = None):
+    """``read_smiles``'s SMILES and the file's other columns (a DataFrame, or None)."""
     from molvae.data import read_molecules
 
     check_input(path)
-    return [s or "" for s in read_molecules(Path(path), smiles_column or "SMILES").smiles]
+    mols = read_molecules(Path(path), smiles_column or "SMILES")
+    return [s or "" for s in mols.smiles], mols.others
+
+
+def with_input_columns(df, others):
+    """``df`` after the input file's other columns (an ID, a measured value), row for row; a
+    column named as one of ``df``'s is kept as ``input_NAME``."""
+    import pandas as pd
+
+    if others is None or not len(others.columns):
+        return df
+    kept = others.rename(columns={c: f"input_{c}" for c in others.columns if c in df.columns})
+    return pd.concat([kept.reset_index(drop=True), df.reset_index(drop=True)], axis=1)
 
 
 def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz", ".parquet"),

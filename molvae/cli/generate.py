@@ -20,7 +20,9 @@ from .common import (
     load_model,
     load_run_config,
     progress_bar,
+    read_input,
     read_smiles,
+    with_input_columns,
     write_table,
 )
 
@@ -328,7 +330,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     from molvae.generate import reconstruct
 
     out = check_output(args.out, default="reconstructed.csv")
-    smiles = read_smiles(args.file, args.smiles_column)
+    smiles, others = read_input(args.file, args.smiles_column)
     loaded = load_model(args)
     bar = progress_bar(len(smiles), "reconstruct")
     df = reconstruct(loaded, smiles, progress=bar.update, code_only=args.code_only)
@@ -337,7 +339,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     if not ok.any():
         raise DataError(f"{args.file}: none of its {len(df)} molecules can be reconstructed "
                         f"(first: {df.error.iloc[0]})")
-    path = write_table(df, out, "reconstructed.csv")
+    path = write_table(with_input_columns(df, others), out, "reconstructed.csv")
     how = (" given their own properties" if df.attrs["own_condition"]
            else " from the codes alone" if loaded.conditions is not None else "")
     print(f"exact reconstruction{how} {df.exact_match[ok].mean():.2%} of {int(ok.sum())} "
@@ -346,7 +348,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 
 def add_encode_command(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("encode", help="latent means/variances and ELBO (OOD score) per molecule")
+    parser = sub.add_parser("encode", help="latent means/variances, ELBO and ood_score (-ELBO: "
+                                              "higher = more unusual) per molecule")
     parser.add_argument("file")
     parser.add_argument("-o", "--out", default="latent.parquet",
                         help=".parquet (default latent.parquet), .csv, .csv.gz or .npz")
@@ -359,7 +362,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from molvae.latent import code_table
 
     check_output(args.out, (".parquet", ".csv", ".csv.gz", ".npz"))
-    smiles = read_smiles(args.file, args.smiles_column)
+    smiles, others = read_input(args.file, args.smiles_column)
     loaded = load_model(args)
     bar = progress_bar(len(smiles), "encode")
     df = code_table(loaded, smiles, progress=bar.update)
@@ -370,7 +373,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.out.endswith(".npz"):
         _write_npz(df, args.out)
     else:
-        write_table(df, args.out, args.out)
+        write_table(with_input_columns(df, others), args.out, args.out)
     print(f"encoded {int((df.error == '').sum())} of {len(df)} molecules -> {args.out} "
           f"(median ELBO {df.elbo.median():.2f}; higher ood_score = more unusual)")
 

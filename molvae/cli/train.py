@@ -145,8 +145,7 @@ class ProgressCallback:
         self.epoch = epoch + 1
         print(f"epoch {epoch}: val_loss {m['val_loss']:.3f} recon {m['val_recon']:.3f} "
               f"KL/mol {m['val_kl']:.2f} token_acc {m['val_token_acc']:.4f} "
-              f"active_units {int(m['active_units'])} "
-              f"exact_recon {m.get('val_exact_recon', float('nan')):.3f}", file=sys.stderr)
+              f"active_units {int(m['active_units'])}{_exact(m)}", file=sys.stderr)
 
     def on_train_end(self, result) -> None:
         self._close()
@@ -181,5 +180,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise
     last = result.history[-1] if result.history else {}
     print(f"model: {result.best_checkpoint}  (last: {result.checkpoint}); "
-          f"{result.seconds / 60:.1f} min; val exact recon "
-          f"{last.get('val_exact_recon', float('nan')):.3f}")
+          f"{result.seconds / 60:.1f} min{_exact(last, ';')}")
+
+
+def _exact(m: dict, sep: str = "") -> str:
+    """The exact reconstruction of validation molecules, when it was measured
+    (``train.recon_eval_size`` > 0)."""
+    return f"{sep} exact_recon {m['val_exact_recon']:.3f}" if "val_exact_recon" in m else ""
