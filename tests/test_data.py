@@ -81,7 +81,7 @@ def test_smi_tsv_and_gz_forms(tmp_path):
     smi = tmp_path / "m.smi"
     smi.write_text(f"{ASPIRIN} aspirin\nc1ccccc1O phenol\n\n")
     m = read_molecules(smi)
-    assert m.smiles == [ASPIRIN, "c1ccccc1O"] and m.names == ["aspirin", "phenol"]
+    assert m.smiles == [ASPIRIN, "c1ccccc1O"] and m.others.name.tolist() == ["aspirin", "phenol"]
     tsv = tmp_path / "m.tsv.gz"
     tsv.write_bytes(gzip.compress(f"id\tsmi\n1\t{ASPIRIN}\n2\tCCO\n".encode()))
     assert read_molecules(tsv, smiles_column="smi").smiles == [ASPIRIN, "CCO"]
