@@ -270,7 +270,7 @@ def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
     stage(f"sampling {c.num_samples:,} molecules for each of {len(c.targets)} conditional requests")
     loaded = shards.model(model_path)
     for target in c.targets:  # a request few training molecules meet: say so, as the CLI does
-        if note := generate.support_note(loaded, generate.request(loaded, target)):
+        if note := conditions.support_note(loaded, generate.request(loaded, target)):
             get_run_logger().warning(note)
     df = sample_conditional(model_path, cfg)
     workers = cfg.score.workers or default_workers()

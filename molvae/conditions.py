@@ -16,11 +16,15 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import GenerationError
+
+if TYPE_CHECKING:
+    from .checkpoint import LoadedModel
 
 # a request per property: one value, or a (low, high) range
 Target = float | tuple[float, float]
@@ -180,6 +184,19 @@ def hits(targets: Mapping[str, tuple[float, float]], values: Mapping[str, np.nda
     return ok
 
 
+def distance(targets: Mapping[str, tuple[float, float]], values: Mapping[str, np.ndarray],
+             space: ConditionSpace) -> np.ndarray:
+    """Each molecule's distance to a request: how far each value lies outside its requested
+    range, in standard deviations of the training data, as a Euclidean norm over the
+    requested properties; inf where a value is missing (a molecule that is not valid)."""
+    d = 0.0
+    for name, (lo, hi) in targets.items():
+        v = np.asarray(values[name], dtype=float)
+        d = d + ((np.clip(lo - v, 0, None) + np.clip(v - hi, 0, None))
+                 / space.std[space.names.index(name)]) ** 2
+    return np.where(np.isfinite(d), np.sqrt(d), np.inf)
+
+
 def describe(ranges: Mapping[str, tuple[float, float]]) -> str:
     """A request as text: "logp=2:3 tpsa=70"."""
     return " ".join(f"{k}={_text(lo, hi)}" for k, (lo, hi) in ranges.items())
@@ -246,3 +263,28 @@ def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
         lines.append(f"  every condition within tolerance: {hit_all.mean():.1%} of valid molecules"
                      + novel)
     return "condition:\n" + "\n".join(lines) if lines else "condition: (properties not scored)"
+
+
+def request_support(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]
+                    ) -> tuple[int, int] | None:
+    """How many of a conditional model's stored training codes meet the request ``ranges``
+    (``request``'s answer) within tolerance, of how many: a request that few or none of the
+    training molecules meet jointly gets few hits, though each value alone is covered. None
+    when the model stores no property values with its codes."""
+    props = (loaded.prior or {}).get("properties")
+    if not ranges or props is None or loaded.conditions is None:
+        return None
+    names = loaded.conditions.names
+    values = {name: props[:, names.index(name)].float().numpy() for name in ranges}
+    return int(hits(ranges, values).sum()), len(props)
+
+
+def support_note(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]) -> str | None:
+    """A warning for a request that under 1% of the stored training codes meet, else None."""
+    support = request_support(loaded, ranges)
+    if support is None or support[0] >= 0.01 * support[1]:
+        return None
+    met, total = support
+    share = f"only {met:,} ({met / total:.2%})" if met else "none"
+    return (f"{describe(ranges)}: {share} of the model's {total:,} stored training molecules "
+            "meet this request jointly; expect few hits")

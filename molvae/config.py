@@ -160,6 +160,10 @@ class GenerateConfig(_Section):
     # > 1 follows the condition more closely (two decoder passes per token); None: the
     # model's stored choice (1 when it stores none)
     condition_guidance: float | None = Field(None, ge=0, le=20)
+    # with a condition: decode this many molecules for each one returned and keep the one
+    # whose RDKit properties come closest to the request; None: 4 for a request of RDKit
+    # properties (1 for data columns, which a bare molecule does not carry); 1: the model alone
+    condition_draws: int | None = Field(None, ge=1, le=64)
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2, le=1000)  # points per segment
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around

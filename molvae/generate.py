@@ -18,7 +18,7 @@ import torch
 
 from . import chem, parallel
 from .checkpoint import LoadedModel
-from .conditions import describe, hits
+from .conditions import describe, distance
 from .config import GenerateConfig, overridden
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
@@ -229,8 +229,10 @@ class _Ready:
 class _Collector:
     """Sampled pairs in order; with ``unique``, only the first of each valid molecule."""
 
-    def __init__(self, unique: bool, progress: Callable[[int], None] | None, n: int):
-        self.unique, self.progress, self.n = unique, progress, n
+    def __init__(self, unique: bool, progress: Callable[[int], None] | None, n: int,
+                 draws: int = 1):
+        self.unique, self.progress, self.n, self.draws = unique, progress, n, draws
+        self.reported = 0  # molecules returned so far, as progress counts them
         self.pairs: list[tuple[str, str]] = []
         self.seen: set[str] = set()
         self.asked: list[dict[str, np.ndarray]] = []  # per batch: the values asked for
@@ -242,7 +244,7 @@ class _Collector:
         return np.concatenate([a[name] for a in self.asked])[np.asarray(self.kept, dtype=int)]
 
     def take(self, batch: list[tuple[str, str]]) -> None:
-        start, had = self.taken, len(self.pairs)
+        start = self.taken
         for i, (sel, smi) in enumerate(batch):
             if self.unique:
                 if not smi or smi in self.seen:
@@ -251,8 +253,10 @@ class _Collector:
             self.pairs.append((sel, smi))
             self.kept.append(start + i)
         self.taken = start + len(batch)
-        if self.progress:  # with unique: the molecules kept, up to n
-            self.progress(max(0, min(len(self.pairs), self.n) - had) if self.unique else len(batch))
+        if self.progress:  # molecules returned (with unique: kept, up to n), of draws pairs each
+            done = (min(len(self.pairs), self.n) if self.unique else self.taken) // self.draws
+            self.progress(done - self.reported)
+            self.reported = done
 
 
 @torch.no_grad()
@@ -276,18 +280,51 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     if uses_ring_grammar(loaded, cfg):
         ring_constraint(loaded)  # fails here, with its one line, if the model cannot
     targets = request(loaded, cfg.condition)
+    draws = uses_draws(cfg, targets)
     gen = torch.Generator(device=device_of(loaded)).manual_seed(cfg.seed)
     latent = LatentPrior(loaded, cfg.prior, gen, part, code_seed, uses_width(loaded, cfg),
                          targets, cfg.condition_codes)
-    out = _Collector(cfg.unique, progress, cfg.num_samples)
-    n = cfg.num_samples
-    drawn = _draw(loaded, cfg, latent, gen, out, parallel.resolve_workers(workers), max_rounds)
+    n, workers = cfg.num_samples * draws, parallel.resolve_workers(workers)
+    out = _Collector(cfg.unique, progress, n, draws)
+    drawn = _draw(loaded, cfg.model_copy(update={"num_samples": n}), latent, gen, out, workers,
+                  max_rounds)
     if cfg.unique and len(out.pairs) < n:
         logger.warning("only %d unique valid molecules after %d draws", len(out.pairs), drawn)
-    pairs = out.pairs[:n]
-    asked = {f"target_{k}": out.asked_column(k)[: len(pairs)] for k in targets}
+    keep = (np.arange(min(n, len(out.pairs))) if draws == 1 else
+            _closest(out.pairs[:n], targets, loaded.conditions, draws, workers))
+    pairs = [out.pairs[i] for i in keep]
+    asked = {f"target_{k}": out.asked_column(k)[keep] for k in targets}
     return _frame(pairs, "prior" if not targets else "conditional", seed=cfg.seed,
                   step=np.arange(len(pairs)), **asked)
+
+
+def uses_draws(cfg: GenerateConfig, targets: dict[str, tuple[float, float]]) -> int:
+    """``cfg.condition_draws`` for a request ``targets``, where None means: 4 when RDKit
+    computes every requested property, else 1; 1 without a request."""
+    if not targets:
+        return 1
+    computable = all(name in chem.PROPERTIES for name in targets)
+    if cfg.condition_draws is None:
+        return 4 if computable else 1
+    if cfg.condition_draws > 1 and not computable:
+        columns = ", ".join(sorted(set(targets) - set(chem.PROPERTIES)))
+        raise GenerationError(
+            f"generate.condition_draws = {cfg.condition_draws} keeps the decoded molecule nearest "
+            f"the request by the properties RDKit computes; {columns} is a data column: set "
+            "generate.condition_draws = 1")
+    return cfg.condition_draws
+
+
+def _closest(pairs: Sequence[tuple[str, str]], targets: dict[str, tuple[float, float]], space,
+             draws: int, workers: int) -> np.ndarray:
+    """The index of the molecule nearest the request (``conditions.distance`` of its RDKit
+    properties) in each run of ``draws`` pairs."""
+    rows = chem.score_smiles([smi for _, smi in pairs], filters=(), property_names=list(targets),
+                             workers=workers)
+    d = distance(targets, {k: np.array([r.get(k, np.nan) for r in rows], dtype=float)
+                           for k in targets}, space)
+    d = np.pad(d, (0, -len(d) % draws), constant_values=np.inf).reshape(-1, draws)
+    return np.arange(0, d.size, draws) + d.argmin(1)
 
 
 def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: torch.Generator,
@@ -365,31 +402,6 @@ def request(loaded: LoadedModel, condition: dict) -> dict[str, tuple[float, floa
         raise GenerationError(f"{loaded.path or 'this model'} is not a conditional model (it was "
                               "trained without model.conditions); sample without a condition")
     return loaded.conditions.check(condition)
-
-
-def request_support(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]
-                    ) -> tuple[int, int] | None:
-    """How many of a conditional model's stored training codes meet the request ``ranges``
-    (``request``'s answer) within tolerance, of how many: a request that few or none of the
-    training molecules meet jointly gets few hits, though each value alone is covered. None
-    when the model stores no property values with its codes."""
-    props = (loaded.prior or {}).get("properties")
-    if not ranges or props is None or loaded.conditions is None:
-        return None
-    names = loaded.conditions.names
-    values = {name: props[:, names.index(name)].float().numpy() for name in ranges}
-    return int(hits(ranges, values).sum()), len(props)
-
-
-def support_note(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]) -> str | None:
-    """A warning for a request that under 1% of the stored training codes meet, else None."""
-    support = request_support(loaded, ranges)
-    if support is None or support[0] >= 0.01 * support[1]:
-        return None
-    met, total = support
-    share = f"only {met:,} ({met / total:.2%})" if met else "none"
-    return (f"{describe(ranges)}: {share} of the model's {total:,} stored training molecules "
-            "meet this request jointly; expect few hits")
 
 
 # --------------------------------------------------------------------------- reconstruct

@@ -126,6 +126,32 @@ def test_conditional_sampling_records_what_was_asked_and_steers_the_codes(cvae):
     assert "target_logp" not in plain and (plain.source == "prior").all()
 
 
+def test_a_request_keeps_the_nearest_of_its_draws(cvae):
+    """generate.condition_draws = k: of each k molecules decoded in a row (those the model
+    alone writes for k x n), the one whose RDKit properties lie nearest the request."""
+    from molvae.chem import score_smiles
+    from molvae.conditions import distance
+    from molvae.generate import sample, settings, uses_draws
+
+    ask = {"logp": 2.5, "qed": 0.8}
+    alone = sample(cvae, num_samples=90, seed=2, condition=ask, condition_draws=1, workers=1)
+    counts: list[int] = []
+    best = sample(cvae, num_samples=30, seed=2, condition=ask, condition_draws=3, workers=1,
+                  progress=counts.append)
+    rows = score_smiles(alone.smiles.tolist(), filters=(), property_names=list(ask), workers=1)
+    d = distance(cvae.conditions.check(ask), {k: np.array([r.get(k, np.nan) for r in rows])
+                                              for k in ask}, cvae.conditions)
+    pick = np.arange(0, 90, 3) + d.reshape(30, 3).argmin(1)
+    assert best.smiles.tolist() == alone.smiles.iloc[pick].tolist() and sum(counts) == 30
+    assert best.target_logp.tolist() == alone.target_logp.iloc[pick].tolist()
+    assert d[pick].mean() < d.mean() and best.valid.all()
+    # the default: 4 for RDKit properties; a data column cannot be computed for a molecule
+    assert uses_draws(settings(), {"logp": (2.0, 3.0)}) == 4
+    assert uses_draws(settings(), {"pic50": (6.0, 6.0)}) == 1 == uses_draws(settings(), {})
+    with pytest.raises(GenerationError, match="pic50 is a data column"):
+        uses_draws(settings(condition_draws=2), {"logp": (2.0, 3.0), "pic50": (6.0, 6.0)})
+
+
 def test_a_request_is_refined_only_when_asked_and_with_its_condition(cvae, tmp_path):
     """The model's stored refinement applies to unconditional samples; a request samples
     unrefined unless generate.refine says otherwise, and then the encoder and decoder of
@@ -134,7 +160,7 @@ def test_a_request_is_refined_only_when_asked_and_with_its_condition(cvae, tmp_p
     from molvae.generate import refine, sample, settings
 
     stored = load_model(export_model(cvae.path, tmp_path / "refining.pt", sampling={"refine": 2}))
-    kw = {"num_samples": 120, "seed": 4, "workers": 1}
+    kw = {"num_samples": 120, "seed": 4, "workers": 1, "condition_draws": 1}  # the model alone
     assert sample(stored, **kw).smiles.tolist() == sample(cvae, refine=2, **kw).smiles.tolist()
     ask = {"logp": (1.0, 2.0)}
     raw = sample(stored, condition=ask, **kw)
@@ -180,7 +206,8 @@ def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tiny_tra
     from molvae.cli.generate import sampler_text
     from molvae.generate import settings
 
-    assert sampler_text(stored, settings(condition=ask)).endswith("guidance 3")
+    assert sampler_text(stored, settings(condition=ask)).endswith(
+        "guidance 3, the nearest of 4 decoded molecules by RDKit properties")
     assert "stored codes at width 0.5," in sampler_text(stored, settings(condition=ask))
     assert "0.5" not in sampler_text(stored, settings()) and "guidance" not in sampler_text(
         stored, settings())
@@ -407,7 +434,8 @@ def test_a_request_few_training_molecules_meet_is_noted(cvae, run_main, tmp_path
     """Each value covered alone, the pair met by none of the stored training molecules:
     `molvae sample` says so before sampling (it ran to 0% hits without a hint)."""
     from molvae.checkpoint import load_model
-    from molvae.generate import request, request_support, support_note
+    from molvae.conditions import request_support, support_note
+    from molvae.generate import request
 
     loaded = load_model(cvae.path)
     props, names = loaded.prior["properties"].float().numpy(), loaded.conditions.names

@@ -75,17 +75,23 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                              "model: 0.7 a closer hit, fewer novel molecules; docs/conditional.md) "
                              "(generate.condition_guidance; default: the model's stored choice, "
                              "else 1)")
+    parser.add_argument("--draws", type=int, metavar="K",
+                        help="with --condition: decode K molecules for each one returned and "
+                             "keep the one nearest the request by its RDKit properties "
+                             "(generate.condition_draws; default 4; 1 = the model's own answer)")
     parser.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from molvae.conditions import parse_targets
-    from molvae.generate import request, sample, support_note
+    from molvae.conditions import parse_targets, support_note
+    from molvae.generate import request, sample
     from molvae.latent import resolve_prior
 
     out = check_output(args.out, default="samples.csv")
     if args.guidance is not None and not args.condition:
         raise UsageError("--guidance goes with --condition (it guides the decoder to a request)")
+    if args.draws is not None and not args.condition:
+        raise UsageError("--draws goes with --condition (it keeps the draw nearest a request)")
     cfg = load_run_config(args, {
         "generate.num_samples": args.n,
         "generate.seed": args.seed,
@@ -101,6 +107,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.prior_width": args.prior_width,
         "generate.condition": parse_targets(args.condition) if args.condition else None,
         "generate.condition_guidance": args.guidance,
+        "generate.condition_draws": args.draws,
     }, defaults=SAMPLE_DEFAULTS)
     t0 = time.perf_counter()
     _check_score(cfg)
@@ -152,6 +159,8 @@ def sampler_text(loaded, g) -> str:
         parts.append(f"{passes} refinement pass{'es' if passes > 1 else ''}")
     if g.condition:
         parts.append(f"guidance {generate.uses_guidance(loaded, g):g}")
+        if (k := generate.uses_draws(g, generate.request(loaded, g.condition))) > 1:
+            parts.append(f"the nearest of {k} decoded molecules by RDKit properties")
     return "sampler: " + ", ".join(parts)
 
 
