@@ -16,15 +16,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import GenerationError
-
-if TYPE_CHECKING:
-    from .checkpoint import LoadedModel
 
 # a request per property: one value, or a (low, high) range
 Target = float | tuple[float, float]
@@ -265,9 +261,8 @@ def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
     return "condition:\n" + "\n".join(lines) if lines else "condition: (properties not scored)"
 
 
-def request_support(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]
-                    ) -> tuple[int, int] | None:
-    """How many of a conditional model's stored training codes meet the request ``ranges``
+def request_support(loaded, ranges: dict[str, tuple[float, float]]) -> tuple[int, int] | None:
+    """How many of a conditional model's (``loaded``, a LoadedModel) stored training codes meet the request ``ranges``
     (``request``'s answer) within tolerance, of how many: a request that few or none of the
     training molecules meet jointly gets few hits, though each value alone is covered. None
     when the model stores no property values with its codes."""
@@ -279,7 +274,7 @@ def request_support(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]
     return int(hits(ranges, values).sum()), len(props)
 
 
-def support_note(loaded: LoadedModel, ranges: dict[str, tuple[float, float]]) -> str | None:
+def support_note(loaded, ranges: dict[str, tuple[float, float]]) -> str | None:
     """A warning for a request that under 1% of the stored training codes meet, else None."""
     support = request_support(loaded, ranges)
     if support is None or support[0] >= 0.01 * support[1]:
