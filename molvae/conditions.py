@@ -262,10 +262,11 @@ def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
 
 
 def request_support(loaded, ranges: dict[str, tuple[float, float]]) -> tuple[int, int] | None:
-    """How many of a conditional model's (``loaded``, a LoadedModel) stored training codes meet the request ``ranges``
-    (``request``'s answer) within tolerance, of how many: a request that few or none of the
-    training molecules meet jointly gets few hits, though each value alone is covered. None
-    when the model stores no property values with its codes."""
+    """How many of a conditional model's (``loaded``, a LoadedModel) stored training codes
+    meet the request ``ranges`` (``request``'s answer) within tolerance, of how many: a
+    request that few or none of the training molecules meet jointly gets few hits, though
+    each value alone is covered. None when the model stores no property values with its
+    codes."""
     props = (loaded.prior or {}).get("properties")
     if not ranges or props is None or loaded.conditions is None:
         return None
