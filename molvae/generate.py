@@ -301,30 +301,33 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
 def uses_draws(cfg: GenerateConfig, targets: dict[str, tuple[float, float]]) -> int:
     """``cfg.condition_draws`` for a request ``targets``, where None means: 4 when RDKit
     computes every requested property, else 1; 1 without a request."""
-    if not targets:
-        return 1
-    computable = all(name in chem.PROPERTIES for name in targets)
-    if cfg.condition_draws is None:
-        return 4 if computable else 1
-    if cfg.condition_draws > 1 and not computable:
-        columns = ", ".join(sorted(set(targets) - set(chem.PROPERTIES)))
-        raise GenerationError(
-            f"generate.condition_draws = {cfg.condition_draws} keeps the decoded molecule nearest "
-            f"the request by the properties RDKit computes; {columns} is a data column: set "
-            "generate.condition_draws = 1")
+    columns = ", ".join(sorted(set(targets) - set(chem.PROPERTIES)))  # no RDKit property
+    if not targets or cfg.condition_draws is None:
+        return 4 if targets and not columns else 1
+    if cfg.condition_draws > 1 and columns:
+        raise GenerationError(f"generate.condition_draws = {cfg.condition_draws} keeps the decoded "
+                              "molecule nearest the request by the properties RDKit computes; "
+                              f"{columns} is a data column: set generate.condition_draws = 1")
     return cfg.condition_draws
 
 
 def _closest(pairs: Sequence[tuple[str, str]], targets: dict[str, tuple[float, float]], space,
              draws: int, workers: int) -> np.ndarray:
-    """The index of the molecule nearest the request (``conditions.distance`` of its RDKit
-    properties) in each run of ``draws`` pairs."""
-    rows = chem.score_smiles([smi for _, smi in pairs], filters=(), property_names=list(targets),
-                             workers=workers)
+    """Per run of ``draws`` pairs, the index of the molecule nearest the request by its RDKit
+    properties (``conditions.distance``) that no earlier run kept (else the nearest): the
+    nearest alone returns the few training molecules on a request over and over."""
+    smiles = [smi for _, smi in pairs]
+    rows = chem.score_smiles(smiles, filters=(), property_names=list(targets), workers=workers)
     d = distance(targets, {k: np.array([r.get(k, np.nan) for r in rows], dtype=float)
                            for k in targets}, space)
     d = np.pad(d, (0, -len(d) % draws), constant_values=np.inf).reshape(-1, draws)
-    return np.arange(0, d.size, draws) + d.argmin(1)
+    keep, kept = np.empty(len(d), dtype=int), set()
+    runs = np.arange(len(d))[:, None] * draws + np.argsort(d, axis=1, kind="stable")
+    for g, order in enumerate(runs):
+        new = [i for i in order if i < len(smiles) and smiles[i] and smiles[i] not in kept]
+        keep[g] = new[0] if new and np.isfinite(d.flat[new[0]]) else order[0]
+        kept.add(smiles[keep[g]])
+    return keep
 
 
 def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: torch.Generator,
