@@ -18,7 +18,7 @@ import torch
 
 from . import chem, parallel
 from .checkpoint import LoadedModel
-from .conditions import describe, distance
+from .conditions import describe, distance, hits
 from .config import GenerateConfig, overridden
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
@@ -291,7 +291,7 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
     if cfg.unique and len(out.pairs) < n:
         logger.warning("only %d unique valid molecules after %d draws", len(out.pairs), drawn)
     keep = (np.arange(min(n, len(out.pairs))) if draws == 1 else
-            _closest(out.pairs[:n], targets, loaded.conditions, draws, workers))
+            _closest(loaded, out.pairs[:n], targets, draws, workers))
     pairs = [out.pairs[i] for i in keep]
     asked = {f"target_{k}": out.asked_column(k)[keep] for k in targets}
     return _frame(pairs, "prior" if not targets else "conditional", seed=cfg.seed,
@@ -311,21 +311,22 @@ def uses_draws(cfg: GenerateConfig, targets: dict[str, tuple[float, float]]) -> 
     return cfg.condition_draws
 
 
-def _closest(pairs: Sequence[tuple[str, str]], targets: dict[str, tuple[float, float]], space,
-             draws: int, workers: int) -> np.ndarray:
-    """Per run of ``draws`` pairs, the index of the molecule nearest the request by its RDKit
-    properties (``conditions.distance``) that no earlier run kept (else the nearest): the
-    nearest alone returns the few training molecules on a request over and over."""
+def _closest(loaded: LoadedModel, pairs: Sequence[tuple[str, str]],
+             targets: dict[str, tuple[float, float]], draws: int, workers: int) -> np.ndarray:
+    """Per run of ``draws`` pairs, the index of the molecule to keep: the nearest to the
+    request by its RDKit properties (``conditions.distance``) of the new hits (within
+    tolerance, ``conditions.hits``; not a training molecule, not kept from an earlier run),
+    else of the hits, else of the new ones, else of all (the nearest alone keeps the few
+    training molecules that sit on a request, over and over)."""
     smiles = [smi for _, smi in pairs]
     rows = chem.score_smiles(smiles, filters=(), property_names=list(targets), workers=workers)
-    d = distance(targets, {k: np.array([r.get(k, np.nan) for r in rows], dtype=float)
-                           for k in targets}, space)
-    d = np.pad(d, (0, -len(d) % draws), constant_values=np.inf).reshape(-1, draws)
-    keep, kept = np.empty(len(d), dtype=int), set()
-    runs = np.arange(len(d))[:, None] * draws + np.argsort(d, axis=1, kind="stable")
-    for g, order in enumerate(runs):
-        new = [i for i in order if i < len(smiles) and smiles[i] and smiles[i] not in kept]
-        keep[g] = new[0] if new and np.isfinite(d.flat[new[0]]) else order[0]
+    values = {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in targets}
+    d, hit = distance(targets, values, loaded.conditions), hits(targets, values)
+    novel = loaded.is_novel(smiles) & (d < np.inf)
+    keep, kept = np.empty(-(-len(d) // draws), dtype=int), set()
+    for g in range(len(keep)):
+        run = range(g * draws, min(len(d), (g + 1) * draws))
+        keep[g] = min(run, key=lambda i: (not hit[i], not novel[i] or smiles[i] in kept, d[i]))
         kept.add(smiles[keep[g]])
     return keep
 

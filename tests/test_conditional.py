@@ -128,29 +128,46 @@ def test_conditional_sampling_records_what_was_asked_and_steers_the_codes(cvae):
 
 def test_a_request_keeps_the_nearest_of_its_draws(cvae):
     """generate.condition_draws = k: of each k molecules decoded in a row (those the model
-    alone writes for k x n), the one whose RDKit properties lie nearest the request."""
+    alone writes for k x n), the one nearest the request by its RDKit properties among the
+    new hits (within tolerance; not a training molecule, not kept before), else the hits,
+    else the new ones, else all."""
     from molvae.chem import score_smiles
     from molvae.conditions import distance
     from molvae.generate import sample, settings, uses_draws
 
-    ask = {"logp": 2.5, "qed": 0.8}
+    ask = {"logp": 2.5, "qed": (0.4, 0.9)}
     alone = sample(cvae, num_samples=90, seed=2, condition=ask, condition_draws=1, workers=1)
     counts: list[int] = []
     best = sample(cvae, num_samples=30, seed=2, condition=ask, condition_draws=3, workers=1,
                   progress=counts.append)
     rows = score_smiles(alone.smiles.tolist(), filters=(), property_names=list(ask), workers=1)
-    d = distance(cvae.conditions.check(ask), {k: np.array([r.get(k, np.nan) for r in rows])
-                                              for k in ask}, cvae.conditions)
+    values = {k: np.array([r.get(k, np.nan) for r in rows]) for k in ask}
+    ranges = cvae.conditions.check(ask)
+    d, hit = distance(ranges, values, cvae.conditions), hits(ranges, values)
+    novel = cvae.is_novel(alone.smiles.tolist())
     kept: set[str] = set()
     pick = []
-    for g in range(30):  # the nearest of the run that no earlier run kept, else the nearest
-        run = sorted(range(3 * g, 3 * g + 3), key=lambda i: d[i])
-        new = [i for i in run if alone.smiles[i] not in kept]
-        pick.append(new[0] if new else run[0])
+    for g in range(30):
+        pick.append(min(range(3 * g, 3 * g + 3), key=lambda i: (
+            not hit[i], not novel[i] or alone.smiles[i] in kept, d[i])))
         kept.add(alone.smiles[pick[-1]])
     assert best.smiles.tolist() == alone.smiles.iloc[pick].tolist() and sum(counts) == 30
     assert best.target_logp.tolist() == alone.target_logp.iloc[pick].tolist()
-    assert d[pick].mean() < d.mean() and best.valid.all()
+    assert 0 < hit.mean() < hit[pick].mean() and best.valid.all()
+    # runs of two (logP asked 2.5, a hit within 0.5): the nearest hit; a new hit before one
+    # kept already and before a training molecule; else the nearest; an invalid one last
+    from molvae.chem import canonical_smiles
+    from molvae.generate import _closest
+
+    known = canonical_smiles("Cc1cc(Cc2cnc(N)nc2N)c2cccnc2c1N(C)C")  # logP 2.15, trained on
+    assert not cvae.is_novel([known])[0]
+    runs = [("CCCCCC", "CNC(=O)Oc1ccccc1C(=O)Nc1ccccc1"),  # logP 2.59 / 2.66
+            ("CCCCCC", "CC(C)CCCC"),  # hexane kept already / 2.83
+            (known, "CCCCCCC"),  # 2.15 known / 2.98
+            ("CCCCCCCCCCCCCCCC", "c1ccccc1O"),  # 6.49 / 1.39: no hit
+            ("", "CCO")]
+    pairs = [("", canonical_smiles(smi) if smi else "") for run in runs for smi in run]
+    assert _closest(cvae, pairs, {"logp": (2.5, 2.5)}, 2, 1).tolist() == [0, 3, 5, 7, 9]
     # the default: 4 for RDKit properties; a data column cannot be computed for a molecule
     assert uses_draws(settings(), {"logp": (2.0, 3.0)}) == 4
     assert uses_draws(settings(), {"pic50": (6.0, 6.0)}) == 1 == uses_draws(settings(), {})
