@@ -121,10 +121,12 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _no_idle_options(self) -> TrainConfig:
-        if self.latent_noise_share != 1 and self.latent_noise == 1:
-            raise ValueError("latent_noise_share widens nothing while latent_noise is 1")
-        if self.distill_weight != 1 and self.distill is None:
-            raise ValueError("distill_weight weighs nothing without a pairs file (train.distill)")
+        idle = [self.latent_noise_share != 1 and self.latent_noise == 1 and
+                "latent_noise_share widens nothing while latent_noise is 1",
+                self.distill_weight != 1 and self.distill is None and
+                "distill_weight weighs nothing without a pairs file (train.distill)"]
+        if any(idle):
+            raise ValueError("; ".join(filter(None, idle)))
         return self
 
 
@@ -173,7 +175,10 @@ class GenerateConfig(_Section):
     @field_validator("condition", mode="before")
     @classmethod
     def _condition_values(cls, value):
-        """One clear message per bad request value (not one per branch of its union type)."""
+        """One clear message per bad request value (not one per branch of its union type);
+        None is no request, as {} is."""
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             return value
         for name, v in value.items():

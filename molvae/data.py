@@ -139,9 +139,12 @@ def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
     case (``molvae sample`` writes ``smiles``, MOSES files ``SMILES``)."""
     if name in columns:
         return name
-    same = [c for c in columns if str(c).lower() == name.lower()]
+    same = [str(c) for c in columns if str(c).lower() == name.lower()]
     if len(same) == 1:
-        return str(same[0])
+        return same[0]
+    if same:
+        raise DataError(f"{path}: several columns named {name!r} in other cases ({', '.join(same)}); "
+                        "name the SMILES column with --smiles-column or data.smiles_column")
     cols = ", ".join(map(str, list(columns)[:10]))
     raise DataError(f"{path}: no column {name!r} (columns: {cols}); name the SMILES column "
                     "with --smiles-column or data.smiles_column")

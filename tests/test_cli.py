@@ -60,13 +60,14 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     ok = df[df.valid]
     assert ok.nearest_similarity.between(0, 1).all() and (ok.nearest_known != "").all()
     ids = [f"ID-{i}" for i in range(21)]  # the input's other columns are kept, row for row
-    pd.DataFrame({"id": ids, "SMILES": test_smiles[:20] + ["junk"], "error": "e"}).to_csv(
-        tmp_path / "in.csv", index=False)
+    pd.DataFrame({"id": ids, "SMILES": test_smiles[:20] + ["junk"], "error": "e",
+                  "Input": "i", "input_error": "f"}).to_csv(tmp_path / "in.csv", index=False)
     rc, out, err = cli("reconstruct", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "r.csv")
     assert rc == 0 and "exact reconstruction" in out, err
     rec = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
     assert rec.input.tolist() == test_smiles[:20] + ["junk"] and rec.id.tolist() == ids
-    assert (rec.input_error == "e").all() and rec.error.iloc[-1] != ""  # named apart from ours
+    assert (rec.input_error == "e").all() and rec.error.iloc[-1] != ""  # named apart from ours,
+    assert (rec.input_Input == "i").all() and (rec.input_input_error == "f").all()  # case apart
     rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.npz")
     assert rc == 0, err
     with np.load(tmp_path / "z.npz") as z:  # no allow_pickle needed

@@ -124,6 +124,7 @@ def test_conditional_sampling_records_what_was_asked_and_steers_the_codes(cvae):
     assert np.mean((everyone > lo - 0.3) & (everyone < hi + 0.3)) < 0.8
     plain = sample(cvae, num_samples=50, seed=1)
     assert "target_logp" not in plain and (plain.source == "prior").all()
+    assert plain.equals(sample(cvae, num_samples=50, seed=1, condition=None))  # None: no request
 
 
 def test_a_request_keeps_the_nearest_of_its_draws(cvae):

@@ -74,6 +74,8 @@ def test_training_options_that_would_do_nothing_are_refused():
         validate(TrainConfig, {"latent_noise_share": 0.5})
     with pytest.raises(ConfigError, match="distill_weight weighs nothing"):
         validate(TrainConfig, {"distill_weight": 0.2})
+    with pytest.raises(ConfigError, match="widens nothing.*; distill_weight weighs"):  # both said
+        validate(TrainConfig, {"distill_weight": 0.2, "latent_noise_share": 0.5})
     assert validate(TrainConfig, {"latent_noise_share": 0.5, "latent_noise": 1.5}).latent_noise_share == 0.5
     assert validate(TrainConfig, {"distill_weight": 0.2, "distill": "p.npz"}).distill_weight == 0.2
 

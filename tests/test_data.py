@@ -61,6 +61,9 @@ def test_empty_file_missing_column_and_nothing_valid(tmp_path):
         prepare(_cfg(tmp_path, _csv(tmp_path, GOOD), smiles_column="mol"))
     # a column named in another case is that column (`molvae sample` writes "smiles")
     assert len(prepare(_cfg(tmp_path, _csv(tmp_path, GOOD), smiles_column="smiles")).smiles)
+    (tmp_path / "two.csv").write_text("Smiles,smiles\nCCO,CCN\n")  # which one? not guessed
+    with pytest.raises(DataError, match="several columns named 'SMILES' in other cases"):
+        read_molecules(tmp_path / "two.csv")
     with pytest.raises(DataError, match="no valid molecules left.*2 invalid"):
         prepare(_cfg(tmp_path, _csv(tmp_path, ["xx,1", "yy,2"], name="bad.csv")))
     with pytest.raises(DataError, match="no such file"):

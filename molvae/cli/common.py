@@ -231,8 +231,15 @@ def with_input_columns(df, others):
 
     if others is None or not len(others.columns):
         return df
-    kept = others.rename(columns={c: f"input_{c}" for c in others.columns if c in df.columns})
-    return pd.concat([kept.reset_index(drop=True), df.reset_index(drop=True)], axis=1)
+    taken, names = {str(c).lower() for c in df.columns}, []
+    for c in map(str, others.columns):  # case apart: spreadsheets and SQL ignore it
+        name, k = c, 1
+        while name.lower() in taken:
+            name, k = f"input_{c}" + (f"_{k}" if k > 1 else ""), k + 1
+        taken.add(name.lower())
+        names.append(name)
+    kept = others.set_axis(names, axis=1).reset_index(drop=True)
+    return pd.concat([kept, df.reset_index(drop=True)], axis=1)
 
 
 def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz", ".parquet"),

@@ -78,7 +78,8 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--draws", type=int, metavar="K",
                         help="with --condition: decode K molecules for each one returned and "
                              "keep the one nearest the request by its RDKit properties "
-                             "(generate.condition_draws; default 4; 1 = the model's own answer)")
+                             "(generate.condition_draws, 1-64; default 4; 1 = the model's own "
+                             "answer)")
     parser.set_defaults(func=cmd_sample)
 
 
