@@ -87,14 +87,12 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def read_molecules(
-    path: str | Path,
-    smiles_column: str = "SMILES",
-    property_columns: Sequence[str] = (),
-    limit: int | None = None,
-) -> Molecules:
+def read_molecules(path: str | Path, smiles_column: str = "SMILES", property_columns: Sequence[str] = (),
+                   limit: int | None = None, others: bool = False) -> Molecules:
     """Read CSV/TSV (named SMILES column, optional property columns) or .smi/.txt
-    (SMILES then an optional name per line), plain or .gz.
+    (SMILES then an optional name per line), plain or .gz; with ``others``, the file's other
+    columns too (``Molecules.others``: a copy, so only for the outputs that keep them; a .smi
+    file's names always, as they are read anyway).
 
     Undecodable bytes become U+FFFD, so such a row is counted as ``bad_encoding`` later
     instead of stopping the read.
@@ -104,7 +102,7 @@ def read_molecules(
         raise DataError(f"{path}: no such file")
     kind = _base_suffix(path)
     if kind == ".parquet":
-        return _read_parquet(path, smiles_column, property_columns, limit)
+        return _read_parquet(path, smiles_column, property_columns, limit, others)
     try:
         with _open_text(path) as fh:
             if kind in (".smi", ".txt", ".smiles"):
@@ -131,7 +129,8 @@ def read_molecules(
     props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
     if not smiles:
         raise DataError(f"{path}: file has no rows")
-    return Molecules(smiles=smiles, properties=props, others=df.drop(columns=[smiles_column]))
+    return Molecules(smiles=smiles, properties=props,
+                     others=df.drop(columns=[smiles_column]) if others else None)
 
 
 def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
@@ -151,7 +150,7 @@ def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
 
 
 def _read_parquet(path: Path, smiles_column: str, property_columns: Sequence[str],
-                  limit: int | None) -> Molecules:
+                  limit: int | None, others: bool) -> Molecules:
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
@@ -160,8 +159,8 @@ def _read_parquet(path: Path, smiles_column: str, property_columns: Sequence[str
     df = df.head(limit) if limit else df
     smiles = [s.strip() or None if isinstance(s, str) else None for s in df[smiles_column]]
     props = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(np.float32) for c in property_columns}
-    return Molecules(smiles=smiles, properties=props,
-                     others=df.drop(columns=[smiles_column]).reset_index(drop=True))
+    rest = df.drop(columns=[smiles_column]).reset_index(drop=True) if others else None
+    return Molecules(smiles=smiles, properties=props, others=rest)
 
 
 def _read_smi(fh, limit: int | None) -> Molecules:

@@ -220,7 +220,7 @@ def read_input(path: str, smiles_column: str | None = None):
     from molvae.data import read_molecules
 
     check_input(path)
-    mols = read_molecules(Path(path), smiles_column or "SMILES")
+    mols = read_molecules(Path(path), smiles_column or "SMILES", others=True)
     return [s or "" for s in mols.smiles], mols.others
 
 
