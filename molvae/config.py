@@ -72,6 +72,7 @@ class ModelConfig(_Section):
     # a conditional model (CVAE): properties the encoder and decoder receive (RDKit property
     # names or numeric data columns), e.g. ["mw", "logp", "tpsa", "hbd", "hba", "qed", "sa"]
     conditions: list[str] = []
+    sample_flag: bool = False  # the decoder's flag: on for prior samples (molvae.model.Decoder)
 
 
 class TrainConfig(_Section):

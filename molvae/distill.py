@@ -59,7 +59,7 @@ def _pairs_chunk(job: tuple, loaded: LoadedModel | None = None) -> tuple:
 
     loaded = loaded or generate._WORKER_MODEL
     z, seed, cfg = job  # decoded and refined as `sample` does (generate._sample_chunk)
-    smiles = [smi for _, smi in generate._sample_chunk((z, seed, cfg, None, None), loaded)]
+    smiles = [smi for _, smi in generate._sample_chunk((z, seed, cfg, None, None, True), loaded)]
     batch = tokenize_smiles(loaded.vocab, smiles, False, canonical=True)
     ok = np.flatnonzero(batch.ok)
     return ok, batch.tokens[ok], batch.lengths[ok], [smiles[i] for i in ok]
@@ -160,9 +160,10 @@ def load_pairs(path: str | Path, vocab: Vocab, latent_size: int,
 def distill_loss(model: torch.nn.Module, pairs: Pairs, n: int, seed: tuple[int, int],
                  device: torch.device, amp: bool) -> torch.Tensor:
     """The decoder's loss (summed token cross-entropy, mean over rows) on ``n`` random rows
-    of ``pairs``: the refined molecule, written from its prior draw with no condition."""
+    of ``pairs``: the refined molecule, written from its prior draw with no condition (and
+    the sample flag on, in a model with one)."""
     idx = np.random.default_rng(seed).integers(0, len(pairs), n)
     z, tokens = pairs.batch(idx, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        logits = model.decoder(z, tokens, None)
+        logits = model.decoder(z, tokens, None, sampling=True)
     return reconstruction_loss(logits.float(), tokens).mean()

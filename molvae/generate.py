@@ -77,9 +77,10 @@ def ring_constraint(loaded: LoadedModel) -> RingSizeConstraint:
 
 
 def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: GenerateConfig,
-                  greedy: bool | None = None, condition: torch.Tensor | None = None) -> np.ndarray:
+                  greedy: bool | None = None, condition: torch.Tensor | None = None,
+                  sampling: bool = False) -> np.ndarray:
     """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg`` (and a conditional
-    model's condition input (B, C))."""
+    model's condition input (B, C)); ``sampling``: prior draws (the sample flag on, if any)."""
     device = device_of(loaded)
     gen = torch.Generator(device=device).manual_seed(seed)
     return loaded.model.decoder.generate(
@@ -87,7 +88,7 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
         constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
         condition=None if condition is None else condition.to(device),
-        guidance=uses_guidance(loaded, cfg)).cpu().numpy()
+        guidance=uses_guidance(loaded, cfg), sampling=sampling and condition is None).cpu().numpy()
 
 
 def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:
@@ -211,7 +212,7 @@ def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[s
     """One batch of prior samples -> (SELFIES, canonical SMILES or '') pairs; in a worker
     process, with the model it was handed at fork and one torch thread."""
     loaded = loaded or _WORKER_MODEL
-    _, seed, cfg, _, cond = job
+    _, seed, cfg, _, cond, _ = job
     pairs = decode_ids(loaded.vocab, _decode_batch(loaded, *job))
     return refine(loaded, pairs, cfg, uses_refine(loaded, cfg), seed, cond)
 
@@ -355,7 +356,7 @@ def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: to
             z = latent(k).cpu()
             cond, asked = latent.condition(k)
             out.asked.append(asked)
-            job = (z, batch_seed, cfg, None, cond)
+            job = (z, batch_seed, cfg, None, cond, True)
             drawn += k
             if pool is None:
                 out.take(_sample_chunk(job, loaded))

@@ -89,20 +89,31 @@ class LatentHead(nn.Module):
         return self.mu(h), self.logvar(h).clamp(-20.0, 10.0)
 
 
+# The sample flag's input when on. Its weights start at zero in a fine-tune, whose small
+# learning rate moves a weight by about that much a step; the input's size multiplies what
+# they learn per step (at 1, a 5e-5 fine-tune's epoch moves the flag's gates by ~0.015).
+SAMPLE_FLAG = 50.0
+
+
 class Decoder(nn.Module):
-    """Autoregressive GRU; z (with the condition input of a conditional model) sets the
-    initial hidden state and is fed at every step."""
+    """Autoregressive GRU; z (with the condition input of a conditional model, and the
+    sample flag of a model with one) sets the initial hidden state and is fed at every step.
+
+    ``sample_flag``: one more input, 1 when the decoder writes a prior sample and 0 when it
+    decodes a molecule's code (reconstruction, refinement, walks): refinement distilled into
+    the sampler (``train.distill``) then leaves reconstruction as it was."""
 
     def __init__(self, vocab_size: int, embedding_size: int, latent_size: int, hidden_size: int,
                  num_layers: int, dropout: float = 0.0, word_dropout: float = 0.0,
-                 condition_size: int = 0):
+                 condition_size: int = 0, sample_flag: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        code_size = latent_size + condition_size
+        code_size = latent_size + condition_size + int(sample_flag)
         self.z_to_hidden = nn.Linear(code_size, hidden_size * num_layers)
         self.gru = nn.GRU(embedding_size + code_size, hidden_size, num_layers, batch_first=True,
                           dropout=dropout if num_layers > 1 else 0.0)
         self.condition_size = condition_size
+        self.sample_flag = sample_flag
         self.out = nn.Linear(hidden_size, vocab_size)
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -113,10 +124,19 @@ class Decoder(nn.Module):
         h = torch.tanh(self.z_to_hidden(z))  # (B, layers*H)
         return h.view(z.shape[0], self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
 
-    def forward(self, z: torch.Tensor, tokens: torch.Tensor,
-                condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]."""
+    def code(self, z: torch.Tensor, condition: torch.Tensor | None, sampling: bool
+             ) -> torch.Tensor:
+        """(B, Z) -> the decoder's code input: z, the condition input, the sample flag."""
         z = with_condition(z, condition, self.condition_size)
+        if not self.sample_flag:
+            return z
+        return torch.cat([z, z.new_full((z.shape[0], 1), SAMPLE_FLAG * sampling)], dim=-1)
+
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor,
+                condition: torch.Tensor | None = None, sampling: bool = False) -> torch.Tensor:
+        """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]
+        (``sampling``: the sample flag's value; a decoder without one ignores it)."""
+        z = self.code(z, condition, sampling)
         inputs = tokens[:, :-1]
         if self.training and self.word_dropout > 0:
             drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
@@ -162,9 +182,11 @@ class Decoder(nn.Module):
                  banned_first: Sequence[int] = (), *,
                  constraint: DecodeConstraint | None = None,
                  top_p: float | None = None,
-                 condition: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+                 condition: torch.Tensor | None = None, guidance: float = 1.0,
+                 sampling: bool = False) -> torch.Tensor:
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
         ``condition`` (B, C): the condition input of a conditional model (None: none given);
+        ``sampling``: the sample flag's value (a decoder without one ignores it);
         ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
         conditional log-probabilities pushed away from the unconditional ones,
         log p_u + guidance * (log p_c - log p_u) (two decoder passes per step).
@@ -183,8 +205,8 @@ class Decoder(nn.Module):
         nucleus = top_p is not None and top_p < 1.0 and not greedy
         b = z.shape[0]
         guided = condition is not None and guidance != 1.0
-        zc = with_condition(z, condition, self.condition_size)
-        z = torch.cat([zc, with_condition(z, None, self.condition_size)]) if guided else zc
+        zc = self.code(z, condition, sampling)
+        z = torch.cat([zc, self.code(z, None, sampling)]) if guided else zc
         first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
         h = self.initial_hidden(z)
@@ -297,16 +319,16 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
     c = 2 * len(cfg.conditions)  # a value and a given-flag per property
     latent = LatentHead(encoder.output_size, cfg.latent_size, c)
     decoder = Decoder(vocab_size, cfg.embedding_size, cfg.latent_size, cfg.decoder_hidden_size,
-                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout, c)
+                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout, c, cfg.sample_flag)
     head = (PropertyHead(cfg.latent_size, cfg.property_hidden_size, len(cfg.property_names))
             if cfg.property_names else None)
     return SelfiesVAE(encoder, latent, decoder, head)
 
 
 def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:
-    """Load the weights of an unconditional model into a conditional one of the same sizes:
-    the input columns the condition adds start at zero, so step 0 is the unconditional
-    model."""
+    """Load the weights of an unconditional model (or one without a sample flag) into a
+    conditional one (or one with it) of the same sizes: the input columns the condition and
+    the flag add start at zero, so step 0 is the model it starts from."""
     own = model.state_dict()
     for name, w in state.items():
         if name in own and own[name].shape != w.shape:

@@ -157,22 +157,20 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     if state.get("vocab") != train_ds.vocab.to_list():
         raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
     theirs = ModelConfig.model_validate(state["model_config"])
-    if resume is None and not theirs.conditions and model_cfg.conditions:
-        # fine-tune an unconditional model into a conditional one: the condition's
-        # weights start at zero
-        if theirs.model_copy(update={"conditions": model_cfg.conditions}) != model_cfg:
-            raise _config_differs(source, model_cfg, theirs.model_copy(
-                update={"conditions": model_cfg.conditions}))
+    # fine-tune into a conditional model, or one with a sample flag: new weights start at zero
+    grown = {k: getattr(model_cfg, k) for k in ("conditions", "sample_flag")
+             if getattr(model_cfg, k) and not getattr(theirs, k)} if resume is None else {}
+    if theirs.model_copy(update=grown) != model_cfg:
+        raise _config_differs(source, model_cfg, theirs.model_copy(update=grown))
+    if grown:
         load_widened(model, state["model_state"])
-        logger.info("starting the conditional model from the weights of %s", source)
-        return loop
-    if theirs != model_cfg:
-        raise _config_differs(source, model_cfg, theirs)
-    model.load_state_dict(state["model_state"])
+    else:
+        model.load_state_dict(state["model_state"])
     if state.get("conditions") is not None:  # its condition weights read its standardization
         loop.conditions = ConditionSpace.from_record(state["conditions"])
     if resume is None:
-        logger.info("starting from the weights of %s", source)
+        logger.info("starting from the weights of %s%s", source,
+                    f" (new at zero: {', '.join(grown)})" if grown else "")
         return loop
     missing = [k for k in TRAINING_ONLY if k not in state]
     if missing:
@@ -306,6 +304,8 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
                                                           model_cfg.latent_size, cfg.init_from)
     loop = _start(train_ds, model_cfg, cfg, resume)
     loop.pairs = pairs
+    if model_cfg.sample_flag and pairs is None:
+        logger.warning("model.sample_flag without train.distill: the sampler is not trained")
     info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),

@@ -100,3 +100,55 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
     assert rc == 1 and "-n must be at least 1" in err
     rc, _, err = run_main("data", "pairs", "-n", 5, "-o", tmp_path / "q.csv")
     assert rc == 1 and "must end in .npz" in err
+
+
+def test_a_sample_flag_teaches_the_sampler_and_leaves_reconstruction(refining, tiny_trained,
+                                                                     tmp_path):
+    """With model.sample_flag the decoder takes one more input: step 0 is the model it starts
+    from; trained on pairs, prior samples are written with the flag on (what the pairs
+    taught) and reconstruction with it off."""
+    from molvae.model import build_model, load_widened
+
+    tiny = tiny_trained[0]
+    flagged = ModelConfig(**TINY_MODEL, sample_flag=True)
+    wide = build_model(flagged, len(tiny.vocab)).eval()
+    load_widened(wide, tiny.model.state_dict())
+    tokens = torch.randint(3, len(tiny.vocab), (4, 12))
+    z = torch.randn(4, TINY_MODEL["latent_size"])
+    with torch.no_grad():
+        for sampling in (False, True):
+            torch.testing.assert_close(tiny.model.decoder(z, tokens),
+                                       wide.decoder(z, tokens, sampling=sampling))
+    save_pairs(make_pairs(refining, 300, seed=1, workers=1), refining.vocab, tmp_path / "p.npz")
+    pairs = load_pairs(tmp_path / "p.npz", refining.vocab, TINY_MODEL["latent_size"])
+    taught = train_model(
+        DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "c"), flagged,
+        TrainConfig(epochs=2, batch_size=64, lr=3e-3, recon_eval_size=0, prior_codes=50,
+                    threads=1, freeze_encoder=True, init_from=tiny_trained[1].checkpoint,
+                    out_dir=tmp_path / "f", distill=tmp_path / "p.npz"))
+    loaded = load_model(taught.checkpoint)
+    assert loaded.model_config.sample_flag and loaded.model.decoder.sample_flag
+    # the flag's weights learn only from the pairs (they start at zero): with it off, the
+    # pairs' loss is the untaught one
+    on, off = (_pairs_loss(loaded.model, pairs, sampling) for sampling in (True, False))
+    assert on < 0.97 * off, (on, off)
+    # the same model with the flag's weights at zero: its samples differ, its reconstructions
+    # do not (reconstruction decodes with the flag off)
+    unflagged = load_model(taught.checkpoint)
+    dec = unflagged.model.decoder
+    with torch.no_grad():
+        dec.z_to_hidden.weight[:, -1] = 0
+        dec.gru.weight_ih_l0[:, -1] = 0
+    mols = list(generate.sample(loaded, num_samples=60, workers=1, seed=2).smiles)
+    assert mols != list(generate.sample(unflagged, num_samples=60, workers=1, seed=2).smiles)
+    some = [s for s in mols if s][:20]
+    assert (generate.reconstruct(loaded, some).reconstructed.tolist()
+            == generate.reconstruct(unflagged, some).reconstructed.tolist())
+
+
+@torch.no_grad()
+def _pairs_loss(model, pairs, sampling: bool) -> float:
+    from molvae.model import reconstruction_loss
+
+    z, tokens = pairs.batch(np.arange(len(pairs)), torch.device("cpu"))
+    return float(reconstruction_loss(model.decoder(z, tokens, None, sampling), tokens).mean())
