@@ -89,29 +89,26 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
             **common, out_dir=tmp_path / "x", distill=tmp_path / "none.npz"))
     assert not (tmp_path / "c").exists()
     plain = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(**common, out_dir=tmp_path / "a"))
-    with caplog.at_level(logging.WARNING, logger="molvae.distill"):
-        taught = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
+    with caplog.at_level(logging.WARNING, logger="molvae.distill"):  # with a sample flag
+        taught = train_model(data, ModelConfig(**TINY_MODEL, sample_flag=True), TrainConfig(
             **common, out_dir=tmp_path / "b", distill=tmp_path / "p.npz"))
     # drawn by the refining export, not by the weights this training starts from: said
     assert "drawn by another model than" in caplog.text
     assert str(pairs.source) == file_digest(refining.path)
     assert loss_on_pairs(taught.checkpoint) < 0.7 * loss_on_pairs(plain.checkpoint)
+    _samples_with_the_flag_on_and_reconstructs_with_it_off(load_model(taught.checkpoint), pairs)
     rc, _, err = run_main("data", "pairs", "-n", 0, "-o", tmp_path / "q.npz")
     assert rc == 1 and "-n must be at least 1" in err
     rc, _, err = run_main("data", "pairs", "-n", 5, "-o", tmp_path / "q.csv")
     assert rc == 1 and "must end in .npz" in err
 
 
-def test_a_sample_flag_teaches_the_sampler_and_leaves_reconstruction(refining, tiny_trained,
-                                                                     tmp_path):
-    """With model.sample_flag the decoder takes one more input: step 0 is the model it starts
-    from; trained on pairs, prior samples are written with the flag on (what the pairs
-    taught) and reconstruction with it off."""
+def test_step_zero_of_a_sample_flag_fine_tune_is_the_model_it_starts_from(tiny):
+    """With model.sample_flag the decoder takes one more input, its weights at zero in a
+    fine-tune: flag on or off, the decoder writes what the model it starts from does."""
     from molvae.model import build_model, load_widened
 
-    tiny = tiny_trained[0]
-    flagged = ModelConfig(**TINY_MODEL, sample_flag=True)
-    wide = build_model(flagged, len(tiny.vocab)).eval()
+    wide = build_model(ModelConfig(**TINY_MODEL, sample_flag=True), len(tiny.vocab)).eval()
     load_widened(wide, tiny.model.state_dict())
     tokens = torch.randint(3, len(tiny.vocab), (4, 12))
     z = torch.randn(4, TINY_MODEL["latent_size"])
@@ -119,14 +116,11 @@ def test_a_sample_flag_teaches_the_sampler_and_leaves_reconstruction(refining, t
         for sampling in (False, True):
             torch.testing.assert_close(tiny.model.decoder(z, tokens),
                                        wide.decoder(z, tokens, sampling=sampling))
-    save_pairs(make_pairs(refining, 300, seed=1, workers=1), refining.vocab, tmp_path / "p.npz")
-    pairs = load_pairs(tmp_path / "p.npz", refining.vocab, TINY_MODEL["latent_size"])
-    taught = train_model(
-        DataConfig(path=SHIPPED_TRAIN, limit=600, cache_dir=tmp_path / "c"), flagged,
-        TrainConfig(epochs=2, batch_size=64, lr=3e-3, recon_eval_size=0, prior_codes=50,
-                    threads=1, freeze_encoder=True, init_from=tiny_trained[1].checkpoint,
-                    out_dir=tmp_path / "f", distill=tmp_path / "p.npz"))
-    loaded = load_model(taught.checkpoint)
+
+
+def _samples_with_the_flag_on_and_reconstructs_with_it_off(loaded, pairs) -> None:
+    """Trained on pairs, a model with a sample flag writes prior samples with it on (what
+    the pairs taught) and reconstructs with it off."""
     assert loaded.model_config.sample_flag and loaded.model.decoder.sample_flag
     # the flag's weights learn only from the pairs (they start at zero): with it off, the
     # pairs' loss is the untaught one
@@ -134,7 +128,7 @@ def test_a_sample_flag_teaches_the_sampler_and_leaves_reconstruction(refining, t
     assert on < 0.97 * off, (on, off)
     # the same model with the flag's weights at zero: its samples differ, its reconstructions
     # do not (reconstruction decodes with the flag off)
-    unflagged = load_model(taught.checkpoint)
+    unflagged = load_model(loaded.path)
     dec = unflagged.model.decoder
     with torch.no_grad():
         dec.z_to_hidden.weight[:, -1] = 0
