@@ -97,6 +97,9 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
     assert str(pairs.source) == file_digest(refining.path)
     assert loss_on_pairs(taught.checkpoint) < 0.7 * loss_on_pairs(plain.checkpoint)
     _samples_with_the_flag_on_and_reconstructs_with_it_off(load_model(taught.checkpoint), pairs)
+    rc, _, err = run_main("sample", "-n", 20, "--model", taught.checkpoint, "-o",
+                          tmp_path / "s.csv")
+    assert rc == 0 and "the decoder's sample flag on" in err, err
     rc, _, err = run_main("data", "pairs", "-n", 0, "-o", tmp_path / "q.npz")
     assert rc == 1 and "-n must be at least 1" in err
     rc, _, err = run_main("data", "pairs", "-n", 5, "-o", tmp_path / "q.csv")
