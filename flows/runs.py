@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run as prefect_flow_run
 
 from molvae import report
+from molvae.cli.common import outside_imports
 from molvae.config import RunConfig
 
 from . import review
@@ -46,7 +48,18 @@ def tracker(cfg: RunConfig, run_id: str):
     return MlflowTracker(cfg.tracking, run_id=run_id)
 
 
+def guard_sigterm() -> None:
+    """Prefect's SIGTERM handler, which it installs for a flow run, run only outside Python's
+    import machinery (``molvae.cli.common.outside_imports``: a SIGTERM there hung the run);
+    Prefect puts back the handler before its own as the run ends."""
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and not hasattr(handler, "guards"):
+            signal.signal(signal.SIGTERM, outside_imports(handler))
+
+
 def start(cfg: RunConfig, name: str, digest: str) -> tuple[str | None, Path]:
+    guard_sigterm()
     run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     out_dir = Path(cfg.out_dir) / run_name  # one folder per run: concurrent runs never collide
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -559,27 +559,28 @@ def test_a_stopped_run_stops_and_its_prefect_server_too(tiny_trained, tmp_path, 
 
     env = {**os.environ, "MOLVAE_NO_PROGRESS": "1", "PREFECT_HOME": str(tmp_path / "prefect")}
     env.pop("PREFECT_API_URL", None)  # its own temporary Prefect server, a child process
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "molvae.cli", "run", "--flow", "optimize",
-         "--model", str(tiny_trained[1].checkpoint), "--set", f'out_dir="{runs}"',
-         "--set", "tracking.enabled=false", "--set", "optimize.oracle_budget=1000000"],
-        env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+    runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "molvae.cli", "run", "--flow", "optimize",
+             "--model", str(tiny_trained[1].checkpoint), "--set", f'out_dir="{runs}"',
+             "--set", "tracking.enabled=false", "--set", "optimize.oracle_budget=1000000"],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr,
+            text=True)
     try:
         deadline = time.time() + 120
-        while not list(runs.glob("*/config.json")) and time.time() < deadline:
-            time.sleep(0.5)  # the folder exists once the server is up and the flow runs
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        while "] optimizing (cmaes" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.2)  # the flow runs (its server is up) and has reached the optimizer
+        assert proc.poll() is None, log.read_text()[-2000:]
         # one Prefect server: the one `molvae run` started early, which the flow runs against
         servers = _children(proc.pid, "uvicorn")
         assert len(servers) == 1
-        time.sleep(2)
         if how.startswith("SIGTERM"):
             proc.send_signal(signal.SIGTERM)
         else:
             os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
+        err = log.read_text()
         code, word = (143, "terminated") if how.startswith("SIGTERM") else (130, "interrupted")
         assert proc.returncode == code and f"molvae: {word}" in err, err[-3000:]
         assert "this is a bug" not in err
@@ -597,6 +598,30 @@ def test_a_stopped_run_stops_and_its_prefect_server_too(tiny_trained, tmp_path, 
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_signal_inside_the_import_machinery_comes_again_outside_it():
+    """A SIGTERM that would raise inside Python's import machinery (where it can leave the
+    import lock held: a `molvae run` hung) is raised 50 ms later instead, elsewhere."""
+    import signal
+    import time
+
+    from molvae.cli import Terminated, _terminate
+    from molvae.cli.common import outside_imports
+
+    where = {}  # a frame of the import machinery, as the handler sees one
+    exec(compile("import sys\ndef here():\n    return sys._getframe()\n",
+                 "<frozen importlib._bootstrap>", "exec"), where)
+    guarded = outside_imports(_terminate)
+    previous = signal.signal(signal.SIGTERM, guarded)
+    try:
+        assert guarded(signal.SIGTERM, where["here"]()) is None  # not raised there
+        with pytest.raises(Terminated):  # but again, here
+            time.sleep(5)
+        with pytest.raises(Terminated):  # anywhere else, at once
+            guarded(signal.SIGTERM, sys._getframe())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_the_early_prefect_server_ends_when_its_starter_is_killed(tmp_path):

@@ -25,12 +25,14 @@ def _round_trip(smiles):
 
 @pytest.mark.slow
 def test_round_trip_on_the_shipped_test_sample():
-    smiles = [chem.canonical_smiles(s) for s in pd.read_csv(SHIPPED_TEST)["SMILES"]]
+    """A third of the shipped test sample (3,334 molecules; all 10,000 took ~20 s of CPU
+    in the suite) goes SMILES -> SELFIES -> SMILES unchanged, in two processes."""
+    smiles = [chem.canonical_smiles(s) for s in pd.read_csv(SHIPPED_TEST)["SMILES"][::3]]
     with parallel.pool(2) as p:
         back = sum(p.map(_round_trip, [smiles[i::2] for i in range(2)]), [])
     expected = smiles[0::2] + smiles[1::2]
     mismatches = [(a, b) for a, b in zip(expected, back, strict=True) if a != b]
-    assert len(smiles) == 10_000 and not mismatches, mismatches[:5]
+    assert len(smiles) == 3_334 and not mismatches, mismatches[:5]
 
 
 def test_canonical_input_skips_parsing_with_the_same_tokens():

@@ -30,7 +30,7 @@ import traceback
 
 from molvae.errors import MolvaeError
 
-from .common import quiet_third_parties, setup_logging
+from .common import outside_imports, quiet_third_parties, setup_logging
 from .data import add_data_commands
 from .evaluate import add_evaluate_command
 from .generate import add_generate_commands
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_parties(args.verbose)
     in_main = threading.current_thread() is threading.main_thread()
     _SIGNALLED.clear()
-    previous = ((signal.signal(signal.SIGTERM, _terminate), signal.signal(signal.SIGINT, _interrupt))
-                if in_main else None)
+    previous = ((signal.signal(signal.SIGTERM, outside_imports(_terminate)),
+                 signal.signal(signal.SIGINT, outside_imports(_interrupt))) if in_main else None)
     try:
         try:
             args.func(args)

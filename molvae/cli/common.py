@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +35,24 @@ class UsageError(MolvaeError):
 
 
 # --------------------------------------------------------------------------- process set-up
+
+
+def outside_imports(handler: Callable):
+    """``handler`` (a signal handler that raises) run only outside Python's import machinery.
+
+    A signal that raises inside it can leave the global import lock held (in 3.11 a module
+    lock's weakref callback takes it; an exception there is printed and dropped): another
+    thread's next import then waits for ever, and the signal is lost. Seen as a ``molvae
+    run`` that SIGTERM never ended (Prefect's event loop stuck importing anyio, the flow
+    going on). There the signal comes again 50 ms later, by then outside it."""
+    def guarded(signum, frame):
+        if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return None
+        return handler(signum, frame)
+
+    guarded.guards = handler  # type: ignore[attr-defined]
+    return guarded
 
 
 def setup_logging(verbose: bool) -> None:
