@@ -69,10 +69,10 @@ class ModelConfig(_Section):
     word_dropout: float = Field(0.0, ge=0, lt=1)  # decoder input tokens replaced by <pad>
     property_names: list[str] = []  # property head targets (e.g. ["qed", "sa", "logp"])
     property_hidden_size: int = Field(128, ge=1)
-    # a conditional model (CVAE): properties the encoder and decoder receive (RDKit property
-    # names or numeric data columns), e.g. ["mw", "logp", "tpsa", "hbd", "hba", "qed", "sa"]
+    # a conditional model (CVAE): properties the encoder and decoder receive (RDKit properties
+    # or numeric data columns), e.g. ["mw", "logp", "tpsa", "hbd", "hba", "qed", "sa"]
     conditions: list[str] = []
-    sample_flag: bool = False  # the decoder's flag: on for prior samples (molvae.model.Decoder)
+    sample_flag: bool = False  # the decoder's own weights for prior samples (molvae.model)
 
 
 class TrainConfig(_Section):
@@ -102,13 +102,15 @@ class TrainConfig(_Section):
     # the share of each batch's molecules drawn with latent_noise; the rest keep q(z|x)'s own
     # draw (1), so the decoder learns the wider codes without unlearning the exact ones
     latent_noise_share: float = Field(1.0, ge=0, le=1)
-    # refinement distilled (molvae.distill): a pairs file (`molvae data pairs`); each step
-    # also teaches the decoder to write, from those draws, what refinement made of them
+    # refinement distilled (molvae.distill): a pairs file (`molvae data pairs`); each step also
+    # teaches the decoder to write, from those draws, what refinement made of them (its
+    # weight beside the usual loss); sampler_only: the sampler's own weights alone, on the
+    # pairs alone (model.sample_flag)
     distill: Path | None = None
-    distill_weight: float = Field(1.0, gt=0)  # that loss's weight beside the usual one
-    # condition dropout of a conditional model: the whole condition vector is dropped with
-    # probability condition_dropout (the model learns to sample unconditionally), else each
-    # property with property_dropout (it learns requests that name only some properties)
+    distill_weight: float = Field(1.0, gt=0)
+    sampler_only: bool = False
+    # condition dropout: the whole condition vector dropped with probability condition_dropout
+    # (the model learns to sample without one), else each property with property_dropout
     condition_dropout: float = Field(0.2, ge=0, le=1)
     property_dropout: float = Field(0.3, ge=0, le=1)
     recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
@@ -125,7 +127,9 @@ class TrainConfig(_Section):
         idle = [self.latent_noise_share != 1 and self.latent_noise == 1 and
                 "latent_noise_share widens nothing while latent_noise is 1",
                 self.distill_weight != 1 and self.distill is None and
-                "distill_weight weighs nothing without a pairs file (train.distill)"]
+                "distill_weight weighs nothing without a pairs file (train.distill)",
+                self.sampler_only and self.distill is None and
+                "sampler_only trains on refinement's pairs: give them (train.distill)"]
         if any(idle):
             raise ValueError("; ".join(filter(None, idle)))
         return self
@@ -135,22 +139,19 @@ class GenerateConfig(_Section):
     num_samples: int = Field(10_000, ge=1)
     batch_size: int = Field(1000, ge=1)
     temperature: float = Field(1.0, gt=0)
-    # argmax tokens instead of drawing them; None: the model's stored choice (the shipped
-    # model: greedy, with its prior width 1.5 and the ring grammar, the lowest FCD that keeps
-    # novelty >= 0.85; benchmarks/sampling_frontier.py), else drawn
+    # argmax tokens instead of drawing them; None: the model's stored choice (the shipped model:
+    # greedy, the lowest FCD that keeps novelty >= 0.85; benchmarks/sampling_frontier.py)
     greedy: bool | None = None
     top_p: float | None = Field(None, gt=0, le=1)  # nucleus sampling; None = off
-    # refinement passes: each decoded molecule encoded and its code decoded greedily again
-    # (odd molecules move to typical ones the model writes back to themselves); None: the
-    # model's stored choice (0 when it stores none, or with a condition)
+    # refinement passes: each decoded molecule encoded and its code decoded greedily again (odd
+    # molecules move to typical ones); None: the model's stored choice (0: none, or a condition)
     refine: int | None = Field(None, ge=0, le=10)
     # never close a ring of a size the training data lacks; None: when the model stores them
     ring_grammar: bool | None = None
     max_length: int = Field(100, ge=1)
     unique: bool = False  # keep sampling until num_samples unique valid molecules
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)
-    # posterior spread scale; None = the model's (with a condition: its stored width for
-    # requests, if any)
+    # posterior spread scale; None = the model's (with a condition: its width for requests)
     prior_width: float | None = Field(None, gt=0)
     seed: int = 0
     # a conditional model: requested properties, {name: value} or {name: [low, high]}
@@ -159,9 +160,8 @@ class GenerateConfig(_Section):
     # with a condition: draw the prior codes of training molecules near the request (a
     # conditional prior p(z|c)) as well as telling the decoder (p(x|z,c))
     condition_codes: bool = True
-    # classifier-free guidance of a conditional decoder: 1 = the plain conditional model,
-    # > 1 follows the condition more closely (two decoder passes per token); None: the
-    # model's stored choice (1 when it stores none)
+    # classifier-free guidance of a conditional decoder: 1 = the plain conditional model, > 1
+    # follows the condition more closely (two passes per token); None: the model's (else 1)
     condition_guidance: float | None = Field(None, ge=0, le=20)
     # with a condition: decode this many molecules for each one returned and keep the one
     # whose RDKit properties come closest to the request; None: 4 for a request of RDKit

@@ -45,6 +45,14 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.z)
 
+    def split(self, n: int) -> tuple[Pairs, Pairs]:
+        """(all rows but the last ``n``, the last ``n``): training and validation rows."""
+        cut = len(self) - n
+        return (Pairs(self.z[:cut], self.tokens[:cut], self.lengths[:cut], self.smiles[:cut],
+                      self.source),
+                Pairs(self.z[cut:], self.tokens[cut:], self.lengths[cut:], self.smiles[cut:],
+                      self.source))
+
     def batch(self, idx: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """z and tokens (cut to the longest) of the rows ``idx``."""
         width = int(self.lengths[idx].max())
@@ -167,3 +175,15 @@ def distill_loss(model: torch.nn.Module, pairs: Pairs, n: int, seed: tuple[int, 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model.decoder(z, tokens, None, sampling=True)
     return reconstruction_loss(logits.float(), tokens).mean()
+
+
+@torch.no_grad()
+def pairs_loss(model: torch.nn.Module, pairs: Pairs, device: torch.device,
+               batch_size: int = 512) -> float:
+    """``distill_loss`` over every row of ``pairs``, in order (a validation figure)."""
+    total = 0.0
+    for start in range(0, len(pairs), batch_size):
+        z, tokens = pairs.batch(np.arange(start, min(start + batch_size, len(pairs))), device)
+        total += float(reconstruction_loss(model.decoder(z, tokens, None, sampling=True),
+                                           tokens).sum())
+    return total / max(1, len(pairs))

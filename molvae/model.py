@@ -89,54 +89,86 @@ class LatentHead(nn.Module):
         return self.mu(h), self.logvar(h).clamp(-20.0, 10.0)
 
 
-# The sample flag's input when on. Its weights start at zero in a fine-tune, whose small
-# learning rate moves a weight by about that much a step; the input's size multiplies what
-# they learn per step (at 1, a 5e-5 fine-tune's epoch moves the flag's gates by ~0.015).
-SAMPLE_FLAG = 50.0
+# The rank of the sampler's weight changes (``SamplerAdapter``).
+SAMPLER_RANK = 64
+
+
+class SamplerAdapter(nn.Module):
+    """The weights a decoder with a sample flag writes prior samples with: each of its
+    weight matrices changed by a low-rank product a @ b (a at zero to start) and each bias
+    by a vector (at zero), used only with the flag on. Trained alone on refinement's pairs
+    (``train.sampler_only``), they teach the sampler what refinement writes while
+    reconstruction, which decodes with the flag off, stays exactly as it was."""
+
+    def __init__(self, shapes: dict[str, torch.Size], rank: int = SAMPLER_RANK):
+        super().__init__()
+        self.names = list(shapes)
+        key = lambda n: n.replace(".", "__")  # noqa: E731 (ParameterDict keys have no dots)
+        self.a = nn.ParameterDict({key(n): nn.Parameter(torch.zeros(s[0], rank))
+                                   for n, s in shapes.items() if len(s) == 2})
+        self.b = nn.ParameterDict({key(n): nn.Parameter(torch.randn(rank, s[1]) / math.sqrt(s[1]))
+                                   for n, s in shapes.items() if len(s) == 2})
+        self.bias = nn.ParameterDict({key(n): nn.Parameter(torch.zeros(s))
+                                      for n, s in shapes.items() if len(s) == 1})
+
+    def changed(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        k = name.replace(".", "__")
+        return w + (self.a[k] @ self.b[k] if k in self.a else self.bias[k]).to(w.dtype)
 
 
 class Decoder(nn.Module):
-    """Autoregressive GRU; z (with the condition input of a conditional model, and the
-    sample flag of a model with one) sets the initial hidden state and is fed at every step.
+    """Autoregressive GRU; z (with the condition input of a conditional model) sets the
+    initial hidden state and is fed at every step.
 
-    ``sample_flag``: one more input, 1 when the decoder writes a prior sample and 0 when it
-    decodes a molecule's code (reconstruction, refinement, walks): refinement distilled into
-    the sampler (``train.distill``) then leaves reconstruction as it was."""
+    ``sample_flag``: the decoder has a second set of weights for prior samples, its own
+    weights plus a ``SamplerAdapter``'s changes, used when it is called with ``sampling``
+    (prior draws); a molecule's code (reconstruction, refinement, walks) is decoded with
+    its own weights."""
 
     def __init__(self, vocab_size: int, embedding_size: int, latent_size: int, hidden_size: int,
                  num_layers: int, dropout: float = 0.0, word_dropout: float = 0.0,
                  condition_size: int = 0, sample_flag: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        code_size = latent_size + condition_size + int(sample_flag)
+        code_size = latent_size + condition_size
         self.z_to_hidden = nn.Linear(code_size, hidden_size * num_layers)
         self.gru = nn.GRU(embedding_size + code_size, hidden_size, num_layers, batch_first=True,
                           dropout=dropout if num_layers > 1 else 0.0)
         self.condition_size = condition_size
-        self.sample_flag = sample_flag
         self.out = nn.Linear(hidden_size, vocab_size)
         self.num_layers = num_layers
         self.hidden_size = hidden_size
         self.word_dropout = word_dropout
+        self.sampler = (SamplerAdapter({n: p.shape for n, p in self.named_parameters()
+                                        if not n.startswith("embedding")})
+                        if sample_flag else None)
 
-    def initial_hidden(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, Z) -> (layers, B, H)."""
-        h = torch.tanh(self.z_to_hidden(z))  # (B, layers*H)
+    def weights(self, sampling: bool) -> dict[str, torch.Tensor]:
+        """The decoder's weights by name (embedding aside): its own, or with ``sampling`` in
+        a decoder with a sample flag, the sampler's."""
+        own = {n: p for n, p in self.named_parameters() if n.split(".")[0] in
+               ("z_to_hidden", "gru", "out")}
+        if not sampling or self.sampler is None:
+            return own
+        return {n: self.sampler.changed(n, w) for n, w in own.items()}
+
+    def initial_hidden(self, z: torch.Tensor, w: dict[str, torch.Tensor] | None = None
+                       ) -> torch.Tensor:
+        """(B, Z) -> (layers, B, H) (``w``: the weights, ``weights()``; default the own)."""
+        w = w or self.weights(False)
+        h = torch.tanh(F.linear(z, w["z_to_hidden.weight"], w["z_to_hidden.bias"]))
         return h.view(z.shape[0], self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
 
-    def code(self, z: torch.Tensor, condition: torch.Tensor | None, sampling: bool
-             ) -> torch.Tensor:
-        """(B, Z) -> the decoder's code input: z, the condition input, the sample flag."""
-        z = with_condition(z, condition, self.condition_size)
-        if not self.sample_flag:
-            return z
-        return torch.cat([z, z.new_full((z.shape[0], 1), SAMPLE_FLAG * sampling)], dim=-1)
+    def code(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """(B, Z) -> the decoder's code input: z and the condition input."""
+        return with_condition(z, condition, self.condition_size)
 
     def forward(self, z: torch.Tensor, tokens: torch.Tensor,
                 condition: torch.Tensor | None = None, sampling: bool = False) -> torch.Tensor:
         """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]
-        (``sampling``: the sample flag's value; a decoder without one ignores it)."""
-        z = self.code(z, condition, sampling)
+        (``sampling``: prior draws, written with the sampler's weights if it has them)."""
+        z = self.code(z, condition)
+        w = self.weights(sampling)
         inputs = tokens[:, :-1]
         if self.training and self.word_dropout > 0:
             drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
@@ -144,19 +176,25 @@ class Decoder(nn.Module):
             inputs = inputs.masked_fill(drop, PAD_ID)
         x = self.embedding(inputs)  # (B, L-1, E)
         x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
-        out, _ = self.gru(x, self.initial_hidden(z))  # (B, L-1, H)
-        return self.out(out)
+        h0 = self.initial_hidden(z, w)
+        if w["gru.weight_hh_l0"] is self.gru.weight_hh_l0:
+            out, _ = self.gru(x, h0)  # (B, L-1, H)
+        else:  # the sampler's weights, by nn.GRU's own kernel
+            out, _ = torch.func.functional_call(
+                self.gru, {n.removeprefix("gru."): v for n, v in w.items() if n.startswith("gru.")},
+                (x, h0))
+        return F.linear(out, w["out.weight"], w["out.bias"])
 
-    def _step_fn(self, z: torch.Tensor):
+    def _step_fn(self, z: torch.Tensor, w: dict[str, torch.Tensor]):
         """One GRU step for decoding, as nn.GRU computes it but ~10% cheaper on CPU: the input
         gates of layer 0 are a per-token table (embedding @ W_ih) plus a per-molecule z term,
         both computed once, so each step multiplies only the hidden state."""
-        g, e = self.gru, self.embedding.embedding_dim
-        w0 = g.weight_ih_l0
+        e = self.embedding.embedding_dim
+        w0 = w["gru.weight_ih_l0"]
         table = self.embedding.weight @ w0[:, :e].T  # (V, 3H)
-        zgates = torch.addmm(g.bias_ih_l0, z, w0[:, e:].T)  # (B, 3H)
-        layers = [(getattr(g, f"weight_ih_l{k}").T.contiguous(), getattr(g, f"bias_ih_l{k}"),
-                   getattr(g, f"weight_hh_l{k}").T.contiguous(), getattr(g, f"bias_hh_l{k}"))
+        zgates = torch.addmm(w["gru.bias_ih_l0"], z, w0[:, e:].T)  # (B, 3H)
+        layers = [(w[f"gru.weight_ih_l{k}"].T.contiguous(), w[f"gru.bias_ih_l{k}"],
+                   w[f"gru.weight_hh_l{k}"].T.contiguous(), w[f"gru.bias_hh_l{k}"])
                   for k in range(self.num_layers)]
 
         def step(tok: torch.Tensor, zg: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -186,7 +224,7 @@ class Decoder(nn.Module):
                  sampling: bool = False) -> torch.Tensor:
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
         ``condition`` (B, C): the condition input of a conditional model (None: none given);
-        ``sampling``: the sample flag's value (a decoder without one ignores it);
+        ``sampling``: prior draws, written with the sampler's weights if it has them;
         ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
         conditional log-probabilities pushed away from the unconditional ones,
         log p_u + guidance * (log p_c - log p_u) (two decoder passes per step).
@@ -205,18 +243,19 @@ class Decoder(nn.Module):
         nucleus = top_p is not None and top_p < 1.0 and not greedy
         b = z.shape[0]
         guided = condition is not None and guidance != 1.0
-        zc = self.code(z, condition, sampling)
-        z = torch.cat([zc, self.code(z, None, sampling)]) if guided else zc
+        zc = self.code(z, condition)
+        z = torch.cat([zc, self.code(z, None)]) if guided else zc
+        w = self.weights(sampling)
         first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
-        h = self.initial_hidden(z)
+        h = self.initial_hidden(z, w)
         tok = torch.full((b,), BOS_ID, dtype=torch.long, device=z.device)
         alive = torch.arange(b, device=z.device)
-        zg, step = self._step_fn(z)
+        zg, step = self._step_fn(z, w)
         grammar = constraint.start(b) if constraint is not None else None
         for t in range(max_length):
             h = step(torch.cat([tok, tok]) if guided else tok, zg, h)
-            logits = self.out(h[-1])  # (b', V); guided: (2b', V), conditional rows first
+            logits = F.linear(h[-1], w["out.weight"], w["out.bias"])  # (b', V); guided: (2b', V)
             if guided:
                 cond_lp, free_lp = torch.log_softmax(logits, dim=-1).chunk(2)
                 logits = free_lp + guidance * (cond_lp - free_lp)
@@ -330,6 +369,7 @@ def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:
     conditional one (or one with it) of the same sizes: the input columns the condition and
     the flag add start at zero, so step 0 is the model it starts from."""
     own = model.state_dict()
+    state = {**{k: v for k, v in own.items() if ".sampler." in k}, **state}  # new: at zero
     for name, w in state.items():
         if name in own and own[name].shape != w.shape:
             grown = (w.ndim == 2 and own[name].ndim == 2 and own[name].shape[0] == w.shape[0]

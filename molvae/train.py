@@ -32,7 +32,7 @@ from .checkpoint import (
 from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, split
-from .distill import Pairs, distill_loss, load_pairs, pairs_file
+from .distill import Pairs, distill_loss, load_pairs, pairs_file, pairs_loss
 from .errors import CheckpointError, TrainingError
 from .files import make_writable_folder
 from .latent import dataset_codes, dataset_ring_sizes
@@ -46,6 +46,7 @@ from .model import (
     reconstruction_loss,
     token_accuracy,
 )
+from .schedule import fitted_steps, lr_factor
 from .validation import evaluate_dataset, property_targets
 from .vocab import Vocab
 
@@ -83,15 +84,6 @@ def _add_prior_codes(model: SelfiesVAE, path: Path, ds: EncodedDataset, cfg: Tra
 # --------------------------------------------------------------------------- training
 
 
-def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    """Multiplier of the peak learning rate: linear warm-up over ``warmup`` steps, then cosine
-    decay to ``floor`` at ``total`` steps."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
 @dataclass
 class _Loop:
     """Everything that changes while training, and what a resumed run restores."""
@@ -103,7 +95,8 @@ class _Loop:
     device: torch.device
     prop_stats: dict[str, tuple[float, float]]
     conditions: ConditionSpace | None = None
-    pairs: Pairs | None = None  # train.distill's
+    pairs: Pairs | None = None  # train.distill's (val_pairs: its last rows, held out)
+    val_pairs: Pairs | None = None
     epoch: int = 0
     step: int = 0
     total_steps: int = 1  # the cosine's length (lr_fit_to_time shortens it)
@@ -136,6 +129,12 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
         for p in (*model.encoder.parameters(), *model.latent.parameters()):
             p.requires_grad_(False)
+    if cfg.sampler_only:  # the sampler's weights alone: the rest stays exactly as it was
+        if not model_cfg.sample_flag:
+            raise TrainingError("train.sampler_only trains the sampler's own weights: the model "
+                                "needs them (model.sample_flag = true)")
+        for name, p in model.named_parameters():
+            p.requires_grad_(".sampler." in f".{name}")
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     props = list(model_cfg.property_names)
@@ -199,9 +198,12 @@ def _noise(cfg: TrainConfig, n: int, device: torch.device) -> float | torch.Tens
 def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfig) -> dict[str, float]:
     """One optimizer step on the molecules ``idx`` of ``ds``; returns the batch's metrics."""
     model = loop.model
+    amp = loop.device.type == "cuda" if cfg.amp is None else cfg.amp
+    if cfg.sampler_only:  # as many rows of the pairs instead; the molecules would teach nothing
+        distill = distill_loss(model, loop.pairs, len(idx), (cfg.seed, loop.step), loop.device, amp)
+        return _optimizer_step(loop, cfg, distill, {"distill": float(distill.detach())}, len(idx))
     tokens, lengths = (torch.from_numpy(a).to(loop.device, non_blocking=True)
                        for a in collate(ds, idx))
-    amp = loop.device.type == "cuda" if cfg.amp is None else cfg.amp
     cond = None
     if loop.conditions is not None:
         cond = loop.conditions.training_vector(ds.properties, idx, cfg.condition_dropout,
@@ -223,6 +225,12 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
         distill = distill_loss(model, loop.pairs, len(idx), (cfg.seed, loop.step), loop.device, amp)
         loss = loss + cfg.distill_weight * distill
         metrics["distill"] = float(distill.detach())
+    metrics["token_acc"] = float(token_accuracy(out["logits"].detach(), tokens))
+    return _optimizer_step(loop, cfg, loss, metrics, len(idx))
+
+
+def _optimizer_step(loop: _Loop, cfg: TrainConfig, loss: torch.Tensor, metrics: dict,
+                    n: int) -> dict[str, float]:
     if not torch.isfinite(loss):
         raise TrainingError(
             f"the loss became {float(loss.detach())} at step {loop.step + 1} (learning rate "
@@ -234,9 +242,7 @@ def train_step(loop: _Loop, ds: EncodedDataset, idx: np.ndarray, cfg: TrainConfi
     loop.opt.step()
     loop.sched.step()
     loop.step += 1
-    metrics.update(loss=float(loss.detach()), lr=loop.sched.get_last_lr()[0],
-                   token_acc=float(token_accuracy(out["logits"].detach(), tokens)),
-                   epoch_progress=len(idx))
+    metrics.update(loss=float(loss.detach()), lr=loop.sched.get_last_lr()[0], epoch_progress=n)
     return metrics
 
 
@@ -247,6 +253,9 @@ def _end_epoch(loop: _Loop, val_ds: EncodedDataset, cfg: TrainConfig, model_cfg:
                            cfg.recon_eval_size, property_stats=loop.prop_stats,
                            conditions=loop.conditions)
     val_loss = val["val_recon"] + cfg.beta_max * val["val_kl"]
+    if loop.val_pairs is not None:  # refinement's pairs held out: the sampler's own figure
+        val["val_distill"] = pairs_loss(loop.model, loop.val_pairs, loop.device)
+        val_loss = (0.0 if cfg.sampler_only else val_loss) + cfg.distill_weight * val["val_distill"]
     val.update(epoch=loop.epoch, step=loop.step, val_loss=val_loss, seconds=seconds)
     loop.history.append(val)
     improved = val_loss < loop.best_val - 1e-4
@@ -303,7 +312,10 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
     pairs = None if cfg.distill is None else load_pairs(cfg.distill, train_ds.vocab,
                                                           model_cfg.latent_size, cfg.init_from)
     loop = _start(train_ds, model_cfg, cfg, resume)
-    loop.pairs = pairs
+    if pairs is not None and len(pairs) >= 100:
+        loop.pairs, loop.val_pairs = pairs.split(min(2000, len(pairs) // 50))
+    else:
+        loop.pairs = pairs
     if model_cfg.sample_flag and pairs is None:
         logger.warning("model.sample_flag without train.distill: the sampler is not trained")
     info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
@@ -330,8 +342,9 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
             for cb in callbacks:
                 cb.on_batch_end(loop.step, metrics)
             if cfg.lr_fit_to_time and cfg.max_minutes and loop.step % 20 == 0:
-                _fit_to_time(loop, cfg, info["steps_per_epoch"] * cfg.epochs,
-                             loop.step - first_step, time.perf_counter() - t0)
+                loop.total_steps = fitted_steps(loop.step, info["steps_per_epoch"] * cfg.epochs,
+                                                loop.step - first_step, time.perf_counter() - t0,
+                                                cfg.max_minutes)
             if out_of_time():
                 break
         loop.epoch += 1
@@ -354,19 +367,6 @@ def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> Trai
     for cb in callbacks:
         cb.on_train_end(result)
     return result
-
-
-def _fit_to_time(loop: _Loop, cfg: TrainConfig, by_epochs: int, steps: int,
-                 seconds: float) -> None:
-    """Shorten the cosine so it ends as ``cfg.max_minutes`` runs out, at the pace of the
-    ``steps`` taken in ``seconds`` so far (validations included); never longer than
-    ``by_epochs`` steps. Aimed at 95% of the time left: a machine that slows towards the end
-    (a busy neighbour) still reaches the floor, and holds it for the last few steps."""
-    if steps <= 0 or seconds <= 0:
-        return
-    left = max(0.0, cfg.max_minutes * 60 - seconds)
-    fits = loop.step + int(0.95 * left * steps / seconds)
-    loop.total_steps = max(loop.step + 1, min(by_epochs, fits))
 
 
 def _store_codes(loop: _Loop, train_ds: EncodedDataset, cfg: TrainConfig) -> None:

@@ -78,6 +78,8 @@ def test_training_options_that_would_do_nothing_are_refused():
         validate(TrainConfig, {"distill_weight": 0.2, "latent_noise_share": 0.5})
     assert validate(TrainConfig, {"latent_noise_share": 0.5, "latent_noise": 1.5}).latent_noise_share == 0.5
     assert validate(TrainConfig, {"distill_weight": 0.2, "distill": "p.npz"}).distill_weight == 0.2
+    with pytest.raises(ConfigError, match="sampler_only trains on refinement's pairs"):
+        validate(TrainConfig, {"sampler_only": True})
 
 
 @pytest.mark.parametrize("override", ["train.lr=inf", "train.lr=nan", "optimize.sigma=inf",

@@ -12,7 +12,7 @@ from molvae.checkpoint import export_model, load_model
 from molvae.config import DataConfig, ModelConfig, TrainConfig
 from molvae.data import file_digest
 from molvae.distill import distill_loss, load_pairs, make_pairs, save_pairs
-from molvae.errors import DataError
+from molvae.errors import DataError, TrainingError
 from molvae.train import train_model
 from molvae.vocab import Vocab, selfies_to_smiles
 
@@ -89,15 +89,26 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
             **common, out_dir=tmp_path / "x", distill=tmp_path / "none.npz"))
     assert not (tmp_path / "c").exists()
     plain = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(**common, out_dir=tmp_path / "a"))
-    with caplog.at_level(logging.WARNING, logger="molvae.distill"):  # with a sample flag
-        taught = train_model(data, ModelConfig(**TINY_MODEL, sample_flag=True), TrainConfig(
+    with caplog.at_level(logging.WARNING, logger="molvae.distill"):
+        taught = train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
             **common, out_dir=tmp_path / "b", distill=tmp_path / "p.npz"))
     # drawn by the refining export, not by the weights this training starts from: said
     assert "drawn by another model than" in caplog.text
     assert str(pairs.source) == file_digest(refining.path)
     assert loss_on_pairs(taught.checkpoint) < 0.7 * loss_on_pairs(plain.checkpoint)
-    _samples_with_the_flag_on_and_reconstructs_with_it_off(load_model(taught.checkpoint), pairs)
-    rc, _, err = run_main("sample", "-n", 20, "--model", taught.checkpoint, "-o",
+    # the pairs' last rows held out: their loss is a validation figure of each epoch
+    assert all(h["val_distill"] > 0 for h in taught.history)
+    # the sampler's own weights alone (model.sample_flag, train.sampler_only)
+    with pytest.raises(TrainingError, match=r"needs them \(model.sample_flag = true\)"):
+        train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
+            **common, out_dir=tmp_path / "n", distill=tmp_path / "p.npz", sampler_only=True))
+    own = train_model(data, ModelConfig(**TINY_MODEL, sample_flag=True), TrainConfig(
+        **{**common, "lr": 1e-2}, out_dir=tmp_path / "s", distill=tmp_path / "p.npz",
+        sampler_only=True))
+    assert loss_on_pairs(own.checkpoint) < 0.8 * loss_on_pairs(plain.checkpoint)
+    _samples_with_its_own_weights_and_reconstructs_with_the_models(
+        load_model(own.checkpoint), tiny_trained[0], pairs)
+    rc, _, err = run_main("sample", "-n", 20, "--model", own.checkpoint, "-o",
                           tmp_path / "s.csv")
     assert rc == 0 and "the decoder's sample flag on" in err, err
     rc, _, err = run_main("data", "pairs", "-n", 0, "-o", tmp_path / "q.npz")
@@ -107,8 +118,11 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
 
 
 def test_step_zero_of_a_sample_flag_fine_tune_is_the_model_it_starts_from(tiny):
-    """With model.sample_flag the decoder takes one more input, its weights at zero in a
-    fine-tune: flag on or off, the decoder writes what the model it starts from does."""
+    """With model.sample_flag the decoder has its own weights for prior samples, its weights
+    plus changes that start at zero: either way it writes what the model it starts from
+    does; changed, the sampler's path is the plain decoder with the changed weights."""
+    import copy
+
     from molvae.model import build_model, load_widened
 
     wide = build_model(ModelConfig(**TINY_MODEL, sample_flag=True), len(tiny.vocab)).eval()
@@ -119,28 +133,40 @@ def test_step_zero_of_a_sample_flag_fine_tune_is_the_model_it_starts_from(tiny):
         for sampling in (False, True):
             torch.testing.assert_close(tiny.model.decoder(z, tokens),
                                        wide.decoder(z, tokens, sampling=sampling))
+        for p in wide.decoder.sampler.parameters():
+            p.normal_(0, 0.1)
+        merged = copy.deepcopy(tiny.model.decoder)  # the same decoder, its weights changed
+        for name, w in wide.decoder.weights(True).items():
+            merged.get_parameter(name).copy_(w)
+        torch.testing.assert_close(merged(z, tokens), wide.decoder(z, tokens, sampling=True))
+        torch.testing.assert_close(tiny.model.decoder(z, tokens), wide.decoder(z, tokens))
+        ids = wide.decoder.generate(z, 30, greedy=True, sampling=True)
+        assert torch.equal(ids, merged.generate(z, 30, greedy=True))
 
 
-def _samples_with_the_flag_on_and_reconstructs_with_it_off(loaded, pairs) -> None:
-    """Trained on pairs, a model with a sample flag writes prior samples with it on (what
-    the pairs taught) and reconstructs with it off."""
-    assert loaded.model_config.sample_flag and loaded.model.decoder.sample_flag
-    # the flag's weights learn only from the pairs (they start at zero): with it off, the
-    # pairs' loss is the untaught one
+def _samples_with_its_own_weights_and_reconstructs_with_the_models(loaded, start, pairs) -> None:
+    """Trained alone on pairs, a sampler's own weights write prior samples (what the pairs
+    taught); every other weight is the model's it started from, so it encodes and
+    reconstructs exactly as that model does."""
+    assert loaded.model_config.sample_flag and loaded.model.decoder.sampler is not None
+    theirs = start.model.state_dict()
+    for name, w in loaded.model.state_dict().items():
+        assert ".sampler." in name or torch.equal(w, theirs[name]), name
     on, off = (_pairs_loss(loaded.model, pairs, sampling) for sampling in (True, False))
-    assert on < 0.97 * off, (on, off)
-    # the same model with the flag's weights at zero: its samples differ, its reconstructions
-    # do not (reconstruction decodes with the flag off)
-    unflagged = load_model(loaded.path)
-    dec = unflagged.model.decoder
+    assert on < 0.9 * off, (on, off)
+    # the same model with the sampler's changes at zero samples other molecules
+    unchanged = load_model(loaded.path)
     with torch.no_grad():
-        dec.z_to_hidden.weight[:, -1] = 0
-        dec.gru.weight_ih_l0[:, -1] = 0
+        for p in (*unchanged.model.decoder.sampler.a.values(),
+                  *unchanged.model.decoder.sampler.bias.values()):
+            p.zero_()
     mols = list(generate.sample(loaded, num_samples=60, workers=1, seed=2).smiles)
-    assert mols != list(generate.sample(unflagged, num_samples=60, workers=1, seed=2).smiles)
+    assert mols != list(generate.sample(unchanged, num_samples=60, workers=1, seed=2).smiles)
     some = [s for s in mols if s][:20]
     assert (generate.reconstruct(loaded, some).reconstructed.tolist()
-            == generate.reconstruct(unflagged, some).reconstructed.tolist())
+            == generate.reconstruct(start, some).reconstructed.tolist())
+    assert (generate.decode_latent(loaded, torch.from_numpy(pairs.z[:20]))
+            == generate.decode_latent(start, torch.from_numpy(pairs.z[:20])))
 
 
 @torch.no_grad()
