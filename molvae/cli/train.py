@@ -134,18 +134,19 @@ class ProgressCallback:
         if self.bar is None:
             self.bar = progress_bar(self.info["train_size"], f"epoch {self.epoch}")
         self.bar.update(m["epoch_progress"])
-        if step % 5 == 0:
-            self.bar.set_postfix(loss=f"{m['loss']:.2f}", recon=f"{m['recon']:.2f}",
-                                 kl=f"{m['kl']:.1f}", acc=f"{m['token_acc']:.3f}",
-                                 beta=f"{m['beta']:.3f}", refresh=False,
-                                 **({"distill": f"{m['distill']:.2f}"} if "distill" in m else {}))
+        if step % 5 == 0:  # (train.sampler_only steps have no recon, kl, acc, beta)
+            shown = {"loss": ".2f", "recon": ".2f", "kl": ".1f", "token_acc": ".3f", "beta": ".3f",
+                     "distill": ".2f"}
+            self.bar.set_postfix(refresh=False, **{k.removeprefix("token_"): f"{m[k]:{f}}"
+                                                   for k, f in shown.items() if k in m})
 
     def on_epoch_end(self, epoch: int, m: dict) -> None:
         self._close()
         self.epoch = epoch + 1
         print(f"epoch {epoch}: val_loss {m['val_loss']:.3f} recon {m['val_recon']:.3f} "
               f"KL/mol {m['val_kl']:.2f} token_acc {m['val_token_acc']:.4f} "
-              f"active_units {int(m['active_units'])}{_exact(m)}", file=sys.stderr)
+              f"active_units {int(m['active_units'])}{_exact(m)}"
+              + (f" distill {m['val_distill']:.3f}" if "val_distill" in m else ""), file=sys.stderr)
 
     def on_train_end(self, result) -> None:
         self._close()
