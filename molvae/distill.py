@@ -67,7 +67,7 @@ def _pairs_chunk(job: tuple, loaded: LoadedModel | None = None) -> tuple:
 
     loaded = loaded or generate._WORKER_MODEL
     z, seed, cfg = job  # decoded and refined as `sample` does (generate._sample_chunk)
-    smiles = [smi for _, smi in generate._sample_chunk((z, seed, cfg, None, None, True), loaded)]
+    smiles = [smi for _, smi in generate._sample_chunk((z, seed, cfg, None, None), loaded)]
     batch = tokenize_smiles(loaded.vocab, smiles, False, canonical=True)
     ok = np.flatnonzero(batch.ok)
     return ok, batch.tokens[ok], batch.lengths[ok], [smiles[i] for i in ok]

@@ -80,7 +80,7 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
                   greedy: bool | None = None, condition: torch.Tensor | None = None,
                   sampling: bool = False) -> np.ndarray:
     """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg`` (and a conditional
-    model's condition input (B, C)); ``sampling``: prior draws (the sample flag on, if any)."""
+    model's condition input (B, C)); ``sampling``: unrefined prior draws (a sampler's weights)."""
     device = device_of(loaded)
     gen = torch.Generator(device=device).manual_seed(seed)
     return loaded.model.decoder.generate(
@@ -197,8 +197,7 @@ def decode_latent(loaded: LoadedModel, z: torch.Tensor, cfg: GenerateConfig | No
 
 # --------------------------------------------------------------------------- prior sampling
 
-# A forked sampling worker's model, set once by the pool initializer in that process only.
-_WORKER_MODEL: LoadedModel | None = None
+_WORKER_MODEL: LoadedModel | None = None  # a forked worker's, set by the pool's initializer
 
 
 def _start_worker(loaded: LoadedModel) -> None:
@@ -212,9 +211,10 @@ def _sample_chunk(job: tuple, loaded: LoadedModel | None = None) -> list[tuple[s
     """One batch of prior samples -> (SELFIES, canonical SMILES or '') pairs; in a worker
     process, with the model it was handed at fork and one torch thread."""
     loaded = loaded or _WORKER_MODEL
-    _, seed, cfg, _, cond, _ = job
-    pairs = decode_ids(loaded.vocab, _decode_batch(loaded, *job))
-    return refine(loaded, pairs, cfg, uses_refine(loaded, cfg), seed, cond)
+    _, seed, cfg, _, cond = job
+    passes = uses_refine(loaded, cfg)  # a sampler's weights are refinement distilled: not both
+    pairs = decode_ids(loaded.vocab, _decode_batch(loaded, *job, sampling=not passes))
+    return refine(loaded, pairs, cfg, passes, seed, cond)
 
 
 class _Ready:
@@ -356,7 +356,7 @@ def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: to
             z = latent(k).cpu()
             cond, asked = latent.condition(k)
             out.asked.append(asked)
-            job = (z, batch_seed, cfg, None, cond, True)
+            job = (z, batch_seed, cfg, None, cond)
             drawn += k
             if pool is None:
                 out.take(_sample_chunk(job, loaded))
@@ -366,7 +366,7 @@ def _draw(loaded: LoadedModel, cfg: GenerateConfig, latent: LatentPrior, gen: to
             elif uses_refine(loaded, cfg):  # refinement needs the model: here, in order
                 pending.append([_Ready(_sample_chunk(job, loaded))])
             else:
-                ids = _decode_batch(loaded, *job)
+                ids = _decode_batch(loaded, *job, sampling=True)
                 half = (len(ids) + 1) // 2
                 pending.append([pool.apply_async(_decode_chunk, (loaded.vocab.to_list(), rows))
                                 for rows in (ids[:half], ids[half:]) if len(rows)])

@@ -156,10 +156,10 @@ def sampler_text(loaded, g) -> str:
                      + (f", top-p {g.top_p:g}" if g.top_p else ""))
     if generate.uses_ring_grammar(loaded, g):
         parts.append("ring grammar")
-    if loaded.model_config.sample_flag and not g.condition:
-        parts.append("the decoder's sample flag on")
     if passes := generate.uses_refine(loaded, g):
         parts.append(f"{passes} refinement pass{'es' if passes > 1 else ''}")
+    elif loaded.model_config.sample_flag and not g.condition:
+        parts.append("the decoder's sampler weights (refinement distilled)")
     if g.condition:
         parts.append(f"guidance {generate.uses_guidance(loaded, g):g}")
         if (k := generate.uses_draws(g, generate.request(loaded, g.condition))) > 1:
