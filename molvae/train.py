@@ -430,13 +430,16 @@ def _prepare_and_fit(data_cfg, model_cfg, cfg, callbacks, resume, data_progress)
 
 
 def _fine_tune_config(mine: ModelConfig, theirs: ModelConfig, source) -> ModelConfig:
-    """The model config of a fine-tune from a model whose config is ``theirs``: theirs when
-    ``mine`` chose nothing (every key at its default), else mine (``fit`` checks it fits)."""
-    if mine == ModelConfig() and theirs != mine:
+    """The model config of a fine-tune from a model whose config is ``theirs``: each key
+    ``mine`` leaves at its default is theirs (``model.sample_flag = true`` alone adds the
+    sampler's weights to the model as it is); ``fit`` checks that the rest fits."""
+    default = ModelConfig()
+    kept = {k: getattr(theirs, k) for k in ModelConfig.model_fields
+            if getattr(mine, k) == getattr(default, k)}
+    if any(getattr(mine, k) != v for k, v in kept.items()):
         logger.info("fine-tuning %s: its architecture and conditions (%s) are kept", source,
                     ", ".join(theirs.conditions) or "none")
-        return theirs
-    return mine
+    return mine.model_copy(update=kept)
 
 
 def _config_differs(source, mine: ModelConfig, theirs: ModelConfig) -> CheckpointError:

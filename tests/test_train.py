@@ -435,6 +435,13 @@ def test_a_fine_tune_on_your_own_file_keeps_the_models_vocabulary_and_config(cva
                                       recon_eval_size=0, prior_codes=50),
                           resume=result.checkpoint)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
+    # [model] setting only sample_flag: the model as it is, with the sampler's weights added
+    flagged = train_model(DataConfig(path=mine, cache_dir=tmp_path / "c"),
+                          ModelConfig(sample_flag=True),
+                          TrainConfig(epochs=1, batch_size=64, out_dir=tmp_path / "sf", threads=1,
+                                      recon_eval_size=0, prior_codes=0, init_from=cvae.path))
+    assert read_checkpoint(flagged.checkpoint)["model_config"] == {
+        **cvae.model_config.model_dump(mode="json"), "sample_flag": True}
     with pytest.raises(CheckpointError, match=r"model\.latent_size \(8 there, 4 asked\)"):
         train_model(DataConfig(path=mine, cache_dir=tmp_path / "c"),
                     cvae.model_config.model_copy(update={"latent_size": 4}),
