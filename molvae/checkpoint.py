@@ -17,7 +17,7 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
                      "mu", "logvar" (M, Z) uint8 with "mu_grid", "logvar_grid" (2, Z): offset, step
     ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
     sampling         optional {name: value}, SAMPLING_KINDS: how this model samples by default
-                     (condition_*: a conditional model's prior width and guidance for requests)
+                     (condition_*: for requests; sampler_width: its sampler weights' draws)
     conditions       optional (a conditional model) {"names", "mean", "std", "low", "high"}:
                      lists, the ConditionSpace; its prior then adds "properties" (M, K)
                      float32, the values of those properties for the codes' molecules
@@ -83,11 +83,8 @@ class LoadedModel:
 
 def smiles_hashes(smiles: Sequence[str]) -> np.ndarray:
     """64-bit blake2b hashes of SMILES strings (compact training-set membership)."""
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little", signed=True)
-         for s in smiles],
-        dtype=np.int64,
-    )
+    digests = (hashlib.blake2b(s.encode(), digest_size=8).digest() for s in smiles)
+    return np.array([int.from_bytes(d, "little", signed=True) for d in digests], dtype=np.int64)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -203,16 +200,17 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
 SAMPLING_KINDS = {"greedy": lambda v: type(v) is bool,
                   "refine": lambda v: type(v) is int and 0 <= v <= 10,
                   "condition_width": lambda v: type(v) is float and 0 < v < math.inf,
+                  "sampler_width": lambda v: type(v) is float and 0 < v < math.inf,
                   "condition_guidance": lambda v: type(v) is float and 0 <= v <= 20}
 
 
 def check_sampling(sampling: dict) -> dict:
     """Sampling defaults to store in a model (ints taken for floats); ValueError names bad ones."""
-    out = {k: float(v) if k.startswith("condition_") and type(v) is int else v
+    out = {k: float(v) if k.endswith(("_width", "_guidance")) and type(v) is int else v
            for k, v in sampling.items()}
     if bad := [f"{k}={v!r}" for k, v in out.items() if not SAMPLING_KINDS.get(k, lambda _: False)(v)]:
         raise ValueError(f"bad sampling defaults {', '.join(bad)} ({', '.join(SAMPLING_KINDS)}; "
-                         "refine 0-10, condition_width > 0, condition_guidance 0-20)")
+                         "refine 0-10, widths > 0, condition_guidance 0-20)")
     return out
 
 
@@ -294,6 +292,8 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     if any(k.startswith("condition_") for k in sampling) and not state["model_config"].get("conditions"):
         raise CheckpointError(f"{src} is not conditional: condition_width and condition_guidance "
                               "are a conditional model's defaults for requests")
+    if "sampler_width" in sampling and not state["model_config"].get("sample_flag"):
+        raise CheckpointError(f"{src} has no sampler weights (model.sample_flag) to set a width of")
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
     dest = Path(dest)
     if half:

@@ -110,20 +110,20 @@ def uses_guidance(loaded: LoadedModel, cfg: GenerateConfig) -> float:
 
 
 def uses_width(loaded: LoadedModel, cfg: GenerateConfig) -> float | None:
-    """``cfg.prior_width``, where None means: with a condition, the model's stored width for
-    requests, if any; else None (the width stored with the codes)."""
-    if cfg.prior_width is not None or not cfg.condition:
-        return cfg.prior_width
-    return loaded.sampling.get("condition_width")
+    """``cfg.prior_width``, where None means: the model's stored width for requests or for its
+    sampler's weights (unrefined draws), if any; else None (the width stored with the codes)."""
+    if cfg.prior_width is not None or cfg.condition:
+        return cfg.prior_width or loaded.sampling.get("condition_width")
+    sampler = loaded.model_config.sample_flag and not uses_refine(loaded, cfg)
+    return loaded.sampling.get("sampler_width") if sampler else None
 
 
 def uses_refine(loaded: LoadedModel, cfg: GenerateConfig) -> int:
     """``cfg.refine``, where None means: the model's stored choice (else 0), and none with a
-    condition: refinement pulls molecules towards the typical ones, away from an unusual
-    request (the shipped model: Spearman requested vs achieved logP 0.78 -> 0.75)."""
-    if cfg.refine is not None:
-        return cfg.refine
-    return 0 if cfg.condition else int(loaded.sampling.get("refine", 0))
+    condition (refinement pulls molecules away from an unusual request: Spearman logP 0.78 ->
+    0.75)."""
+    return cfg.refine if cfg.refine is not None else (
+        0 if cfg.condition else int(loaded.sampling.get("refine", 0)))
 
 
 def _refine_pass(loaded: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: GenerateConfig,

@@ -12,7 +12,7 @@ from molvae.checkpoint import export_model, load_model
 from molvae.config import DataConfig, ModelConfig, TrainConfig
 from molvae.data import file_digest
 from molvae.distill import distill_loss, load_pairs, make_pairs, save_pairs
-from molvae.errors import DataError, TrainingError
+from molvae.errors import CheckpointError, DataError, TrainingError
 from molvae.train import train_model
 from molvae.vocab import Vocab, selfies_to_smiles
 
@@ -108,6 +108,14 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
     assert loss_on_pairs(own.checkpoint) < 0.8 * loss_on_pairs(plain.checkpoint)
     _samples_with_its_own_weights_and_reconstructs_with_the_models(
         load_model(own.checkpoint), tiny_trained[0], pairs)
+    # its own prior width, stored by export: for unrefined draws only
+    fast = load_model(export_model(own.checkpoint, tmp_path / "fast.pt",
+                                   sampling={"refine": 2, "sampler_width": 1.3}))
+    assert generate.uses_width(fast, generate.settings(refine=0)) == 1.3
+    assert generate.uses_width(fast, generate.settings()) is None  # refined: the codes' own
+    assert generate.uses_width(fast, generate.settings(refine=0, prior_width=1.1)) == 1.1
+    with pytest.raises(CheckpointError, match="no sampler weights"):
+        export_model(plain.checkpoint, tmp_path / "x.pt", sampling={"sampler_width": 1.3})
     rc, _, err = run_main("sample", "-n", 20, "--model", own.checkpoint, "-o",
                           tmp_path / "s.csv")
     assert rc == 0 and "the decoder's sampler weights (refinement distilled)" in err, err

@@ -52,6 +52,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     export_parser.add_argument("--condition-width", type=float,
                                help="a conditional model: the prior width of requests by "
                                     "default (when generate.prior_width is not set)")
+    export_parser.add_argument("--sampler-width", type=float,
+                               help="a model with sampler weights (model.sample_flag): the prior "
+                                    "width of unrefined draws by default (--refine 0)")
     export_parser.add_argument("--condition-guidance", type=float,
                                help="a conditional model: the guidance of requests by default "
                                     "(when generate.condition_guidance is not set; 0-20)")
@@ -77,7 +80,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     try:
         sampling = check_sampling({k: v for k, v in {
             "greedy": args.greedy, "refine": args.refine, "condition_width": args.condition_width,
-            "condition_guidance": args.condition_guidance}.items() if v is not None})
+            "condition_guidance": args.condition_guidance, "sampler_width": args.sampler_width,
+        }.items() if v is not None})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.hashes_of and args.hashes_apart:
