@@ -81,10 +81,10 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
                   sampling: bool = False) -> np.ndarray:
     """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg`` (and a conditional
     model's condition input (B, C)); ``sampling``: unrefined prior draws (a sampler's weights)."""
-    device = device_of(loaded)
+    device, greedy = device_of(loaded), uses_greedy(loaded, cfg) if greedy is None else greedy
     gen = torch.Generator(device=device).manual_seed(seed)
     return loaded.model.decoder.generate(
-        z.to(device), cfg.max_length, cfg.temperature, uses_greedy(loaded, cfg) if greedy is None else greedy,
+        z.to(device), cfg.max_length, 0.0 if greedy else cfg.temperature,
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
         constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
         condition=None if condition is None else condition.to(device),

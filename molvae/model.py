@@ -185,11 +185,11 @@ class Decoder(nn.Module):
                 (x, h0))
         return F.linear(out, w["out.weight"], w["out.bias"])
 
-    def _step_fn(self, z: torch.Tensor, w: dict[str, torch.Tensor]):
+    def _step_fn(self, z: torch.Tensor, w: dict[str, torch.Tensor] | None = None):
         """One GRU step for decoding, as nn.GRU computes it but ~10% cheaper on CPU: the input
         gates of layer 0 are a per-token table (embedding @ W_ih) plus a per-molecule z term,
         both computed once, so each step multiplies only the hidden state."""
-        e = self.embedding.embedding_dim
+        e, w = self.embedding.embedding_dim, w or self.weights(False)
         w0 = w["gru.weight_ih_l0"]
         table = self.embedding.weight @ w0[:, :e].T  # (V, 3H)
         zgates = torch.addmm(w["gru.bias_ih_l0"], z, w0[:, e:].T)  # (B, 3H)
@@ -216,13 +216,13 @@ class Decoder(nn.Module):
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, max_length: int = 100, temperature: float = 1.0,
-                 greedy: bool = False, generator: torch.Generator | None = None,
-                 banned_first: Sequence[int] = (), *,
+                 generator: torch.Generator | None = None, banned_first: Sequence[int] = (), *,
                  constraint: DecodeConstraint | None = None,
                  top_p: float | None = None,
                  condition: torch.Tensor | None = None, guidance: float = 1.0,
                  sampling: bool = False) -> torch.Tensor:
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
+        ``temperature`` 0: greedy, the most likely token at each step;
         ``condition`` (B, C): the condition input of a conditional model (None: none given);
         ``sampling``: prior draws, written with the sampler's weights if it has them;
         ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
@@ -240,6 +240,7 @@ class Decoder(nn.Module):
         """
         if top_p is not None and not 0.0 <= top_p <= 1.0:
             raise ValueError(f"top_p must be in [0, 1], got {top_p}")
+        greedy = temperature == 0
         nucleus = top_p is not None and top_p < 1.0 and not greedy
         b = z.shape[0]
         guided = condition is not None and guidance != 1.0

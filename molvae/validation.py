@@ -69,7 +69,7 @@ def exact_reconstruction(model: SelfiesVAE, ds: EncodedDataset, batch_size: int,
         tokens, lengths = (torch.from_numpy(a).to(device) for a in collate(ds, idx))
         cond = _full_condition(conditions, ds, idx, device)
         mu, _ = model.encode(tokens, lengths, cond)
-        ids = model.decoder.generate(mu, max_length=max_len, greedy=True,
+        ids = model.decoder.generate(mu, max_length=max_len, temperature=0.0,
                                      banned_first=vocab.structural_ids(),
                                      condition=cond).cpu().numpy()
         for row, i in zip(ids, idx, strict=True):

@@ -384,14 +384,14 @@ def test_guidance_pushes_each_token_away_from_the_unconditional_choice(cvae):
         for s in (1.0, 8.0):
             want = lp_u + s * (lp_c - lp_u)
             want[:, :3] = -float("inf")  # <pad>, <bos>, <eos> are never first
-            got = dec.generate(z, max_length=1, greedy=True, condition=cond, guidance=s)
+            got = dec.generate(z, max_length=1, temperature=0.0, condition=cond, guidance=s)
             assert torch.equal(got[:, 0], want.argmax(-1))
             picks[s] = got[:, 0]
         assert not torch.equal(picks[1.0], picks[8.0])  # guidance changed some choices
-        plain = dec.generate(z, max_length=20, greedy=True, condition=cond)
-        assert torch.equal(plain, dec.generate(z, max_length=20, greedy=True, condition=cond,
+        plain = dec.generate(z, max_length=20, temperature=0.0, condition=cond)
+        assert torch.equal(plain, dec.generate(z, max_length=20, temperature=0.0, condition=cond,
                                                guidance=1.0))
-        long = dec.generate(z, max_length=30, greedy=True, condition=cond, guidance=4.0)
+        long = dec.generate(z, max_length=30, temperature=0.0, condition=cond, guidance=4.0)
         assert long.shape == (64, 30)
 
 

@@ -401,7 +401,7 @@ def test_generate_without_constraint_or_top_p_is_unchanged():
         ref = _old_generate(dec, z, 40, temperature, greedy, torch.Generator().manual_seed(2),
                             structural)
         for top_p in (None, 1.0):
-            got = dec.generate(z, 40, temperature, greedy, torch.Generator().manual_seed(2),
+            got = dec.generate(z, 40, 0.0 if greedy else temperature, torch.Generator().manual_seed(2),
                                structural, top_p=top_p)
             assert torch.equal(got, ref)
 
@@ -409,14 +409,14 @@ def test_generate_without_constraint_or_top_p_is_unchanged():
 def test_top_p():
     dec = _decoder()
     z = torch.randn(64, 6, generator=torch.Generator().manual_seed(1))
-    greedy = dec.generate(z, 40, greedy=True)
+    greedy = dec.generate(z, 40, temperature=0.0)
     for top_p in (0.0, 1e-6):
         got = dec.generate(z, 40, generator=torch.Generator().manual_seed(3), top_p=top_p)
         assert torch.equal(got, greedy)  # only the top token is ever kept
     a = dec.generate(z, 40, generator=torch.Generator().manual_seed(3), top_p=0.9)
     b = dec.generate(z, 40, generator=torch.Generator().manual_seed(3))
     assert not torch.equal(a, b) and not torch.equal(a, greedy)
-    assert torch.equal(dec.generate(z, 40, greedy=True, top_p=0.5), greedy)
+    assert torch.equal(dec.generate(z, 40, temperature=0.0, top_p=0.5), greedy)
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError):
             dec.generate(z, 5, top_p=bad)
@@ -445,7 +445,7 @@ class _Recording:
         return State()
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"top_p": 0.9}, {"greedy": True}, {"temperature": 1.5}])
+@pytest.mark.parametrize("kwargs", [{}, {"top_p": 0.9}, {"temperature": 0.0}, {"temperature": 1.5}])
 def test_generate_never_emits_a_banned_token(kwargs):
     dec = _decoder(seed=4)
     z = torch.randn(300, 6, generator=torch.Generator().manual_seed(5))
@@ -456,7 +456,7 @@ def test_generate_never_emits_a_banned_token(kwargs):
         if mask is not None:
             assert not mask[torch.arange(len(tokens)), tokens].any()
             masked += int(mask.any(1).sum())
-    if kwargs.get("greedy"):  # this random decoder's greedy strings loop without <eos>
+    if kwargs.get("temperature") == 0:  # this random decoder's greedy strings loop without <eos>
         return
     assert masked > 20
     vocab = Vocab(TOKENS)

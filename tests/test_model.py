@@ -72,7 +72,7 @@ def test_generation_steps_equal_teacher_forcing_through_torch_gru():
         torch.manual_seed(layers)
         model = build_model(CFG.model_copy(update={"decoder_num_layers": layers}), V).eval()
         z = torch.randn(16, CFG.latent_size) * 3
-        ids = model.decoder.generate(z, max_length=12, greedy=True)
+        ids = model.decoder.generate(z, max_length=12, temperature=0.0)
         lengths = (ids != PAD_ID).sum(1)
         tokens = torch.cat([torch.full((16, 1), BOS_ID), ids], dim=1)
         with torch.no_grad():
@@ -121,7 +121,7 @@ def test_overfit_a_tiny_batch():
     out = model(tokens, lengths)
     assert float(token_accuracy(out["logits"], tokens)) == 1.0
     mu, _ = model.encode(tokens, lengths)
-    ids = model.decoder.generate(mu, max_length=12, greedy=True)
+    ids = model.decoder.generate(mu, max_length=12, temperature=0.0)
     for row, t, n in zip(ids, tokens, lengths, strict=True):
         assert row[: n - 1].tolist() == t[1:n].tolist()
     assert math.isfinite(float(loss.detach()))
