@@ -165,25 +165,27 @@ def load_pairs(path: str | Path, vocab: Vocab, latent_size: int,
     return pairs
 
 
-def distill_loss(model: torch.nn.Module, pairs: Pairs, n: int, seed: tuple[int, int],
-                 device: torch.device, amp: bool) -> torch.Tensor:
-    """The decoder's loss (summed token cross-entropy, mean over rows) on ``n`` random rows
-    of ``pairs``: the refined molecule, written from its prior draw with no condition (and
-    the sample flag on, in a model with one)."""
-    idx = np.random.default_rng(seed).integers(0, len(pairs), n)
+def _rows_loss(model: torch.nn.Module, pairs: Pairs, idx: np.ndarray, device: torch.device,
+               amp: bool = False) -> torch.Tensor:
+    """Summed token cross-entropy of the rows ``idx``: each refined molecule written from its
+    prior draw with no condition (by the sampler's weights, in a model with them)."""
     z, tokens = pairs.batch(idx, device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         logits = model.decoder(z, tokens, None, sampling=True)
-    return reconstruction_loss(logits.float(), tokens).mean()
+    return reconstruction_loss(logits.float(), tokens)
+
+
+def distill_loss(model: torch.nn.Module, pairs: Pairs, n: int, seed: tuple[int, int],
+                 device: torch.device, amp: bool) -> torch.Tensor:
+    """The decoder's loss (``_rows_loss``, mean over rows) on ``n`` random rows of ``pairs``."""
+    idx = np.random.default_rng(seed).integers(0, len(pairs), n)
+    return _rows_loss(model, pairs, idx, device, amp).mean()
 
 
 @torch.no_grad()
 def pairs_loss(model: torch.nn.Module, pairs: Pairs, device: torch.device,
                batch_size: int = 512) -> float:
     """``distill_loss`` over every row of ``pairs``, in order (a validation figure)."""
-    total = 0.0
-    for start in range(0, len(pairs), batch_size):
-        z, tokens = pairs.batch(np.arange(start, min(start + batch_size, len(pairs))), device)
-        total += float(reconstruction_loss(model.decoder(z, tokens, None, sampling=True),
-                                           tokens).sum())
+    total = sum(float(_rows_loss(model, pairs, np.arange(i, min(i + batch_size, len(pairs))),
+                                 device).sum()) for i in range(0, len(pairs), batch_size))
     return total / max(1, len(pairs))

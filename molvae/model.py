@@ -102,7 +102,6 @@ class SamplerAdapter(nn.Module):
 
     def __init__(self, shapes: dict[str, torch.Size], rank: int = SAMPLER_RANK):
         super().__init__()
-        self.names = list(shapes)
         key = lambda n: n.replace(".", "__")  # noqa: E731 (ParameterDict keys have no dots)
         self.a = nn.ParameterDict({key(n): nn.Parameter(torch.zeros(s[0], rank))
                                    for n, s in shapes.items() if len(s) == 2})
@@ -159,15 +158,11 @@ class Decoder(nn.Module):
         h = torch.tanh(F.linear(z, w["z_to_hidden.weight"], w["z_to_hidden.bias"]))
         return h.view(z.shape[0], self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
 
-    def code(self, z: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
-        """(B, Z) -> the decoder's code input: z and the condition input."""
-        return with_condition(z, condition, self.condition_size)
-
     def forward(self, z: torch.Tensor, tokens: torch.Tensor,
                 condition: torch.Tensor | None = None, sampling: bool = False) -> torch.Tensor:
         """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]
         (``sampling``: prior draws, written with the sampler's weights if it has them)."""
-        z = self.code(z, condition)
+        z = with_condition(z, condition, self.condition_size)
         w = self.weights(sampling)
         inputs = tokens[:, :-1]
         if self.training and self.word_dropout > 0:
@@ -177,7 +172,7 @@ class Decoder(nn.Module):
         x = self.embedding(inputs)  # (B, L-1, E)
         x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
         h0 = self.initial_hidden(z, w)
-        if w["gru.weight_hh_l0"] is self.gru.weight_hh_l0:
+        if not sampling or self.sampler is None:
             out, _ = self.gru(x, h0)  # (B, L-1, H)
         else:  # the sampler's weights, by nn.GRU's own kernel
             out, _ = torch.func.functional_call(
@@ -244,8 +239,8 @@ class Decoder(nn.Module):
         nucleus = top_p is not None and top_p < 1.0 and not greedy
         b = z.shape[0]
         guided = condition is not None and guidance != 1.0
-        zc = self.code(z, condition)
-        z = torch.cat([zc, self.code(z, None)]) if guided else zc
+        zc = with_condition(z, condition, self.condition_size)
+        z = torch.cat([zc, with_condition(z, None, self.condition_size)]) if guided else zc
         w = self.weights(sampling)
         first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
@@ -366,9 +361,9 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
 
 
 def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:
-    """Load the weights of an unconditional model (or one without a sample flag) into a
-    conditional one (or one with it) of the same sizes: the input columns the condition and
-    the flag add start at zero, so step 0 is the model it starts from."""
+    """Load the weights of an unconditional model (or one without sampler weights) into a
+    conditional one (or one with them) of the same sizes: the input columns the condition
+    adds and the sampler's changes start at zero, so step 0 is the model it starts from."""
     own = model.state_dict()
     state = {**{k: v for k, v in own.items() if ".sampler." in k}, **state}  # new: at zero
     for name, w in state.items():
