@@ -374,23 +374,23 @@ def training_hashes(path: str | Path) -> np.ndarray | None:
 
 def _read_hashes(state: dict, path: Path) -> np.ndarray | None:
     """The training-set hashes: in the checkpoint, in the file it names beside it, or both
-    (then their union)."""
+    (then their union; None when the named file is missing)."""
     inline = state.get("train_hashes")
     inline = inline.numpy() if isinstance(inline, torch.Tensor) else None
     ref = state.get("train_hashes_file")
     if not isinstance(ref, dict):
         return inline
-    hashes = _hashes_file(ref, path)
-    if hashes is None or inline is None:
-        return hashes if hashes is not None else inline
+    hashes = _hashes_file(ref, path)  # None when missing: the inline part alone would call
+    if hashes is None or inline is None:  # known molecules novel
+        return hashes
     return np.union1d(hashes, inline)
 
 
 def _hashes_file(ref: dict, path: Path) -> np.ndarray | None:
     file = path.parent / str(ref.get("name", ""))
     if not file.is_file():
-        logger.warning("%s: training-set hashes %s not found beside it; novelty cannot be "
-                       "judged (every molecule counts as novel)", path, file.name)
+        logger.warning("%s: training-set hashes %s not found beside it (copy it there); "
+                       "novelty cannot be judged: every molecule counts as novel", path, file.name)
         return None
     try:
         hashes = np.load(file, allow_pickle=False)

@@ -237,9 +237,10 @@ def request_table(df, space: ConditionSpace, targets: Sequence[Mapping]) -> list
 
 def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
     """One line per requested property of an annotated conditional sample: mean achieved,
-    mean absolute error against the value each molecule was asked for, share within
-    tolerance; and the share that hits every request (and the share of novel hits, where the
-    sample is annotated with ``novel``)."""
+    mean absolute error against the value each molecule was asked for, the share inside a
+    requested range and the share within it or the value ± ``TOLERANCE``; and the share
+    that hits every request (and of novel hits, where the sample is annotated with
+    ``novel``)."""
     valid = df[df["valid"].astype(bool)]
     lines = []
     for name, (lo, hi) in targets.items():
@@ -248,16 +249,18 @@ def summary(df, targets: Mapping[str, tuple[float, float]]) -> str:
         v = valid[name].to_numpy(dtype=float)
         asked = valid[f"target_{name}"].to_numpy(dtype=float)
         ok = hits({name: (lo, hi)}, {name: v})
+        inside = (f"in {_text(lo, hi)} {np.mean((v >= lo) & (v <= hi)):.1%}, "
+                  if lo < hi else "")  # a range: the share inside it, then with the tolerance
         lines.append(f"  {name} asked {_text(lo, hi)}: achieved mean {np.nanmean(v):.3g}, "
-                     f"MAE {np.nanmean(np.abs(v - asked)):.3g}, within tolerance "
-                     f"({TOLERANCE.get(name, 0):g}) {ok.mean():.1%}")
+                     f"MAE {np.nanmean(np.abs(v - asked)):.3g} (to each molecule's asked value), "
+                     f"{inside}within {_text(lo, hi)} ± {TOLERANCE.get(name, 0):g} {ok.mean():.1%}")
     present = {k: r for k, r in targets.items() if k in valid}
     if present and len(valid):
         hit_all = hits(present, {k: valid[k].to_numpy(dtype=float) for k in present})
         novel = (f"; novel hits (not training molecules) "
                  f"{(hit_all & valid['novel'].to_numpy(bool)).mean():.1%}" if "novel" in valid else "")
-        lines.append(f"  every condition within tolerance: {hit_all.mean():.1%} of valid molecules"
-                     + novel)
+        lines.append(f"  every condition within its tolerance (±): {hit_all.mean():.1%} of valid "
+                     "molecules" + novel)
     return "condition:\n" + "\n".join(lines) if lines else "condition: (properties not scored)"
 
 

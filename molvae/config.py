@@ -53,7 +53,7 @@ class DataConfig(_Section):
     max_tokens: int = Field(100, ge=2, le=1000)  # SELFIES tokens; longer molecules are dropped
     limit: int | None = Field(None, ge=1)  # use only the first N rows (quick runs)
     val_fraction: float = Field(0.02, gt=0, lt=0.5)
-    split_seed: int = 0  # fixes the validation split, apart from train.seed (init, batch order)
+    split_seed: int = Field(0, ge=0, lt=2**63)  # the validation split (train.seed: init, batches)
     cache_dir: Path = Path(".molvae_cache")
     workers: int | None = Field(None, ge=1)  # None: all cores
 
@@ -115,7 +115,7 @@ class TrainConfig(_Section):
     property_dropout: float = Field(0.3, ge=0, le=1)
     recon_eval_size: int = Field(500, ge=0)  # validation molecules greedily reconstructed
     prior_codes: int = Field(16384, ge=0)  # training posteriors kept for prior="posterior" (0 = none)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool | None = None  # bf16 autocast of forward and loss; None: on for CUDA, off on CPU
     threads: int | None = Field(None, ge=1)
@@ -153,7 +153,7 @@ class GenerateConfig(_Section):
     prior: Literal["auto", "normal", "posterior"] = "auto"  # where z comes from (see README)
     # posterior spread scale; None = the model's (with a condition: its width for requests)
     prior_width: float | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     # a conditional model: requested properties, {name: value} or {name: [low, high]}
     # (e.g. {"logp": [2, 3], "tpsa": 70}); empty: unconditional sampling
     condition: dict[str, float | tuple[float, float]] = {}
@@ -325,7 +325,7 @@ class OptimizeConfig(_Section):
     prior_weight: float = Field(0.1, ge=0)  # keeps z where the prior has mass
     surrogate_size: int = Field(5000, ge=100)  # training molecules for the latent surrogate
     top_k: int = Field(10, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
 
 
 class TrackingConfig(_Section):
@@ -391,7 +391,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        data = inputs_beside(data, path.resolve().parent)
+        data = inputs_beside(data, path.resolve().parent, REPO_DIR)
     data = apply_overrides(data, overrides or [])
     return validate(RunConfig, data)  # type: ignore[return-value]
 

@@ -36,22 +36,24 @@ def make_writable_folder(folder: str | Path) -> None:
 
 
 # Files a config file reads, whose relative paths mean: beside the config file (the shipped
-# molvae.toml works from any folder); outputs (out_dir, cache_dir) stay where you run, and
-# --set values are paths as typed, from the working folder.
+# molvae.toml works from any folder), else, where nothing is there, the shipped file of that
+# name (a copy of molvae.toml names data/... as the repository does); outputs (out_dir,
+# cache_dir) stay where you run, and --set values are paths as typed, from the working folder.
 INPUT_KEYS = (("model_path",), ("data", "path"), ("train", "init_from"), ("train", "distill"),
               ("score", "known_molecules"))
 
 
-def inputs_beside(data: dict, folder: Path) -> dict:
+def inputs_beside(data: dict, folder: Path, shipped: Path | None = None) -> dict:
     """A config file's ``data`` with the relative paths of the files it reads (INPUT_KEYS,
-    scorer files) made relative to ``folder``, the config file's."""
+    scorer files) made relative to ``folder``, the config file's; an INPUT_KEYS path with
+    nothing there that names a file under ``shipped`` (the repository) is that file."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for *sections, key in INPUT_KEYS:
         node = data
         for section in sections:
             node = node.get(section) if isinstance(node.get(section), dict) else {}
         if isinstance(node.get(key), str):
-            node[key] = _beside(node[key], folder)
+            node[key] = _beside(node[key], folder, shipped)
     # scorer files: "file.py:function" and "chemprop:model.pt" objectives, callable and
     # chemprop scorers' targets (a module name, "package.module:function", stays as it is)
     opt = data.get("optimize")
@@ -69,8 +71,12 @@ def inputs_beside(data: dict, folder: Path) -> dict:
     return data
 
 
-def _beside(path: str, folder: Path) -> str:
-    return path if not path or Path(path).expanduser().is_absolute() else str(folder / path)
+def _beside(path: str, folder: Path, shipped: Path | None = None) -> str:
+    if not path or Path(path).expanduser().is_absolute():
+        return path
+    if shipped is not None and not (folder / path).exists() and (shipped / path).is_file():
+        return str(shipped / path)
+    return str(folder / path)
 
 
 def _file_beside(ref: str, folder: Path) -> str:

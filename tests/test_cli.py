@@ -39,6 +39,11 @@ def test_help_loads_no_heavy_module():
     out = subprocess.run([sys.executable, "-m", "molvae.cli", "--help"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and "sample" in out.stdout
+    import molvae
+
+    version = subprocess.run([sys.executable, "-m", "molvae.cli", "--version"],
+                             capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"molvae {molvae.__version__}"
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, molvae.cli; molvae.cli.build_parser(); "
          "print(' '.join(sys.modules))"], capture_output=True, text=True).stdout.split()
@@ -93,6 +98,15 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     assert rc == 0, err
     assert (tmp_path / "ev.png").is_file() and "intdiv1" in out
     assert "seconds: score" in err  # stage times
+    # --smiles-column names the generated file's column: the reference's error says so
+    pd.DataFrame({"mol": ["CCO"]}).to_csv(tmp_path / "nocol.csv", index=False)
+    rc, _, err = cli("evaluate", tmp_path / "s.parquet", "--reference", tmp_path / "nocol.csv",
+                     "--model", m, "--no-fcd", "-o", tmp_path / "ev2.json")
+    assert rc == 1 and "no column 'SMILES'" in err and "--smiles-column" not in err, err
+    assert "a --reference file is read by its SMILES column (any case" in err
+    rc, _, err = cli("evaluate", tmp_path / "s.parquet", "--model", m, "--no-fcd", "-o",
+                     tmp_path / "ev3.json")  # no FCD, so no word of its bias
+    assert rc == 0 and "uniqueness@10k is over all of them" in err and "FCD" not in err, err
     (tmp_path / "junk.csv").write_text("SMILES\njunk\nC1CC(\n")
     rc, _, err = cli("evaluate", tmp_path / "s.parquet", "--train", tmp_path / "junk.csv",
                      "--no-fcd", "-o", tmp_path / "ev2.json")
@@ -131,6 +145,10 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
      "--seed-smiles: method ga does not use seed molecules"),
     (["sample", "-n", "5", "--model", "."], ".: a folder"),
     (["sample", "-n", "5", "-c", "."], "config file is a folder: ."),
+    (["optimize", "--objective", "qed", "--set", f"optimize.seed={2**64}"], "optimize.seed"),
+    (["interpolate", "CCO", "--model", "/nonexistent.pt"], "needs at least two molecules"),
+    (["sample", "-n", "5", "--prior", "normal", "--prior-width", "2"],
+     "with --prior normal (z ~ N(0, I)) it would change nothing"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli, monkeypatch):
     """In this process (the CLI's own entry point, main), to spare a Python start per case."""
@@ -142,6 +160,21 @@ def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli
     assert rc == 1  # an uncaught exception (a traceback) fails the test in cli()
     lines = [ln for ln in err.splitlines() if ln.startswith("molvae: error")]
     assert len(lines) == 1 and msg in lines[0], err
+
+
+def test_a_seed_out_of_range_is_a_usage_error_not_a_traceback(capsys):
+    """A seed of 2**64 was an OverflowError inside torch after the model had loaded; now
+    argparse refuses it (exit 2, as for every usage error)."""
+    from molvae.cli import main
+
+    for args, msg in ((["sample", "-n", "5", "--seed", str(2**64)], "a seed is 0 to 2**63 - 1"),
+                      (["prior", "x.csv", "--seed", "-1"], "a seed is 0 to 2**63 - 1"),
+                      (["data", "pairs", "-n", "5", "--seed", str(2**63)], "a seed is 0 to"),
+                      (["data", "sample", "a.csv", "b.csv", "--seed", "x"], "invalid seed value")):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        out, err = capsys.readouterr()
+        assert stop.value.code == 2 and f"argument --seed: {msg}" in err and not out, err
 
 
 def test_interpolate_and_neighbors_from_the_command_line(tiny_trained, tmp_path, cli):
@@ -186,6 +219,11 @@ def test_default_outputs_are_checked_before_any_work(tiny_trained, tmp_path, cli
         assert "sampler:" not in err and "seconds" not in err and not out, err  # nothing ran
     rc, _, err = cli("evaluate", "in.csv", "-o", "e.txt")
     assert rc == 1 and "must end in .json" in err
+    before = (tmp_path / "in.csv").read_bytes()
+    for command in ("reconstruct", "encode"):  # -o naming the input file: refused, input kept
+        rc, out, err = cli(command, "in.csv", "--model", m, "-o", str(tmp_path / "in.csv"))
+        assert rc == 1 and "output " in err and "is the input file" in err and not out, err
+    assert (tmp_path / "in.csv").read_bytes() == before
 
 
 def test_run_checks_its_folders_and_scheduler_before_starting(tmp_path, cli, monkeypatch):

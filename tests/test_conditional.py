@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae.conditions import ConditionSpace, hits, parse_targets
+from molvae.conditions import ConditionSpace, hits, parse_targets, summary
 from molvae.errors import GenerationError
 
 CONDITIONS = ["logp", "qed"]
@@ -352,6 +352,9 @@ def test_a_fine_tune_on_part_of_the_data_shares_the_base_models_hashes(tiny_trai
     assert kept.tolist() == [12345]
     assert (load_model(models / "other.pt").train_hashes
             == np.union1d(cvae.train_hashes, [12345])).all()
+    copy = tmp_path / "copy.pt"  # copied without the shared file: novelty unknown, not
+    copy.write_bytes((models / "other.pt").read_bytes())  # judged by the inline part alone
+    assert load_model(copy).train_hashes is None
     del state["train_hashes"]
     save_checkpoint(models / "none.pt", state)
     with pytest.raises(CheckpointError, match="no training-set hashes"):
@@ -481,3 +484,19 @@ def test_a_request_few_training_molecules_meet_is_noted(cvae, run_main, tmp_path
     rc, _, err = run_main("sample", "-n", 5, "--model", cvae.path, "--condition", "logp=2",
                           "-o", tmp_path / "t.csv")
     assert rc == 0 and "stored training molecules meet" not in err
+
+
+def test_the_summary_tells_a_range_from_its_tolerance():
+    """A chemist reads "100% within tolerance" of logP 2:3 as "all in 2-3": the line gives
+    the share inside the range beside the share within it ± the tolerance."""
+    df = pd.DataFrame({"valid": [True, True, True, True, False],
+                       "logp": [1.7, 2.5, 3.3, 2.9, np.nan],
+                       "target_logp": [2.0, 2.5, 3.0, 2.9, np.nan],
+                       "mw": [330.0, 345.0, 400.0, 341.0, np.nan],
+                       "target_mw": [340.0] * 5})
+    text = summary(df, {"logp": (2.0, 3.0), "mw": (340.0, 340.0)})
+    assert "logp asked 2:3: achieved mean 2.6, MAE 0.15" in text
+    assert "in 2:3 50.0%, within 2:3 ± 0.5 100.0%" in text
+    assert "mw asked 340: " in text and "within 340 ± 20 75.0%" in text
+    assert "), in 340" not in text  # a single value has no range to be in
+    assert "every condition within its tolerance (±): 75.0% of valid molecules" in text

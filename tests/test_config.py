@@ -121,6 +121,23 @@ def test_a_config_files_inputs_are_read_beside_it(tmp_path, monkeypatch):
     assert shipped.data.path.is_file() and shipped.score.known_molecules.is_file()
 
 
+def test_a_copy_of_the_shipped_config_still_reads_the_shipped_files(tmp_path, monkeypatch):
+    """The README says: copy molvae.toml, edit it, pass it with -c. Its data/... inputs are
+    then not beside the copy: they mean the shipped files (a file beside the copy wins)."""
+    copy = tmp_path / "my.toml"
+    copy.write_text((REPO / "molvae.toml").read_text())
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(copy)
+    assert cfg.data.path == REPO / "data" / "moses_train_100k.csv.gz"
+    assert cfg.score.known_molecules == REPO / "data" / "moses_train_100k.csv.gz"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "moses_train_100k.csv.gz").write_bytes(b"")  # the user's own
+    assert load_config(copy).data.path == tmp_path / "data" / "moses_train_100k.csv.gz"
+    missing = tmp_path / "other.toml"
+    missing.write_text('[data]\npath = "data/nothing_like_it.csv"\n')
+    assert load_config(missing).data.path == tmp_path / "data" / "nothing_like_it.csv"
+
+
 def test_scorer_files_in_a_config_are_read_beside_it(tmp_path, monkeypatch):
     """`-c path/to/opt.toml` works from any folder for scorer files too (they were looked up
     in the working folder): file.py:function and chemprop:model.pt objectives, callable and

@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import signal
@@ -333,6 +334,13 @@ def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_
     assert len(list((tmp_path / "models").glob("train_hashes_*.npy"))) == 1
     hashes[0].unlink()  # without its hash file the model still loads, novelty unknown
     assert load_model(dest).train_hashes is None
+    capsys.readouterr()
+    assert main(["sample", "--model", str(dest), "-n", "5", "-o", str(tmp_path / "s.csv"),
+                 "--set", "score.known_molecules="]) == 0
+    assert "novel unknown (no training-set hashes)" in capsys.readouterr().out  # not "100%"
+    assert main(["evaluate", str(tmp_path / "s.csv"), "--model", str(dest), "--no-fcd",
+                 "-o", str(tmp_path / "e.json")]) == 0
+    assert "novelty" not in json.loads((tmp_path / "e.json").read_text())
     np.save(hashes[0], np.zeros(3, dtype=np.int64))  # a wrong file is refused
     with pytest.raises(CheckpointError, match="do not match"):
         load_model(dest)

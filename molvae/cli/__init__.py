@@ -28,6 +28,7 @@ import sys
 import threading
 import traceback
 
+import molvae
 from molvae.errors import MolvaeError
 
 from .common import outside_imports, quiet_third_parties, setup_logging
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="molvae", description="Generate, check and optimize molecules with a SELFIES VAE; "
         "`molvae COMMAND --help` for each command, the README for the whole pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"molvae {molvae.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_commands(sub)
     add_train_command(sub)

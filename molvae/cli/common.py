@@ -153,6 +153,14 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
 
 
+def seed(text: str) -> int:
+    """An argparse type: a random seed, 0 <= seed < 2**63 (what every generator takes)."""
+    value = int(text)  # argparse reports a ValueError as "invalid seed value"
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is 0 to 2**63 - 1, got {text}")
+    return value
+
+
 def add_model_option(parser: argparse.ArgumentParser, note: str = "") -> None:
     parser.add_argument("--model", help=MODEL_HELP + note)
 
@@ -262,12 +270,14 @@ def with_input_columns(df, others):
 
 
 def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz", ".parquet"),
-                 default: str | None = None) -> str | None:
-    """Refuse a bad output path (``out``, else ``default``) before any work is done; returns
-    the path to write."""
+                 default: str | None = None, source: str | None = None) -> str | None:
+    """Refuse a bad output path (``out``, else ``default``; the input file ``source``
+    itself) before any work is done; returns the path to write."""
     out = default if out is None else out
     if out is None:
         return None
+    if source is not None and Path(out).resolve() == Path(source).resolve():
+        raise UsageError(f"output {out!r} is the input file; write to another file")
     if not out.endswith(suffixes):
         names = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]] if len(suffixes) > 2 else suffixes)
         raise UsageError(f"output {out!r} must end in {names}")

@@ -19,6 +19,7 @@ from .common import (
     load_model,
     load_run_config,
     progress_bar,
+    seed,
 )
 
 DATASETS = ("moses",)
@@ -38,7 +39,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     sample_parser.add_argument("src")
     sample_parser.add_argument("dest")
     sample_parser.add_argument("-n", type=int, required=True, help="rows to draw")
-    sample_parser.add_argument("--seed", type=int, default=0)
+    sample_parser.add_argument("--seed", type=seed, default=0)
     sample_parser.add_argument("--exclude", help="CSV whose first-column values are never drawn")
     sample_parser.set_defaults(func=cmd_data_sample)
 
@@ -76,7 +77,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
         "pairs", help="prior draws and what refinement makes of them: train.distill's file")
     pairs_parser.add_argument("-n", type=int, required=True, help="draws (e.g. 100000)")
     pairs_parser.add_argument("-o", "--out", required=True, help="pairs file (.npz)")
-    pairs_parser.add_argument("--seed", type=int, default=1, help="draw seed (default 1: "
+    pairs_parser.add_argument("--seed", type=seed, default=1, help="draw seed (default 1: "
                               "not the evaluation's 0)")
     pairs_parser.add_argument("--refine", type=int, help="refinement passes (default: the "
                               "model's stored choice; a model that stores none needs this)")

@@ -43,8 +43,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     out = check_output(args.out, (".json",), default="evaluation.json")
     generated = read_smiles(args.generated, args.smiles_column)
-    reference = read_smiles(args.reference or str(SHIPPED_TEST))
-    is_novel = novelty_test(args.train) if args.train else load_model(args).is_novel
+    reference = _read_other(args.reference, "--reference") if args.reference else \
+        read_smiles(str(SHIPPED_TEST))
+    loaded = None if args.train else load_model(args)
+    is_novel = (novelty_test(args.train) if args.train else  # none: novelty not reported
+                loaded.is_novel if loaded.train_hashes is not None else None)
     bars = StageBars()
     try:
         m, gen_rows, ref_rows = metrics.evaluate(generated, reference, is_novel,
@@ -62,9 +65,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"note: none of the {n:,} molecules in {args.generated} is valid; every metric "
               "but validity is undefined (null)", file=sys.stderr)
     elif n < 10_000:
+        fcd = "" if args.no_fcd else (", and FCD is biased upward below ~10,000 (compare "
+                                      "FCDs at equal sizes)")
         print(f"note: {n:,} molecules: uniqueness@10k is over all of them (as MOSES computes "
-              "it), and FCD is biased upward below ~10,000 (compare FCDs at equal sizes)",
-              file=sys.stderr)
+              f"it){fcd}", file=sys.stderr)
     print(f"-> {out}, {plot}", file=sys.stderr)
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in bars.seconds.items())
           + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
@@ -74,8 +78,21 @@ def novelty_test(train_file: str):
     """``is_novel(canonical SMILES) -> [bool]`` against a training file."""
     from molvae.chem import canonical_smiles
 
-    train = {canonical_smiles(s) for s in set(read_smiles(train_file))} - {None}
+    train = {canonical_smiles(s) for s in set(_read_other(train_file, "--train"))} - {None}
     if not train:
         raise UsageError(f"{train_file}: the training set has no valid molecule")
     return lambda smiles: [s not in train for s in smiles]
 
+
+
+def _read_other(path: str, flag: str) -> list[str]:
+    """A --reference or --train file's SMILES, from its SMILES column in any case
+    (--smiles-column names the generated file's)."""
+    from molvae.errors import DataError
+
+    try:
+        return read_smiles(path)
+    except DataError as exc:
+        why = str(exc).split("; name the SMILES column")[0]
+        raise UsageError(f"{why}; a {flag} file is read by its SMILES column (any case: SMILES, "
+                         "smiles)") from None

@@ -22,6 +22,7 @@ from .common import (
     progress_bar,
     read_input,
     read_smiles,
+    seed,
     with_input_columns,
     write_table,
 )
@@ -41,7 +42,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", type=int, help="molecules (generate.num_samples; default 1000)")
     parser.add_argument("-o", "--out", help="CSV or Parquet (default samples.csv)")
     add_model_option(parser)
-    parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
+    parser.add_argument("--seed", type=seed, help="generate.seed (default 0)")
     parser.add_argument("--temperature", type=float, help="> 0 (generate.temperature; default 1)")
     parser.add_argument("--greedy", action=argparse.BooleanOptionalAction, default=None,
                         help="greedy tokens, or --no-greedy to draw them (generate.greedy; "
@@ -115,7 +116,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     _check_score(cfg)
     loaded = load_model(args, cfg)
-    resolve_prior(loaded, cfg.generate.prior)  # fail before the progress bar appears
+    # fail before the progress bar appears
+    if resolve_prior(loaded, cfg.generate.prior) == "normal" and cfg.generate.prior_width:
+        raise UsageError("--prior-width (generate.prior_width) scales the stored codes' "
+                         "spreads; with --prior normal (z ~ N(0, I)) it would change nothing")
     for name, (lo, hi) in request(loaded, cfg.generate.condition).items():
         asked = cfg.generate.condition[name]
         if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
@@ -130,9 +134,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     times = {"sample": time.perf_counter() - t0}
     df = annotate(df, cfg, loaded, times)
     path = write_table(df, out, "samples.csv")
+    novel = (f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique"
+             if loaded.train_hashes is not None else "unknown (no training-set hashes)")
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
-          f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel "
-          f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique")
+          f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel {novel}")
     if cfg.generate.condition:
         from molvae.conditions import summary
 
@@ -199,7 +204,7 @@ def add_prior_command(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("prior", help="store training codes in a model as its sampling prior")
     parser.add_argument("data", help="the model's training molecules (CSV/TSV/SMI, .gz)")
     parser.add_argument("-n", type=int, default=16384, help="codes to keep (default 16384)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--width", type=float,
                         help="scale of the posterior spreads sampling uses (default: the model's "
                              "stored width, else 1; wider: fewer copies of training molecules)")
@@ -248,6 +253,8 @@ def add_interpolate_command(sub: argparse._SubParsersAction) -> None:
 def cmd_interpolate(args: argparse.Namespace) -> None:
     from molvae.walks import interpolate
 
+    if len(args.molecules) < 2:  # before the model loads
+        raise UsageError("interpolation needs at least two molecules")
     out = check_output(args.out, default="interpolation.csv")
     check_output(args.image, (".png",))
     cfg = load_run_config(args, {"generate.interpolation_steps": args.steps})
@@ -293,7 +300,7 @@ def add_neighbors_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--radii", type=float, nargs="+",
                         help="noise scales (generate.neighbor_radii; default 0.1 0.25 0.5)")
     parser.add_argument("--per-radius", type=int, help="generate.neighbors_per_radius (default 20)")
-    parser.add_argument("--seed", type=int, help="generate.seed (default 0)")
+    parser.add_argument("--seed", type=seed, help="generate.seed (default 0)")
     parser.add_argument("--code-only", action="store_true",
                         help="a conditional model walks from the codes alone, without the "
                              "molecules' own properties as its condition input")
@@ -343,7 +350,7 @@ def add_reconstruct_command(sub: argparse._SubParsersAction) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     from molvae.generate import reconstruct
 
-    out = check_output(args.out, default="reconstructed.csv")
+    out = check_output(args.out, default="reconstructed.csv", source=args.file)
     smiles, others = read_input(args.file, args.smiles_column)
     loaded = load_model(args)
     bar = progress_bar(len(smiles), "reconstruct")
@@ -375,7 +382,7 @@ def add_encode_command(sub: argparse._SubParsersAction) -> None:
 def cmd_encode(args: argparse.Namespace) -> None:
     from molvae.latent import code_table
 
-    check_output(args.out, (".parquet", ".csv", ".csv.gz", ".npz"))
+    check_output(args.out, (".parquet", ".csv", ".csv.gz", ".npz"), source=args.file)
     smiles, others = read_input(args.file, args.smiles_column)
     loaded = load_model(args)
     bar = progress_bar(len(smiles), "encode")
