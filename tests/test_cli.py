@@ -792,6 +792,17 @@ def test_an_error_ends_the_progress_bar_line_first():
 
 
 @pytest.mark.slow
+def test_molecules_cut_at_max_length_are_said(tiny_trained, tmp_path, cli):
+    """--max-length 3 cut every molecule to a 3-token one, valid (SELFIES decode any prefix)
+    and reported as 100% valid without a word."""
+    rc, _, err = cli("sample", "-n", 20, "--max-length", 3, "--model", tiny_trained[1].checkpoint,
+                     "--set", 'score.known_molecules=""', "-o", tmp_path / "c.csv")
+    df = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    cut = int((df.selfies.str.count(r"\[") >= 3).sum())
+    assert rc == 0 and cut > 0 and \
+        f"note: {cut} of 20 molecules reached --max-length (3 tokens)" in err, err
+
+
 def test_a_warning_during_a_progress_bar_gets_its_own_line(tiny_trained, tmp_path):
     """``--unique`` that falls short says so, on a line of its own (the warning was written
     at the end of the bar's line, where a reader, or grep, missed it)."""

@@ -132,6 +132,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
     df = sample(loaded, cfg.generate, progress=bar.update)
     bar.close()
     times = {"sample": time.perf_counter() - t0}
+    cut = int((df.selfies.str.count(r"\[") >= cfg.generate.max_length).sum())
+    if cut:  # SELFIES decode any prefix: a cut molecule is valid, and not what was written
+        print(f"note: {cut:,} of {len(df):,} molecules reached --max-length "
+              f"({cfg.generate.max_length} tokens) and end where it cut them", file=sys.stderr)
     df = annotate(df, cfg, loaded, times)
     path = write_table(df, out, "samples.csv")
     novel = (f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique"
