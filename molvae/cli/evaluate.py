@@ -84,7 +84,6 @@ def novelty_test(train_file: str):
     return lambda smiles: [s not in train for s in smiles]
 
 
-
 def _read_other(path: str, flag: str) -> list[str]:
     """A --reference or --train file's SMILES, from its SMILES column in any case
     (--smiles-column names the generated file's)."""
