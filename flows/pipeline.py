@@ -150,7 +150,7 @@ def evaluate_samples(model_path: str, df: pd.DataFrame, cfg: RunConfig, out_dir:
     ref = read_molecules(SHIPPED_TEST).smiles
     rows = df.to_dict("records") if "pass_moses" in df and "heavy_atoms" in df else None
     m, gen_rows, ref_rows = metrics.evaluate(
-        df["smiles"].tolist(), [s for s in ref if s], shards.model(model_path).is_novel,
+        df["smiles"].tolist(), [s for s in ref if s], shards.model(model_path).novelty_test(),
         with_fragments=False, cache_dir=cfg.data.cache_dir, generated_rows=rows)
     train_ref = read_molecules(cfg.data.path, cfg.data.smiles_column, limit=2000).smiles
     # Cached by content (shipped for the default data). One process: other tasks' threads

@@ -34,7 +34,7 @@ import math
 import os
 import secrets
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +79,10 @@ class LoadedModel:
         h = smiles_hashes(smiles)
         pos = np.searchsorted(self.train_hashes, h).clip(0, len(self.train_hashes) - 1)
         return self.train_hashes[pos] != h
+
+    def novelty_test(self) -> Callable[[Sequence[str]], np.ndarray] | None:
+        """``is_novel``, or None without training-set hashes: novelty unknown, not 100%."""
+        return self.is_novel if self.train_hashes is not None else None
 
 
 def smiles_hashes(smiles: Sequence[str]) -> np.ndarray:
@@ -180,15 +184,9 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     model.to(device).eval()
     stats = {k: (float(m), float(s)) for k, (m, s) in state.get("property_stats", {}).items()}
     return LoadedModel(
-        model=model,
-        vocab=vocab,
-        model_config=mcfg,
-        train_config=state.get("train_config", {}),
-        property_stats=stats,
-        train_hashes=_read_hashes(state, Path(path)),
-        history=state.get("history", []),
-        info=state.get("info", {}),
-        path=Path(path),
+        model=model, vocab=vocab, model_config=mcfg, train_config=state.get("train_config", {}),
+        property_stats=stats, train_hashes=_read_hashes(state, Path(path)),
+        history=state.get("history", []), info=state.get("info", {}), path=Path(path),
         prior=_read_prior(state.get("prior"), mcfg.latent_size, path, len(mcfg.conditions)),
         ring_sizes=_read_ring_sizes(state.get("ring_sizes"), path),
         sampling=_read_sampling(state.get("sampling"), path),

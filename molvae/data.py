@@ -59,13 +59,10 @@ class EncodedDataset:
 
     def subset(self, idx: np.ndarray) -> EncodedDataset:
         return EncodedDataset(
-            smiles=[self.smiles[i] for i in idx],
-            tokens=self.tokens[idx],
-            lengths=self.lengths[idx],
-            vocab=self.vocab,
+            smiles=[self.smiles[i] for i in idx], tokens=self.tokens[idx],
+            lengths=self.lengths[idx], vocab=self.vocab,
             properties={k: v[idx] for k, v in self.properties.items()},
-            report=self.report,
-            key=self.key,
+            report=self.report, key=self.key,
         )
 
 
@@ -133,6 +130,9 @@ def read_molecules(path: str | Path, smiles_column: str = "SMILES", property_col
                      others=df.drop(columns=[smiles_column]) if others else None)
 
 
+COLUMN_HINT = "name the SMILES column with --smiles-column or data.smiles_column"
+
+
 def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
     """``name`` if the file has that column, else its one column of that name in another
     case (``molvae sample`` writes ``smiles``, MOSES files ``SMILES``)."""
@@ -142,11 +142,10 @@ def smiles_column_of(path: str | Path, columns: Sequence, name: str) -> str:
     if len(same) == 1:
         return same[0]
     if same:
-        raise DataError(f"{path}: several columns named {name!r} in other cases ({', '.join(same)}); "
-                        "name the SMILES column with --smiles-column or data.smiles_column")
+        raise DataError(f"{path}: several columns named {name!r} in other cases "
+                        f"({', '.join(same)}); {COLUMN_HINT}")
     cols = ", ".join(map(str, list(columns)[:10]))
-    raise DataError(f"{path}: no column {name!r} (columns: {cols}); name the SMILES column "
-                    "with --smiles-column or data.smiles_column")
+    raise DataError(f"{path}: no column {name!r} (columns: {cols}); {COLUMN_HINT}")
 
 
 def _read_parquet(path: Path, smiles_column: str, property_columns: Sequence[str],

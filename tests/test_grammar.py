@@ -371,7 +371,7 @@ def _old_generate(dec: Decoder, z, max_length, temperature, greedy, generator, b
     h = dec.initial_hidden(z)
     tok = torch.full((b,), BOS_ID, dtype=torch.long)
     alive = torch.arange(b)
-    zg, step = dec._step_fn(z)
+    zg, step = dec._step_fn(z, dec.weights(False))
     for t in range(max_length):
         h = step(tok, zg, h)
         logits = dec.out(h[-1])

@@ -45,9 +45,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     generated = read_smiles(args.generated, args.smiles_column)
     reference = _read_other(args.reference, "--reference") if args.reference else \
         read_smiles(str(SHIPPED_TEST))
-    loaded = None if args.train else load_model(args)
-    is_novel = (novelty_test(args.train) if args.train else  # none: novelty not reported
-                loaded.is_novel if loaded.train_hashes is not None else None)
+    is_novel = novelty_test(args.train) if args.train else load_model(args).novelty_test()
     bars = StageBars()
     try:
         m, gen_rows, ref_rows = metrics.evaluate(generated, reference, is_novel,
@@ -87,11 +85,11 @@ def novelty_test(train_file: str):
 def _read_other(path: str, flag: str) -> list[str]:
     """A --reference or --train file's SMILES, from its SMILES column in any case
     (--smiles-column names the generated file's)."""
+    from molvae.data import COLUMN_HINT
     from molvae.errors import DataError
 
     try:
         return read_smiles(path)
-    except DataError as exc:
-        why = str(exc).split("; name the SMILES column")[0]
-        raise UsageError(f"{why}; a {flag} file is read by its SMILES column (any case: SMILES, "
-                         "smiles)") from None
+    except DataError as exc:  # the hint of the generated file's column does not apply here
+        raise UsageError(str(exc).replace(COLUMN_HINT, f"a {flag} file is read by its SMILES "
+                                          "column (any case: SMILES, smiles)")) from None

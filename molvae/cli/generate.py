@@ -139,7 +139,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     df = annotate(df, cfg, loaded, times)
     path = write_table(df, out, "samples.csv")
     novel = (f"{(df.novel & df.unique).sum() / max(df.unique.sum(), 1):.2%} of unique"
-             if loaded.train_hashes is not None else "unknown (no training-set hashes)")
+             if loaded.novelty_test() else "unknown (no training-set hashes)")
     print(f"{len(df)} molecules -> {path}: valid {df.valid.mean():.2%}, unique "
           f"{df.unique.sum() / max(df.valid.sum(), 1):.2%}, novel {novel}")
     if cfg.generate.condition:
