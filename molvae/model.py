@@ -226,8 +226,7 @@ class Decoder(nn.Module):
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
         ``temperature`` 0: greedy, the most likely token at each step;
         ``condition`` (B, C): the condition input of a conditional model (None: none given);
-        ``sampling``: draws of the prior or of a request, written with the sampler's or
-        the requester's weights if it has them;
+        ``sampling``: prior or request draws (the sampler's or requester's weights, if any);
         ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
         conditional log-probabilities pushed away from the unconditional ones,
         log p_u + guidance * (log p_c - log p_u) (two decoder passes per step).
