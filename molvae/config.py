@@ -104,8 +104,9 @@ class TrainConfig(_Section):
     # draw (1), so the decoder learns the wider codes without unlearning the exact ones
     latent_noise_share: float = Field(1.0, ge=0, le=1)
     # refinement distilled (molvae.distill): a pairs file (`molvae data pairs`); each step also
-    # teaches the decoder to write, from those draws, what refinement made of them (weighed
-    # beside the usual loss); sampler_only: the sampler's (requester's) own weights alone
+    # teaches the decoder to write, from those draws, what refinement made of them (its
+    # weight beside the usual loss); sampler_only: the sampler's own weights alone, on the
+    # pairs alone (model.sample_flag)
     distill: Path | None = None
     distill_weight: float = Field(1.0, gt=0)
     sampler_only: bool = False

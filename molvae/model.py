@@ -226,7 +226,8 @@ class Decoder(nn.Module):
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
         ``temperature`` 0: greedy, the most likely token at each step;
         ``condition`` (B, C): the condition input of a conditional model (None: none given);
-        ``sampling``: prior or request draws (the sampler's or requester's weights, if any);
+        ``sampling``: draws of the prior or of a request, written with the sampler's or
+        the requester's weights if it has them;
         ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
         conditional log-probabilities pushed away from the unconditional ones,
         log p_u + guidance * (log p_c - log p_u) (two decoder passes per step).

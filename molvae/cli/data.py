@@ -82,11 +82,13 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
                               "not the evaluation's 0)")
     pairs_parser.add_argument("--refine", type=int, help="refinement passes (default: the "
                               "model's stored choice; a model that stores none needs this)")
-    pairs_parser.add_argument("--requests", action="store_true", help="request pairs: per draw "
-                              "of a random request, the nearest new hit of its greedy molecule "
-                              "and --draws - 1 (default 4) drawn at --temperature (default 0.8)")
-    pairs_parser.add_argument("--draws", type=int)
-    pairs_parser.add_argument("--temperature", type=float)
+    pairs_parser.add_argument("--requests", action="store_true", help="a conditional model's "
+                              "request pairs: per draw of a random request, the nearest new hit "
+                              "of its greedy molecule and --draws - 1 drawn at --temperature")
+    pairs_parser.add_argument("--draws", type=int, help="with --requests: molecules "
+                              "written per draw (default 4)")
+    pairs_parser.add_argument("--temperature", type=float, help="with --requests: "
+                              "of the drawn molecules (default 0.8)")
     add_model_option(pairs_parser)
     pairs_parser.set_defaults(func=cmd_data_pairs)
 
