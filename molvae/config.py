@@ -73,7 +73,6 @@ class ModelConfig(_Section):
     # or numeric data columns), e.g. ["mw", "logp", "tpsa", "hbd", "hba", "qed", "sa"]
     conditions: list[str] = []
     sample_flag: bool = False  # the decoder's own weights for prior samples (molvae.model)
-    request_flag: bool = False  # and for requests (a conditional model's)
 
 
 class TrainConfig(_Section):

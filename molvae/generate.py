@@ -80,7 +80,7 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
                   greedy: bool | None = None, condition: torch.Tensor | None = None,
                   sampling: bool = False) -> np.ndarray:
     """z (B, Z) -> token ids (B, T) with the decoding settings of ``cfg`` (and a conditional
-    model's condition input (B, C)); ``sampling``: unrefined draws (sampler/requester weights)."""
+    model's condition input (B, C)); ``sampling``: unrefined prior draws (a sampler's weights)."""
     device, greedy = device_of(loaded), uses_greedy(loaded, cfg) if greedy is None else greedy
     gen = torch.Generator(device=device).manual_seed(seed)
     return loaded.model.decoder.generate(
@@ -88,7 +88,7 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
         constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
         condition=None if condition is None else condition.to(device),
-        guidance=uses_guidance(loaded, cfg), sampling=sampling).cpu().numpy()
+        guidance=uses_guidance(loaded, cfg), sampling=sampling and condition is None).cpu().numpy()
 
 
 def uses_greedy(loaded: LoadedModel, cfg: GenerateConfig) -> bool:

@@ -122,12 +122,11 @@ class Decoder(nn.Module):
     ``sample_flag``: the decoder has a second set of weights for prior samples, its own
     weights plus a ``SamplerAdapter``'s changes, used when it is called with ``sampling``
     (prior draws); a molecule's code (reconstruction, refinement, walks) is decoded with
-    its own weights. ``request_flag``: a third set, the same way, for draws of a request
-    (``sampling`` with a condition given)."""
+    its own weights."""
 
     def __init__(self, vocab_size: int, embedding_size: int, latent_size: int, hidden_size: int,
                  num_layers: int, dropout: float = 0.0, word_dropout: float = 0.0,
-                 condition_size: int = 0, sample_flag: bool = False, request_flag: bool = False):
+                 condition_size: int = 0, sample_flag: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
         code_size = latent_size + condition_size
@@ -139,22 +138,18 @@ class Decoder(nn.Module):
         self.num_layers = num_layers
         self.hidden_size = hidden_size
         self.word_dropout = word_dropout
-        shapes = {n: p.shape for n, p in self.named_parameters() if not n.startswith("embedding")}
-        self.sampler = SamplerAdapter(shapes) if sample_flag else None
-        self.requester = SamplerAdapter(shapes) if request_flag else None
+        self.sampler = (SamplerAdapter({n: p.shape for n, p in self.named_parameters()
+                                        if not n.startswith("embedding")})
+                        if sample_flag else None)
 
-    def adapter(self, sampling: bool, conditioned: bool) -> SamplerAdapter | None:
-        """The weight changes a call writes with: the sampler's for prior draws, the
-        requester's for draws of a request, none (the own weights) otherwise or where the
-        decoder lacks them."""
-        return None if not sampling else self.requester if conditioned else self.sampler
-
-    def weights(self, sampling: bool, conditioned: bool = False) -> dict[str, torch.Tensor]:
-        """The decoder's weights by name (embedding aside): its own, or the ``adapter``'s."""
+    def weights(self, sampling: bool) -> dict[str, torch.Tensor]:
+        """The decoder's weights by name (embedding aside): its own, or with ``sampling`` in
+        a decoder with a sample flag, the sampler's."""
         own = {n: p for n, p in self.named_parameters() if n.split(".")[0] in
                ("z_to_hidden", "gru", "out")}
-        adapter = self.adapter(sampling, conditioned)
-        return own if adapter is None else {n: adapter.changed(n, w) for n, w in own.items()}
+        if not sampling or self.sampler is None:
+            return own
+        return {n: self.sampler.changed(n, w) for n, w in own.items()}
 
     def initial_hidden(self, z: torch.Tensor, w: dict[str, torch.Tensor] | None = None
                        ) -> torch.Tensor:
@@ -166,11 +161,9 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor, tokens: torch.Tensor,
                 condition: torch.Tensor | None = None, sampling: bool = False) -> torch.Tensor:
         """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]
-        (``sampling``: draws of the prior or of a request (``condition`` given), written with
-        the sampler's or the requester's weights if it has them)."""
-        adapter = self.adapter(sampling, condition is not None)
+        (``sampling``: prior draws, written with the sampler's weights if it has them)."""
         z = with_condition(z, condition, self.condition_size)
-        w = self.weights(sampling, condition is not None)
+        w = self.weights(sampling)
         inputs = tokens[:, :-1]
         if self.training and self.word_dropout > 0:
             drop = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
@@ -179,9 +172,9 @@ class Decoder(nn.Module):
         x = self.embedding(inputs)  # (B, L-1, E)
         x = torch.cat([x, z.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
         h0 = self.initial_hidden(z, w)
-        if adapter is None:
+        if not sampling or self.sampler is None:
             out, _ = self.gru(x, h0)  # (B, L-1, H)
-        else:  # the adapter's weights, by nn.GRU's own kernel
+        else:  # the sampler's weights, by nn.GRU's own kernel
             out, _ = torch.func.functional_call(
                 self.gru, {n.removeprefix("gru."): v for n, v in w.items() if n.startswith("gru.")},
                 (x, h0))
@@ -226,8 +219,7 @@ class Decoder(nn.Module):
         """z (B, Z) -> token ids (B, T) without <bos>, T <= max_length, <pad> after <eos>;
         ``temperature`` 0: greedy, the most likely token at each step;
         ``condition`` (B, C): the condition input of a conditional model (None: none given);
-        ``sampling``: draws of the prior or of a request, written with the sampler's or
-        the requester's weights if it has them;
+        ``sampling``: prior draws, written with the sampler's weights if it has them;
         ``guidance`` > 1: classifier-free guidance (Ho & Salimans 2022) of each token, the
         conditional log-probabilities pushed away from the unconditional ones,
         log p_u + guidance * (log p_c - log p_u) (two decoder passes per step).
@@ -249,7 +241,7 @@ class Decoder(nn.Module):
         guided = condition is not None and guidance != 1.0
         zc = with_condition(z, condition, self.condition_size)
         z = torch.cat([zc, with_condition(z, None, self.condition_size)]) if guided else zc
-        w = self.weights(sampling, condition is not None)
+        w = self.weights(sampling)
         first_ban = torch.tensor([EOS_ID, *banned_first], dtype=torch.long, device=z.device)
         out = torch.full((b, max_length), PAD_ID, dtype=torch.long, device=z.device)
         h = self.initial_hidden(z, w)
@@ -362,21 +354,18 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
     c = 2 * len(cfg.conditions)  # a value and a given-flag per property
     latent = LatentHead(encoder.output_size, cfg.latent_size, c)
     decoder = Decoder(vocab_size, cfg.embedding_size, cfg.latent_size, cfg.decoder_hidden_size,
-                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout, c, cfg.sample_flag,
-                      cfg.request_flag)
+                      cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout, c, cfg.sample_flag)
     head = (PropertyHead(cfg.latent_size, cfg.property_hidden_size, len(cfg.property_names))
             if cfg.property_names else None)
     return SelfiesVAE(encoder, latent, decoder, head)
 
 
 def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:
-    """Load the weights of an unconditional model (or one without sampler or requester
-    weights) into a conditional one (or one with them) of the same sizes: the input columns
-    the condition adds and the adapters' changes start at zero, so step 0 is the model it
-    starts from."""
+    """Load the weights of an unconditional model (or one without sampler weights) into a
+    conditional one (or one with them) of the same sizes: the input columns the condition
+    adds and the sampler's changes start at zero, so step 0 is the model it starts from."""
     own = model.state_dict()
-    state = {**{k: v for k, v in own.items() if ".sampler." in k or ".requester." in k},
-             **state}  # new: at zero
+    state = {**{k: v for k, v in own.items() if ".sampler." in k}, **state}  # new: at zero
     for name, w in state.items():
         if name in own and own[name].shape != w.shape:
             grown = (w.ndim == 2 and own[name].ndim == 2 and own[name].shape[0] == w.shape[0]

@@ -32,7 +32,7 @@ from .checkpoint import (
 from .conditions import ConditionSpace
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EncodedDataset, bucketed_batches, collate, prepare, split
-from .distill import Pairs, check_trainee, distill_loss, load_pairs, pairs_file, pairs_loss
+from .distill import Pairs, distill_loss, load_pairs, pairs_file, pairs_loss
 from .errors import CheckpointError, TrainingError
 from .files import make_writable_folder
 from .latent import dataset_codes, dataset_ring_sizes
@@ -129,12 +129,12 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
         for p in (*model.encoder.parameters(), *model.latent.parameters()):
             p.requires_grad_(False)
-    if cfg.sampler_only:  # the adapters' weights alone: the rest stays exactly as it was
-        if not (model_cfg.sample_flag or model_cfg.request_flag):
-            raise TrainingError("train.sampler_only trains the sampler's own weights: the model needs "
-                                "them (model.sample_flag = true; request pairs: model.request_flag)")
+    if cfg.sampler_only:  # the sampler's weights alone: the rest stays exactly as it was
+        if not model_cfg.sample_flag:
+            raise TrainingError("train.sampler_only trains the sampler's own weights: the model "
+                                "needs them (model.sample_flag = true)")
         for name, p in model.named_parameters():
-            p.requires_grad_(".sampler." in f".{name}" or ".requester." in f".{name}")
+            p.requires_grad_(".sampler." in f".{name}")
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     props = list(model_cfg.property_names)
@@ -157,7 +157,7 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
         raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
     theirs = ModelConfig.model_validate(state["model_config"])
     # fine-tune into a conditional model, or one with a sample flag: new weights start at zero
-    grown = {k: getattr(model_cfg, k) for k in ("conditions", "sample_flag", "request_flag")
+    grown = {k: getattr(model_cfg, k) for k in ("conditions", "sample_flag")
              if getattr(model_cfg, k) and not getattr(theirs, k)} if resume is None else {}
     if theirs.model_copy(update=grown) != model_cfg:
         raise _config_differs(source, model_cfg, theirs.model_copy(update=grown))
@@ -309,14 +309,15 @@ def fit(
 
 
 def _fit(train_ds, val_ds, model_cfg, cfg, callbacks, resume, data_info) -> TrainResult:
-    pairs = None if cfg.distill is None else load_pairs(
-        cfg.distill, train_ds.vocab, model_cfg.latent_size, cfg.init_from, 2 * len(model_cfg.conditions))
+    pairs = None if cfg.distill is None else load_pairs(cfg.distill, train_ds.vocab,
+                                                          model_cfg.latent_size, cfg.init_from)
     loop = _start(train_ds, model_cfg, cfg, resume)
     if pairs is not None and len(pairs) >= 100:
         loop.pairs, loop.val_pairs = pairs.split(min(2000, len(pairs) // 50))
     else:
         loop.pairs = pairs
-    check_trainee(pairs, model_cfg.sample_flag, model_cfg.request_flag, cfg.sampler_only)
+    if model_cfg.sample_flag and pairs is None:
+        logger.warning("model.sample_flag without train.distill: the sampler is not trained")
     info = {"train_size": len(train_ds), "val_size": len(val_ds), "vocab_size": len(train_ds.vocab),
             "parameters": sum(p.numel() for p in loop.model.parameters()),
             "steps_per_epoch": math.ceil(len(train_ds) / cfg.batch_size),

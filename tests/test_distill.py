@@ -99,7 +99,7 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
     # the pairs' last rows held out: their loss is a validation figure of each epoch
     assert all(h["val_distill"] > 0 for h in taught.history)
     # the sampler's own weights alone (model.sample_flag, train.sampler_only)
-    with pytest.raises(TrainingError, match=r"needs them \(model.sample_flag = true; request pairs: model.request_flag\)"):
+    with pytest.raises(TrainingError, match=r"needs them \(model.sample_flag = true\)"):
         train_model(data, ModelConfig(**TINY_MODEL), TrainConfig(
             **common, out_dir=tmp_path / "n", distill=tmp_path / "p.npz", sampler_only=True))
     own = train_model(data, ModelConfig(**TINY_MODEL, sample_flag=True), TrainConfig(
@@ -185,5 +185,5 @@ def _samples_with_its_own_weights_and_reconstructs_with_the_models(loaded, start
 def _pairs_loss(model, pairs, sampling: bool) -> float:
     from molvae.model import reconstruction_loss
 
-    z, tokens, _ = pairs.batch(np.arange(len(pairs)), torch.device("cpu"))
+    z, tokens = pairs.batch(np.arange(len(pairs)), torch.device("cpu"))
     return float(reconstruction_loss(model.decoder(z, tokens, None, sampling), tokens).mean())

@@ -74,21 +74,13 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     index_parser.set_defaults(func=cmd_data_index)
 
     pairs_parser = actions.add_parser(
-        "pairs", help="prior draws and what refinement makes of them, or with --requests "
-        "draws of random requests and the nearest of several molecules: train.distill's file")
+        "pairs", help="prior draws and what refinement makes of them: train.distill's file")
     pairs_parser.add_argument("-n", type=int, required=True, help="draws (e.g. 100000)")
     pairs_parser.add_argument("-o", "--out", required=True, help="pairs file (.npz)")
     pairs_parser.add_argument("--seed", type=seed, default=1, help="draw seed (default 1: "
                               "not the evaluation's 0)")
     pairs_parser.add_argument("--refine", type=int, help="refinement passes (default: the "
                               "model's stored choice; a model that stores none needs this)")
-    pairs_parser.add_argument("--requests", action="store_true", help="a conditional model's "
-                              "request pairs: per draw of a random request, the nearest new hit "
-                              "of its greedy molecule and --draws - 1 drawn at --temperature")
-    pairs_parser.add_argument("--draws", type=int, help="with --requests: molecules "
-                              "written per draw (default 4)")
-    pairs_parser.add_argument("--temperature", type=float, help="with --requests: "
-                              "of the drawn molecules (default 0.8)")
     add_model_option(pairs_parser)
     pairs_parser.set_defaults(func=cmd_data_pairs)
 
@@ -166,28 +158,16 @@ def cmd_data_index(args: argparse.Namespace) -> None:
 
 
 def cmd_data_pairs(args: argparse.Namespace) -> None:
-    from molvae.distill import make_pairs, make_request_pairs, save_pairs
+    from molvae.distill import make_pairs, save_pairs
     from molvae.generate import settings
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
-    if args.requests and args.refine is not None:
-        raise UsageError("--refine: request pairs are not refined (requests sample unrefined)")
-    if not args.requests and (args.draws, args.temperature) != (None, None):
-        raise UsageError("--draws and --temperature shape request pairs: add --requests")
-    draws = 4 if args.draws is None else args.draws
-    temperature = 0.8 if args.temperature is None else args.temperature
-    if draws < 2 or not 0 < temperature <= 5:
-        raise UsageError("--draws must be at least 2 and --temperature in (0, 5]")
     check_output(args.out, (".npz",))
+    cfg = settings(**({} if args.refine is None else {"refine": args.refine}))
     loaded = load_model(args)
     with progress_bar(args.n, "pairs") as bar:
-        if args.requests:
-            pairs = make_request_pairs(loaded, args.n, args.seed, settings(
-                temperature=temperature), draws, progress=bar.update)
-        else:
-            pairs = make_pairs(loaded, args.n, args.seed, settings(
-                **({} if args.refine is None else {"refine": args.refine})), progress=bar.update)
+        pairs = make_pairs(loaded, args.n, args.seed, cfg, progress=bar.update)
     path = save_pairs(pairs, loaded.vocab, args.out)
     print(f"{len(pairs):,} pairs of {args.n:,} draws -> {path} ({path.stat().st_size / 1e6:.1f} MB); "
           f"train on them with --set train.distill={path} (and --init-from the model)")

@@ -171,8 +171,6 @@ def sampler_text(loaded, g) -> str:
         parts.append(f"{passes} refinement pass{'es' if passes > 1 else ''}")
     elif loaded.model_config.sample_flag and not g.condition:
         parts.append("the decoder's sampler weights (refinement distilled)")
-    elif loaded.model_config.request_flag and g.condition:
-        parts.append("the decoder's requester weights (the nearest of several distilled)")
     if g.condition:
         parts.append(f"guidance {generate.uses_guidance(loaded, g):g}")
         if (k := generate.uses_draws(g, generate.request(loaded, g.condition))) > 1:
