@@ -159,9 +159,9 @@ def _fcd(gen: list[str], ref: list[str], device: str, cache_dir: str | Path | No
     """``fcd`` of valid canonical SMILES on both sides."""
     import fcd as fcd_lib
 
-    if len(gen) < 2 or len(ref) < 2:  # a covariance needs two molecules (sqrtm hangs on one)
-        raise MetricsError(f"FCD needs at least 2 valid molecules on each side, got "
-                           f"{len(gen)} generated and {len(ref)} reference")
+    if min(len(set(gen)), len(set(ref))) < 2:  # a covariance needs two (sqrtm hangs on one)
+        raise MetricsError(f"FCD needs at least 2 distinct valid molecules on each side, got "
+                           f"{len(set(gen))} generated and {len(set(ref))} reference")
     model = fcd_lib.load_ref_model()
     mu_g, sig_g = _chemnet_stats(fcd_lib, model, gen, device, progress=progress)
 
@@ -336,9 +336,9 @@ def evaluate(
     out.update(_distances(valid_rows, ref_valid, with_fragments))
     if is_novel is not None:
         out["novelty"] = novelty(canonical, is_novel)
-    if with_fcd and len(valid_rows) < 2:
-        logger.warning("FCD needs at least 2 valid molecules (%d here): reported as NaN",
-                       len(valid_rows))
+    if with_fcd and len({r["smiles"] for r in valid_rows}) < 2:  # one: no covariance
+        logger.warning("FCD needs at least 2 distinct valid molecules (%d here): reported as "
+                       "NaN", len({r["smiles"] for r in valid_rows}))
         out["fcd"] = float("nan")
     elif with_fcd:
         tick = progress and progress("FCD", len(valid_rows))

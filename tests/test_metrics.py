@@ -133,8 +133,14 @@ def test_degenerate_inputs_end_by_rule_not_by_hanging(test_smiles, tmp_path):
     """FCD of one molecule used to spin forever in scipy's sqrtm."""
     from molvae.errors import MetricsError
 
-    with pytest.raises(MetricsError, match="at least 2 valid molecules"):
+    with pytest.raises(MetricsError, match="at least 2 distinct valid molecules"):
         metrics.fcd(["CCO"], test_smiles[:50])
+    # two identical molecules: no covariance either (scipy's singular-matrix warnings and a
+    # meaningless number before)
+    with pytest.raises(MetricsError, match="at least 2 distinct valid molecules.*got 1 generated"):
+        metrics.fcd(["CCO", "CCO"], test_smiles[:50])
+    m, _, _ = metrics.evaluate(["CCO", "OCC"], test_smiles[:50], with_fragments=False)
+    assert np.isnan(m["fcd"]) and m["validity"] == 1.0
     m, _, _ = metrics.evaluate(["CCO", "not a molecule"], test_smiles[:50], with_fragments=False)
     assert m["validity"] == 0.5 and np.isnan(m["fcd"])
     assert np.isnan(m["intdiv1"]) and m["snn"] > 0  # diversity needs two molecules

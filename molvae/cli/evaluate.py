@@ -33,6 +33,7 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import json
+    import math
 
     import pandas as pd
 
@@ -63,8 +64,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"note: none of the {n:,} molecules in {args.generated} is valid; every metric "
               "but validity is undefined (null)", file=sys.stderr)
     elif n < 10_000:
-        fcd = "" if args.no_fcd else (", and FCD is biased upward below ~10,000 (compare "
-                                      "FCDs at equal sizes)")
+        fcd = "" if args.no_fcd or math.isnan(m["fcd"]) else (
+            ", and FCD is biased upward below ~10,000 (compare FCDs at equal sizes)")
         print(f"note: {n:,} molecules: uniqueness@10k is over all of them (as MOSES computes "
               f"it){fcd}", file=sys.stderr)
     print(f"-> {out}, {plot}", file=sys.stderr)
