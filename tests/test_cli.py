@@ -662,6 +662,36 @@ def test_a_signal_inside_the_import_machinery_comes_again_outside_it():
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_signal_inside_a_finalizer_comes_again_outside_it():
+    """A SIGTERM that would raise inside a ``__del__`` (the garbage collector finalizing an
+    asyncio transport: Python prints the exception and drops it, and a `molvae run` went
+    on until killed) is raised 50 ms later instead, outside it."""
+    import signal
+    import time
+
+    from molvae.cli import Terminated, _terminate
+    from molvae.cli.common import outside_imports
+
+    guarded = outside_imports(_terminate)
+    seen = []
+
+    class Transport:
+        def __del__(self):
+            seen.append(guarded(signal.SIGTERM, _inner()))  # a call deeper down, too
+
+    def _inner():
+        return sys._getframe()
+
+    previous = signal.signal(signal.SIGTERM, guarded)
+    try:
+        Transport()  # finalized at once: the handler sees a frame inside its __del__
+        assert seen == [None]  # not raised there (it would have been dropped)
+        with pytest.raises(Terminated):  # but again, here
+            time.sleep(5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_the_early_prefect_server_ends_when_its_starter_is_killed(tmp_path):
     """kill -9 of `molvae run` runs no cleanup: the server's watchdog ends it."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}

@@ -38,21 +38,35 @@ class UsageError(MolvaeError):
 
 
 def outside_imports(handler: Callable):
-    """``handler`` (a signal handler that raises) run only outside Python's import machinery.
+    """``handler`` (a signal handler that raises) run only outside Python's import machinery
+    and outside finalizers (``__del__``).
 
-    A signal that raises inside it can leave the global import lock held (in 3.11 a module
-    lock's weakref callback takes it; an exception there is printed and dropped): another
-    thread's next import then waits for ever, and the signal is lost. Seen as a ``molvae
-    run`` that SIGTERM never ended (Prefect's event loop stuck importing anyio, the flow
-    going on). There the signal comes again 50 ms later, by then outside it."""
+    A signal that raises inside the import machinery can leave the global import lock held
+    (in 3.11 a module lock's weakref callback takes it; an exception there is printed and
+    dropped): another thread's next import then waits for ever, and the signal is lost.
+    Seen as a ``molvae run`` that SIGTERM never ended (Prefect's event loop stuck importing
+    anyio, the flow going on). One that raises inside a ``__del__`` (the garbage collector
+    finalizing an asyncio transport) is printed and dropped as well, and the run goes on
+    (seen in session 29: a SIGTERM'd optimize flow ran until killed). There the signal
+    comes again 50 ms later, by then outside them."""
     def guarded(signum, frame):
-        if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        if frame is not None and (frame.f_code.co_filename.startswith("<frozen importlib")
+                                  or _in_finalizer(frame)):
             threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
             return None
         return handler(signum, frame)
 
     guarded.guards = handler  # type: ignore[attr-defined]
     return guarded
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether ``frame`` runs inside a ``__del__`` (its own or one it was called from)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def setup_logging(verbose: bool) -> None:
