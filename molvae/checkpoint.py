@@ -378,8 +378,9 @@ def _read_hashes(state: dict, path: Path) -> np.ndarray | None:
     ref = state.get("train_hashes_file")
     if not isinstance(ref, dict):
         return inline
-    hashes = _hashes_file(ref, path)  # None when missing: the inline part alone would call
-    if hashes is None or inline is None:  # known molecules novel
+    # a missing file gives None, not the inline part alone (it would call known molecules novel)
+    hashes = _hashes_file(ref, path)
+    if hashes is None or inline is None:
         return hashes
     return np.union1d(hashes, inline)
 

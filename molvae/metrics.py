@@ -336,9 +336,10 @@ def evaluate(
     out.update(_distances(valid_rows, ref_valid, with_fragments))
     if is_novel is not None:
         out["novelty"] = novelty(canonical, is_novel)
-    if with_fcd and len({r["smiles"] for r in valid_rows}) < 2:  # one: no covariance
+    distinct = len({r["smiles"] for r in valid_rows})
+    if with_fcd and distinct < 2:  # one molecule, or copies of it: no covariance
         logger.warning("FCD needs at least 2 distinct valid molecules (%d here): reported as "
-                       "NaN", len({r["smiles"] for r in valid_rows}))
+                       "NaN", distinct)
         out["fcd"] = float("nan")
     elif with_fcd:
         tick = progress and progress("FCD", len(valid_rows))
