@@ -22,7 +22,7 @@ from .conditions import describe, distance, hits
 from .config import GenerateConfig, overridden
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
-from .latent import LatentPrior, check_loaded, device_of, encode_batches, own_condition
+from .latent import LatentPrior, check_loaded, device_of, encode_batches, own_condition, resolve_prior
 from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ def decode_ids(vocab: Vocab, ids: np.ndarray) -> list[tuple[str, str]]:
 def _frame(pairs: Sequence[tuple[str, str]], source: str, **cols) -> pd.DataFrame:
     df = pd.DataFrame(pairs, columns=["selfies", "smiles"])
     df.insert(0, "valid", df["smiles"] != "")
-    df["source"] = source
-    for k, v in cols.items():
-        df[k] = v
+    df = df.assign(source=source, **cols)
     return df[["smiles", "selfies", "valid", "source", *cols]]
 
 
@@ -111,7 +109,11 @@ def uses_guidance(loaded: LoadedModel, cfg: GenerateConfig) -> float:
 
 def uses_width(loaded: LoadedModel, cfg: GenerateConfig) -> float | None:
     """``cfg.prior_width``, where None means: the model's stored width for requests or for its
-    sampler's weights (unrefined draws), if any; else None (the width stored with the codes)."""
+    sampler's weights (unrefined draws), if any; else None (the width stored with the codes).
+    A width with prior "normal" would change nothing: GenerationError."""
+    if cfg.prior_width is not None and resolve_prior(loaded, cfg.prior) == "normal":
+        raise GenerationError("generate.prior_width (--prior-width) scales the stored codes' "
+                              "spreads; with prior normal (z ~ N(0, I)) it would change nothing")
     if cfg.prior_width is not None or cfg.condition:
         return cfg.prior_width or loaded.sampling.get("condition_width")
     sampler = loaded.model_config.sample_flag and not uses_refine(loaded, cfg)
@@ -120,8 +122,7 @@ def uses_width(loaded: LoadedModel, cfg: GenerateConfig) -> float | None:
 
 def uses_refine(loaded: LoadedModel, cfg: GenerateConfig) -> int:
     """``cfg.refine``, where None means: the model's stored choice (else 0), and none with a
-    condition (refinement pulls molecules away from an unusual request: Spearman logP 0.78 ->
-    0.75)."""
+    condition (refinement pulls molecules away from an unusual request: Spearman 0.78 -> 0.75)."""
     return cfg.refine if cfg.refine is not None else (
         0 if cfg.condition else int(loaded.sampling.get("refine", 0)))
 
@@ -421,8 +422,7 @@ def reconstruct(loaded: LoadedModel, smiles: Sequence[str], batch_size: int = 10
     ``code_only``: nothing but the code, as an unconditional model decodes).
 
     Columns: input, reconstructed (canonical, '' when the input cannot be encoded),
-    exact_match (canonical SMILES equal), error. One SMILES string is one molecule.
-    """
+    exact_match (canonical SMILES equal), error. One SMILES string is one molecule."""
     smiles = [smiles] if isinstance(smiles, str) else list(smiles)
     batch = tokenize_smiles(loaded.vocab, smiles, strict=False)
     cfg = settings(max_length=max_length, batch_size=batch_size)

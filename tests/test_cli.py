@@ -148,7 +148,7 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     (["optimize", "--objective", "qed", "--set", f"optimize.seed={2**64}"], "optimize.seed"),
     (["interpolate", "CCO", "--model", "/nonexistent.pt"], "needs at least two molecules"),
     (["sample", "-n", "5", "--prior", "normal", "--prior-width", "2"],
-     "with --prior normal (z ~ N(0, I)) it would change nothing"),
+     "with prior normal (z ~ N(0, I)) it would change nothing"),
 ])
 def test_bad_input_is_one_line_and_exit_1(tiny_trained, tmp_path, args, msg, cli, monkeypatch):
     """In this process (the CLI's own entry point, main), to spare a Python start per case."""

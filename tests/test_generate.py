@@ -188,6 +188,13 @@ def test_posterior_prior_sampling_is_seeded_and_differs_from_normal(tiny):
     assert generate.sample(tiny, num_samples=30, seed=1, **kw).smiles.tolist() == post  # auto = posterior
     assert generate.sample(tiny, num_samples=30, seed=1, prior="posterior", **kw).smiles.tolist() == post
     assert generate.sample(tiny, num_samples=30, seed=1, prior="normal", **kw).smiles.tolist() != post
+    # a width scales the stored codes' spreads: with z ~ N(0, I) it is refused, not ignored
+    with pytest.raises(GenerationError, match="with prior normal .* would change nothing"):
+        generate.sample(tiny, num_samples=3, prior="normal", prior_width=2.0, **kw)
+    no_codes = dataclasses.replace(tiny, prior=None)  # "auto" without stored codes is "normal"
+    with pytest.raises(GenerationError, match="would change nothing"):
+        generate.sample(no_codes, num_samples=3, prior_width=2.0, **kw)
+    assert len(generate.sample(no_codes, num_samples=3, **kw)) == 3
 
 
 def test_fit_prior_encodes_a_seeded_subset_and_skips_bad_molecules(tiny, test_smiles):

@@ -88,8 +88,7 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from molvae.conditions import parse_targets, support_note
-    from molvae.generate import request, sample
-    from molvae.latent import resolve_prior
+    from molvae.generate import request, sample, uses_width
 
     out = check_output(args.out, default="samples.csv")
     if args.guidance is not None and not args.condition:
@@ -117,9 +116,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _check_score(cfg)
     loaded = load_model(args, cfg)
     # fail before the progress bar appears
-    if resolve_prior(loaded, cfg.generate.prior) == "normal" and cfg.generate.prior_width:
-        raise UsageError("--prior-width (generate.prior_width) scales the stored codes' "
-                         "spreads; with --prior normal (z ~ N(0, I)) it would change nothing")
+    uses_width(loaded, cfg.generate)  # a width that would change nothing fails here
     for name, (lo, hi) in request(loaded, cfg.generate.condition).items():
         asked = cfg.generate.condition[name]
         if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
