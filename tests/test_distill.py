@@ -1,5 +1,6 @@
 """Refinement distilled into the decoder: the pairs file and training on it (train.distill)."""
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -12,7 +13,7 @@ from molvae.checkpoint import export_model, load_model
 from molvae.config import DataConfig, ModelConfig, TrainConfig
 from molvae.data import file_digest
 from molvae.distill import distill_loss, load_pairs, make_pairs, save_pairs
-from molvae.errors import CheckpointError, DataError, TrainingError
+from molvae.errors import CheckpointError, DataError, GenerationError, TrainingError
 from molvae.train import train_model
 from molvae.vocab import Vocab, selfies_to_smiles
 
@@ -113,7 +114,10 @@ def test_training_on_pairs_teaches_the_decoder_to_write_them(refining, tiny_trai
                                    sampling={"refine": 2, "sampler_width": 1.3}))
     assert generate.uses_width(fast, generate.settings(refine=0)) == 1.3
     assert generate.uses_width(fast, generate.settings()) is None  # refined: the codes' own
-    assert generate.uses_width(fast, generate.settings(refine=0, prior_width=1.1)) == 1.1
+    with pytest.raises(GenerationError, match="would change nothing"):  # it stores no codes
+        generate.uses_width(fast, generate.settings(refine=0, prior_width=1.1))
+    coded = dataclasses.replace(fast, prior=tiny_trained[0].prior)
+    assert generate.uses_width(coded, generate.settings(refine=0, prior_width=1.1)) == 1.1
     with pytest.raises(CheckpointError, match="no sampler weights"):
         export_model(plain.checkpoint, tmp_path / "x.pt", sampling={"sampler_width": 1.3})
     rc, _, err = run_main("sample", "-n", 20, "--model", own.checkpoint, "-o",
