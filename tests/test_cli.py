@@ -54,8 +54,15 @@ def test_help_loads_no_heavy_module():
 def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles, cli):
     _, result = tiny_trained
     m = result.checkpoint
-    r = molvae("sample", "-n", 50, "--model", m, "-o", tmp_path / "s.parquet", "--seed", 3)
-    assert r.returncode == 0, r.stderr
+    # in a fresh interpreter: `molvae sample` runs without Prefect, MLflow or flows/
+    code = ("import sys; from molvae.cli import main; "
+            f"rc = main(['sample', '-n', '50', '--model', {str(m)!r}, "
+            f"'-o', {str(tmp_path / 's.parquet')!r}, '--seed', '3']); "
+            "print(rc, sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'prefect', 'mlflow', 'flows', 'prefect_dask'}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "MOLVAE_NO_PROGRESS": "1"})
+    assert r.stdout.strip().splitlines()[-1] == "0 []", r.stderr
     df = pd.read_parquet(tmp_path / "s.parquet")
     assert len(df) == 50 and {"smiles", "selfies", "valid", "unique", "novel", "source", "seed",
                               "step", "qed", "plogp", "pass_pains", "score", "reasons",
@@ -283,8 +290,8 @@ def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, tes
     del state["prior"]
     bare = tmp_path / "bare.pt"
     torch.save(state, bare)
-    r = molvae("sample", "-n", 5, "--model", bare, "--prior", "posterior")
-    assert r.returncode == 1 and "stores no posterior codes" in r.stderr
+    rc, _, err = cli("sample", "-n", 5, "--model", bare, "--prior", "posterior")
+    assert rc == 1 and "stores no posterior codes" in err
     pd.DataFrame({"SMILES": test_smiles[:50]}).to_csv(tmp_path / "train.csv", index=False)
     rc, out, err = cli("prior", tmp_path / "train.csv", "-n", 30, "--model", bare,
                        "-o", tmp_path / "p.pt")
@@ -313,11 +320,11 @@ def test_prior_command_stores_codes_that_sample_uses(tiny_trained, tmp_path, tes
     assert rc == 1 and "molvae: error" in err
 
 
-def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path):
+def test_nothing_written_is_lost_on_error(tiny_trained, tmp_path, cli):
     out = tmp_path / "keep.csv"
     out.write_text("precious\n")
-    r = molvae("sample", "-n", 0, "--model", tiny_trained[1].checkpoint, "-o", out)
-    assert r.returncode == 1 and out.read_text() == "precious\n"
+    rc, _, _ = cli("sample", "-n", 0, "--model", tiny_trained[1].checkpoint, "-o", out)
+    assert rc == 1 and out.read_text() == "precious\n"
 
 
 @pytest.mark.parametrize("args, usage, extra", [
@@ -446,20 +453,6 @@ def test_only_run_and_log_import_flows_prefect_or_mlflow():
                 continue
             if heavy & {n.split(".")[0] for n in names}:
                 assert path.name == "run.py" and id(node) not in top_level, (path, names)
-
-
-@pytest.mark.slow
-def test_sample_loads_no_prefect_mlflow_or_flows(tiny_trained, tmp_path):
-    """In a fresh interpreter: `molvae sample` runs without Prefect, MLflow or flows/."""
-    code = ("import sys; from molvae.cli import main; "
-            f"rc = main(['sample', '-n', '5', '--model', {str(tiny_trained[1].checkpoint)!r}, "
-            f"'-o', {str(tmp_path / 's.csv')!r}]); "
-            "print(rc, sorted({m.split('.')[0] for m in sys.modules} "
-            "& {'prefect', 'mlflow', 'flows', 'prefect_dask'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "MOLVAE_NO_PROGRESS": "1"})
-    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr
-    assert len(pd.read_csv(tmp_path / "s.csv")) == 5
 
 
 # --------------------------------------------------------------------------- flags and the config
