@@ -290,7 +290,7 @@ def prepare(
     path = Path(cfg.path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         return _read_token_file(path, cfg, vocab, compute_properties)
     from . import chem
 
@@ -357,7 +357,7 @@ def export_tokens(ds: EncodedDataset, path: str | Path) -> Path:
     needs neither the source file nor RDKit; ~20x smaller than the cache; properties in
     float16)."""
     path = Path(path)
-    if path.suffix != ".npz":
+    if path.suffix.lower() != ".npz":
         raise DataError(f"{path}: a token file must end in .npz")
     save_cache(ds, path, compress=True)
     return path

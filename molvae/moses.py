@@ -88,5 +88,5 @@ def sample_rows(src: str | Path, dest: str | Path, n: int, seed: int,
                         + (" outside the excluded ones" if exclude is not None else ""))
     idx = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    df.iloc[idx].to_csv(dest, index=False, compression="gzip" if str(dest).endswith(".gz") else None)
+    df.iloc[idx].to_csv(dest, index=False, compression="gzip" if str(dest).lower().endswith(".gz") else None)
     return n

@@ -35,13 +35,14 @@ def write_text(text: str, path: str | Path) -> Path:
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """CSV or Parquet by extension, written atomically (temp file + rename)."""
     path = Path(path)
-    if path.suffix not in (".parquet", ".csv", ".gz"):
+    suffix = path.suffix.lower()  # in any case
+    if suffix not in (".parquet", ".csv", ".gz"):
         raise OutputError(f"{path}: output must end in .csv, .csv.gz or .parquet")
     with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
+        if suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
-            df.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
+            df.to_csv(tmp, index=False, compression="gzip" if suffix == ".gz" else None)
     return path
 
 

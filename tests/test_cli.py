@@ -85,6 +85,13 @@ def test_sample_reconstruct_encode_evaluate(tiny_trained, tmp_path, test_smiles,
     with np.load(tmp_path / "z.npz") as z:  # no allow_pickle needed
         assert z["smiles"].dtype.kind == "U" and len(z["mu"]) == 21
         mu = z["mu"]
+    # an extension in capitals is the same format, written under exactly that name
+    rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "Z.NPZ")
+    assert rc == 0 and [p.name for p in tmp_path.glob("Z.*")] == ["Z.NPZ"], err
+    with np.load(tmp_path / "Z.NPZ") as z:
+        assert np.array_equal(z["mu"], mu, equal_nan=True)
+    rc, out, err = cli("reconstruct", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "R.CSV.GZ")
+    assert rc == 0 and pd.read_csv(tmp_path / "R.CSV.GZ", compression="gzip").id.tolist() == ids, err
     rc, out, err = cli("encode", tmp_path / "in.csv", "--model", m, "-o", tmp_path / "z.csv")
     table = pd.read_csv(tmp_path / "z.csv")  # a chemist's spreadsheet
     assert rc == 0 and len(table) == 21 and "elbo" in table and table.id.tolist() == ids, err

@@ -292,7 +292,7 @@ def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz"
         return None
     if source is not None and Path(out).resolve() == Path(source).resolve():
         raise UsageError(f"output {out!r} is the input file; write to another file")
-    if not out.endswith(suffixes):
+    if not out.lower().endswith(suffixes):  # OUT.CSV is a CSV file too
         names = " or ".join([", ".join(suffixes[:-1]), suffixes[-1]] if len(suffixes) > 2 else suffixes)
         raise UsageError(f"output {out!r} must end in {names}")
     path = Path(out)

@@ -392,7 +392,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if not (df.error == "").any():
         raise DataError(f"{args.file}: none of its {len(df)} molecules can be encoded "
                         f"(first: {df.error.iloc[0]})")
-    if args.out.endswith(".npz"):
+    if args.out.lower().endswith(".npz"):
         _write_npz(df, args.out)
     else:
         write_table(with_input_columns(df, others), args.out, args.out)
@@ -405,7 +405,7 @@ def _write_npz(df, out: str) -> None:
 
     from molvae.files import atomic_path
 
-    with atomic_path(out) as tmp:
-        np.savez(tmp, mu=df.filter(like="mu_").to_numpy(np.float32),
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file: np.savez adds no .npz
+        np.savez(fh, mu=df.filter(like="mu_").to_numpy(np.float32),
                  var=df.filter(like="var_").to_numpy(np.float32),
                  elbo=df.elbo.to_numpy(), smiles=np.array(df.smiles, dtype=str))  # no pickle

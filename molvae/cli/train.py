@@ -71,7 +71,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     from .common import UsageError, check_input, check_output
 
-    if Path(args.dest).suffix != ".pt":
+    if Path(args.dest).suffix.lower() != ".pt":
         raise UsageError(f"{args.dest}: the model file must end in .pt")
     if args.max_codes is not None and args.max_codes < 1:
         raise UsageError(f"--max-codes must be >= 1, got {args.max_codes}")
