@@ -322,17 +322,19 @@ def preflight(cfg: RunConfig, name: str) -> None:
     """What a run checks before a run folder, an MLflow run or a Prefect flow run exists
     (``run_flow`` calls it before starting the flow, so a bad setting leaves nothing
     behind, not even Prefect's record of a failed flow): the score settings, the objective
-    (an unknown one, a callable that does not import), the model file, and the conditional
-    requests the model must take."""
+    (an unknown one, a callable that does not import), the model file, the conditional
+    requests the model must take and a sampling width it can use."""
     candidates.check_score_config(cfg.score)
     if name in ("optimize", "pipeline"):
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
     model = Path(cfg.model_path or SHIPPED_MODEL)
     if name != "train" and not cfg.retrain and not model.is_file():
         raise CheckpointError(f"{model}: model file not found")
-    if name in ("generate", "pipeline") and cfg.conditional.targets and not cfg.retrain:
+    if name in ("generate", "pipeline") and not cfg.retrain:
+        loaded = shards.model(str(model))
+        generate.uses_width(loaded, cfg.generate)  # e.g. a width with z ~ N(0, I)
         for target in cfg.conditional.targets:
-            generate.request(shards.model(str(model)), target)
+            generate.request(loaded, target)
 
 
 def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:

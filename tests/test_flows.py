@@ -249,6 +249,12 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
                                  'conditional.targets=[{logp = 2.0}]'])
     with pytest.raises(GenerationError, match="not a conditional model"):
         run_flow("generate", bad)
+    # so does a prior width with z ~ N(0, I), which would change nothing
+    wide = load_config(overrides=[f'model_path="{tiny.path}"', f'out_dir="{tmp_path / "bad"}"',
+                                  f'tracking.tracking_uri="{store}"', 'generate.prior="normal"',
+                                  "generate.prior_width=2.0"])
+    with pytest.raises(GenerationError, match="would change nothing"):
+        run_flow("pipeline", wide)
     assert not (tmp_path / "bad").exists()
 
 
