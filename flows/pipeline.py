@@ -330,7 +330,8 @@ def preflight(cfg: RunConfig, name: str) -> None:
     model = Path(cfg.model_path or SHIPPED_MODEL)
     if name != "train" and not cfg.retrain and not model.is_file():
         raise CheckpointError(f"{model}: model file not found")
-    if name in ("generate", "pipeline") and not cfg.retrain:
+    asks = cfg.conditional.targets or cfg.generate.prior_width is not None
+    if name in ("generate", "pipeline") and asks and not cfg.retrain:  # else no model to load
         loaded = shards.model(str(model))
         generate.uses_width(loaded, cfg.generate)  # e.g. a width with z ~ N(0, I)
         for target in cfg.conditional.targets:

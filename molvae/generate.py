@@ -122,7 +122,7 @@ def uses_width(loaded: LoadedModel, cfg: GenerateConfig) -> float | None:
 
 def uses_refine(loaded: LoadedModel, cfg: GenerateConfig) -> int:
     """``cfg.refine``, where None means: the model's stored choice (else 0), and none with a
-    condition (refinement pulls molecules away from an unusual request: Spearman 0.78 -> 0.75)."""
+    condition (refinement pulls molecules away from an unusual request: Spearman logP 0.78 -> 0.75)."""
     return cfg.refine if cfg.refine is not None else (
         0 if cfg.condition else int(loaded.sampling.get("refine", 0)))
 
