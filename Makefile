@@ -29,8 +29,11 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/molvae run
 
+# PYTHONDONTWRITEBYTECODE= (empty: unset) for the suite: pytest keeps the test modules and
+# hypothesis (a pytest plugin: all of it is assertion-rewritten) as rewritten .pyc files, which
+# a set PYTHONDONTWRITEBYTECODE (some images set it) makes every test process redo (~2 s each).
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -n 2 --dist load
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n 2 --dist load
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check molvae flows tests benchmarks

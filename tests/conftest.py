@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,7 @@ def chemprop_model(tmp_path_factory):
     pytest.importorskip("chemprop")
     from chemprop import data, featurizers, models, nn
     from lightning import pytorch as pl
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
 
     from molvae import chem
     from molvae.config import SHIPPED_TRAIN
@@ -167,9 +169,14 @@ def chemprop_model(tmp_path_factory):
                            output_transform=nn.UnscaleTransform.from_standard_scaler(scaler))
     model = models.MPNN(nn.BondMessagePassing(d_h=64), nn.MeanAggregation(), ffn)
     pl.seed_everything(0, verbose=False)
-    pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False
-               ).fit(model, data.build_dataloader(ds, batch_size=64, num_workers=0, seed=0))
+    with warnings.catch_warnings():
+        # Lightning's note that there is no validation set. Not only noise: a warning a worker
+        # records travels to the xdist controller, which imports its class's module to
+        # rebuild it (lightning, torch, dynamo, sympy: ~8 s of a core at the session's end).
+        warnings.simplefilter("ignore", PossibleUserWarning)
+        pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False
+                   ).fit(model, data.build_dataloader(ds, batch_size=64, num_workers=0, seed=0))
     path = tmp_path_factory.mktemp("chemprop") / "logp.pt"
     models.save_model(path, model)
     return path
