@@ -171,8 +171,8 @@ def chemprop_model(tmp_path_factory):
     pl.seed_everything(0, verbose=False)
     with warnings.catch_warnings():
         # Lightning's note that there is no validation set. Not only noise: a warning a worker
-        # records travels to the xdist controller, which imports its class's module to
-        # rebuild it (lightning, torch, dynamo, sympy: ~8 s of a core at the session's end).
+        # records travels to the xdist controller, which imports its class's module to rebuild
+        # it (lightning, torch, dynamo, sympy: ~8 s of a core, the worker's results behind it).
         warnings.simplefilter("ignore", PossibleUserWarning)
         pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, enable_model_summary=False
