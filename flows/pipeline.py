@@ -241,8 +241,9 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     m = metric_future.result()
     m.update({f"pass_rate_{c[5:]}": float(cands.loc[cands.valid, c].mean())
               for c in cands.columns if c.startswith("pass_")})
+    if "novel" in ranked:  # known where the model has its training-set hashes
+        m["known_in_ranking"] = int((~ranked["novel"]).sum())
     m.update(scored_candidates=len(cands), ranked_candidates=len(ranked),
-             known_in_ranking=int((~ranked["novel"]).sum()),
              top_known_skipped=top.attrs["known_skipped"],
              top_similar_skipped=top.attrs["similar_skipped"])
     m.update(seconds_sample=t1 - t0, seconds_score=t2 - t1,
@@ -330,9 +331,11 @@ def preflight(cfg: RunConfig, name: str) -> None:
     model = Path(cfg.model_path or SHIPPED_MODEL)
     if name != "train" and not cfg.retrain and not model.is_file():
         raise CheckpointError(f"{model}: model file not found")
-    asks = cfg.conditional.targets or cfg.generate.prior_width is not None
+    asks = (cfg.conditional.targets or cfg.generate.prior_width is not None
+            or "novelty" in cfg.score.filters)
     if name in ("generate", "pipeline") and asks and not cfg.retrain:  # else no model to load
         loaded = shards.model(str(model))
+        candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
         generate.uses_width(loaded, cfg.generate)  # e.g. a width with z ~ N(0, I)
         for target in cfg.conditional.targets:
             generate.request(loaded, target)

@@ -13,7 +13,7 @@ from rdkit import DataStructs
 from . import chem
 from .checkpoint import LoadedModel
 from .config import ScoreConfig
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ScoringError
 from .similarity import FingerprintIndex
 
 
@@ -30,12 +30,25 @@ def prepare_scoring(score_cfg: ScoreConfig) -> None:
     chem.prepare_panel(score_cfg.filters, _property_names(score_cfg))
 
 
+def check_novelty(score_cfg: ScoreConfig, loaded: LoadedModel | None):
+    """``loaded``'s novelty test, or None where novelty is unknown (no model, or one without
+    its training-set hashes); the novelty filter without one: ScoringError, before any work."""
+    is_novel = loaded.novelty_test() if loaded is not None else None
+    if is_novel is None and "novelty" in score_cfg.filters:
+        where = loaded.path if loaded is not None and loaded.path else "the model"
+        raise ScoringError(f"score.filters has 'novelty' but {where} has no training-set hashes "
+                           "(its train_hashes_*.npy file belongs beside it)")
+    return is_novel
+
+
 def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | None = None,
              workers: int | None = None, progress: Callable[[int], None] | None = None
              ) -> pd.DataFrame:
-    """Add unique, novel (vs the model's training set), the configured properties (all by
-    default), every filter (``pass_*``), ``pass_all``, ``reasons`` (why each failed filter
-    failed) and the desirability ``score``. Input order kept."""
+    """Add unique, novel (vs the model's training set; no column where that is unknown: a
+    model without its training-set hashes), the configured properties (all by default),
+    every filter (``pass_*``), ``pass_all``, ``reasons`` (why each failed filter failed)
+    and the desirability ``score``. Input order kept."""
+    is_novel = check_novelty(score_cfg, loaded)
     rows = chem.score_smiles(df["smiles"].tolist(), score_cfg.filters, score_cfg.windows,
                              property_names=_property_names(score_cfg),
                              workers=workers or score_cfg.workers, progress=progress,
@@ -45,12 +58,11 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | Non
     valid = out["valid"].to_numpy(bool)
     first = ~out["smiles"].duplicated()
     out["unique"] = valid & first.to_numpy()
-    novel = np.zeros(len(out), dtype=bool)
-    if loaded is not None and valid.any():
-        novel[valid] = loaded.is_novel(out.loc[valid, "smiles"].tolist())
-    elif valid.any():
-        novel[valid] = True
-    out["novel"] = novel
+    if is_novel is not None:
+        novel = np.zeros(len(out), dtype=bool)
+        if valid.any():
+            novel[valid] = is_novel(out.loc[valid, "smiles"].tolist())
+        out["novel"] = novel
     if "reference" in score_cfg.filters and score_cfg.reference_smiles:
         out["reference_similarity"] = max_similarity(out["smiles"].tolist(),
                                                      score_cfg.reference_smiles)

@@ -148,8 +148,9 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({first[:160]})") from None
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0].split(". ")[0]
+        cut = "; cut short or damaged: copy it again" * ("zip archive" in first or isinstance(exc, EOFError))
+        raise CheckpointError(f"{path}: not a readable molvae checkpoint ({first[:160]}){cut}") from None
     except Exception as exc:  # weights_only unpickler errors have varied types
         raise CheckpointError(f"{path}: not a readable molvae checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "format_version" not in state:
@@ -389,7 +390,7 @@ def _hashes_file(ref: dict, path: Path) -> np.ndarray | None:
     file = path.parent / str(ref.get("name", ""))
     if not file.is_file():
         logger.warning("%s: training-set hashes %s not found beside it (copy it there); "
-                       "novelty cannot be judged: every molecule counts as novel", path, file.name)
+                       "novelty cannot be judged", path, file.name)
         return None
     try:
         hashes = np.load(file, allow_pickle=False)

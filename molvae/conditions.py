@@ -72,13 +72,23 @@ class ConditionSpace:
 
     # ------------------------------------------------------------------ requests
 
+    def name_of(self, asked: str) -> str:
+        """The model's name for a requested property, whatever its case ("LogP", "pic50")."""
+        if asked in self.names:
+            return asked
+        same = [n for n in self.names if n.lower() == str(asked).lower()]
+        if len(same) != 1:
+            raise GenerationError(f"unknown condition {asked!r}; this model is conditioned "
+                                  f"on {', '.join(self.names)}")
+        return same[0]
+
     def check(self, targets: Mapping[str, Target]) -> dict[str, tuple[float, float]]:
         """Validate a request; returns each property's (low, high) (equal for one value)."""
         out = {}
-        for name, target in targets.items():
-            if name not in self.names:
-                raise GenerationError(f"unknown condition {name!r}; this model is conditioned "
-                                      f"on {', '.join(self.names)}")
+        for asked, target in targets.items():
+            name = self.name_of(asked)
+            if name in out:
+                raise GenerationError(f"condition {name} given twice")
             lo, hi = (target, target) if isinstance(target, (int, float)) else target
             lo, hi = float(lo), float(hi)
             if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
@@ -92,7 +102,8 @@ class ConditionSpace:
             if outside:
                 raise GenerationError(
                     f"condition {name}={_text(lo, hi)} is outside what the training data covers "
-                    f"({self.low[k]:.4g} to {self.high[k]:.4g}, its 0.1-99.9% range)")
+                    f"({_rounded(self.low[k], up=True):g} to {_rounded(self.high[k], up=False):g}, "
+                    "its 0.1-99.9% range)")
             out[name] = (max(lo, self.low[k]), min(hi, self.high[k])) if lo < hi else (lo, hi)
         return out
 
@@ -128,6 +139,15 @@ class ConditionSpace:
         out[:, 0::2] *= known
         out[:, 1::2] = known.float()
         return out
+
+
+def _rounded(x: float, up: bool, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits, rounded inwards (a range's low end up, its
+    high end down), so that a bound a message shows is itself accepted."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(abs(x))))
+    return (math.ceil(x * scale) if up else math.floor(x * scale)) / scale
 
 
 def _text(lo: float, hi: float) -> str:

@@ -10,9 +10,9 @@ import builtins
 import math
 import tomllib
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 from .files import inputs_beside
@@ -135,6 +135,22 @@ class TrainConfig(_Section):
         return self
 
 
+def _checked_request(value):
+    """A request ({name: value or [low, high]}; None: none, as {}) with one clear message per
+    bad value (not one per branch of its union type). Names are matched to a model's
+    conditions whatever their case (``ConditionSpace.check``)."""
+    for name, v in (value or {}).items() if isinstance(value, dict | None) else ():
+        parts = v if isinstance(v, (list, tuple)) and len(v) == 2 else [v]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                   and math.isfinite(x) for x in parts):
+            raise ValueError(f"{name}: want a finite number or a [low, high] pair of them, "
+                             f"got {v!r}")
+    return {} if value is None else value
+
+
+Request = Annotated[dict[str, float | tuple[float, float]], BeforeValidator(_checked_request)]
+
+
 class GenerateConfig(_Section):
     num_samples: int = Field(10_000, ge=1)
     batch_size: int = Field(1000, ge=1)
@@ -156,7 +172,7 @@ class GenerateConfig(_Section):
     seed: int = Field(0, ge=0, lt=2**63)
     # a conditional model: requested properties, {name: value} or {name: [low, high]}
     # (e.g. {"logp": [2, 3], "tpsa": 70}); empty: unconditional sampling
-    condition: dict[str, float | tuple[float, float]] = {}
+    condition: Request = {}
     # with a condition: draw the prior codes of training molecules near the request (a
     # conditional prior p(z|c)) as well as telling the decoder (p(x|z,c))
     condition_codes: bool = True
@@ -172,24 +188,6 @@ class GenerateConfig(_Section):
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around
     neighbor_radii: list[float] = [0.1, 0.25, 0.5]  # noise scale in prior standard deviations
     neighbors_per_radius: int = Field(20, ge=1, le=10_000)
-
-    @field_validator("condition", mode="before")
-    @classmethod
-    def _condition_values(cls, value):
-        """One clear message per bad request value (not one per branch of its union type);
-        None is no request, as {} is."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            return value
-        for name, v in value.items():
-            pair = isinstance(v, (list, tuple)) and len(v) == 2
-            parts = v if pair else [v]
-            if not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                       and math.isfinite(x) for x in parts):
-                raise ValueError(f"{name}: want a finite number or a [low, high] pair of them, "
-                                 f"got {v!r}")
-        return value
 
 
 RAMP_KINDS = ("maximize", "minimize", "window")
@@ -340,7 +338,7 @@ class ConditionalConfig(_Section):
     """The pipeline's conditional section (a conditional model): ``num_samples`` molecules
     for each request in ``targets``, e.g. [{logp = [2, 3], tpsa = [0, 90], mw = 340}]."""
 
-    targets: list[dict[str, float | tuple[float, float]]] = []
+    targets: list[Annotated[Request, Field(min_length=1)]] = []  # each asks for something
     num_samples: int = Field(1000, ge=1)
 
 

@@ -38,11 +38,14 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     suffix = path.suffix.lower()  # in any case
     if suffix not in (".parquet", ".csv", ".gz"):
         raise OutputError(f"{path}: output must end in .csv, .csv.gz or .parquet")
-    with atomic_path(path) as tmp:
-        if suffix == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False, compression="gzip" if suffix == ".gz" else None)
+    try:
+        with atomic_path(path) as tmp:
+            if suffix == ".parquet":
+                df.to_parquet(tmp, index=False)
+            else:
+                df.to_csv(tmp, index=False, compression="gzip" if suffix == ".gz" else None)
+    except OSError as e:  # a full disk, a folder that refuses files: one line, not a bug
+        raise OutputError(f"{path}: cannot write it ({e.strerror or e})") from e
     return path
 
 

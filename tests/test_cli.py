@@ -423,6 +423,20 @@ def test_a_refused_write_is_one_line(tmp_path, run_main):
     assert "/sys/molvae_test.csv" in lines[0] and ("denied" in lines[0] or "not writable" in lines[0])
 
 
+def test_a_table_that_cannot_be_written_after_the_work_is_one_line(tiny_trained, tmp_path,
+                                                                    run_main):
+    """The output check passes (the folder is writable) and the write itself fails: here
+    the temp file it first writes cannot be made (a folder of that name), as a disk that
+    fills or a file system that refuses the file would fail it (e.g. /proc)."""
+    out = tmp_path / "out.csv"
+    (tmp_path / f".out.tmp{os.getpid()}.csv").mkdir()  # atomic_path's temp name, taken
+    rc, _, err = run_main("sample", "--model", tiny_trained[1].checkpoint, "-n", 5, "-o", out,
+                          "--set", "score.known_molecules=")
+    assert rc == 1 and "Traceback" not in err and "this is a bug" not in err, err
+    assert err.strip().splitlines()[-1] == f"molvae: error: {out}: cannot write it (Is a directory)"
+    assert not out.exists()
+
+
 def test_a_user_error_is_exactly_one_line(tmp_path, monkeypatch, run_main):
     import molvae.moses
     from molvae.errors import DataError

@@ -1,5 +1,7 @@
 """The conditional model (CVAE): conditions in, requests checked, codes picked, outputs shaped."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,6 +69,16 @@ def test_requests_are_parsed_and_checked_with_one_clear_error(cvae):
     assert space.check({"logp": 2.0, "qed": (0.6, 0.8)}) == {"logp": (2.0, 2.0), "qed": (0.6, 0.8)}
     # a range reaching past the covered one is cut to it; one wholly outside is refused
     assert space.check({"logp": (2.0, 50.0)}) == {"logp": (2.0, space.high[0])}
+    # names in any case, as --condition reads them; the same property twice is refused
+    assert space.check({"LogP": 2.0}) == {"logp": (2.0, 2.0)}
+    with pytest.raises(GenerationError, match="logp given twice"):
+        space.check({"logp": 1.0, "LOGP": 2.0})
+    # the covered range a refusal names is itself accepted (its bounds rounded inwards)
+    with pytest.raises(GenerationError, match="outside") as refused:
+        space.check({"logp": 40})
+    low, high = map(float, re.search(r"\((\S+) to (\S+), its", str(refused.value)).groups())
+    assert space.check({"logp": low}) and space.check({"logp": high})
+    assert low - space.low[0] < 1e-2 and space.high[0] - high < 1e-2
     for bad, match in [({"mw": 300}, "unknown condition 'mw'.*logp, qed"),
                        ({"logp": 40}, "outside what the training data covers"),
                        ({"logp": (3, 1)}, "low <= high"),
@@ -308,6 +320,13 @@ def test_sample_with_a_condition_from_the_command_line(cvae, tmp_path, monkeypat
         rc = main(["sample", "-n", "5", "--model", str(cvae.path), "-o", str(out), *args])
         err = capsys.readouterr().err
         assert rc == 1 and msg in err and "Traceback" not in err, err
+    # a request from the config takes --draws and --guidance as --condition does
+    rc = main(["sample", "-n", "5", "--model", str(cvae.path), "-o", str(out), "--set",
+               "generate.condition={LogP = 2}", "--draws", "2", "--guidance", "1.5"])
+    text, err = capsys.readouterr()
+    assert rc == 0 and "logp asked 2:" in text and "the nearest of 2 decoded" in err, err
+    rc = main(["sample", "-n", "5", "--model", str(cvae.path), "-o", str(out), "--draws", "2"])
+    assert rc == 1 and "--draws goes with --condition" in capsys.readouterr().err
 
 
 def test_prior_codes_of_a_conditional_model_carry_their_values(cvae, test_smiles, tmp_path):

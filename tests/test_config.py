@@ -50,6 +50,18 @@ def test_overrides_are_typed_and_validated():
         load_config(overrides=["train.epochs"])
 
 
+def test_pipeline_requests_are_checked_as_a_sample_request_is():
+    """conditional.targets: the message generate.condition gives for a bad value, and an
+    empty request refused before any sampling (it would sample without a condition)."""
+    ok = load_config(overrides=["conditional.targets=[{LogP = [2, 3]}, {tpsa = 70}]"])
+    assert ok.conditional.targets == [{"LogP": (2.0, 3.0)}, {"tpsa": 70.0}]
+    for bad, match in [("[{logp = true}]", "logp: want a finite number"),
+                       ("[{logp = [1, 2, 3]}]", "got \\[1, 2, 3\\]"),
+                       ("[{logp = 2}, {}]", "conditional.targets.1: .*at least 1 item")]:
+        with pytest.raises(ConfigError, match=match):
+            load_config(overrides=[f"conditional.targets={bad}"])
+
+
 def test_empty_string_means_unset():
     cfg = load_config(overrides=['model_path=""', 'tracking.tracking_uri=""'])
     assert cfg.model_path is None and cfg.tracking.tracking_uri is None

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -85,7 +86,7 @@ def test_bad_checkpoints_get_one_line_errors(tiny_trained, tmp_path):
     blob = result.checkpoint.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(blob[: len(blob) // 3])
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="not a readable.*cut short or damaged: copy it"):
         load_model(cut)
     state = read_checkpoint(result.checkpoint)
     torch.save({**state, "format_version": 99}, tmp_path / "v99.pt")
@@ -332,12 +333,21 @@ def test_compact_export_half_weights_hashes_apart_fewer_codes(tiny_trained, tmp_
     assert main(["export", str(result.checkpoint), str(tmp_path / "models" / "b.pt"),
                  "--hashes-apart"]) == 0
     assert len(list((tmp_path / "models").glob("train_hashes_*.npy"))) == 1
+    # written to another folder, a model takes the hashes file it names along
+    assert main(["export", str(dest), str(tmp_path / "elsewhere" / "c.pt")]) == 0
+    assert "copied train_hashes_" in capsys.readouterr().err
+    assert (load_model(tmp_path / "elsewhere" / "c.pt").train_hashes == loaded.train_hashes).all()
     hashes[0].unlink()  # without its hash file the model still loads, novelty unknown
     assert load_model(dest).train_hashes is None
     capsys.readouterr()
     assert main(["sample", "--model", str(dest), "-n", "5", "-o", str(tmp_path / "s.csv"),
                  "--set", "score.known_molecules="]) == 0
     assert "novel unknown (no training-set hashes)" in capsys.readouterr().out  # not "100%"
+    assert "novel" not in pd.read_csv(tmp_path / "s.csv")  # no column of guesses
+    assert main(["sample", "--model", str(dest), "-n", "5", "-o", str(tmp_path / "n.csv"),
+                 "--set", 'score.filters=["novelty"]']) == 1  # before any sampling
+    assert "has no training-set hashes" in capsys.readouterr().err
+    assert not (tmp_path / "n.csv").exists()
     assert main(["evaluate", str(tmp_path / "s.csv"), "--model", str(dest), "--no-fcd",
                  "-o", str(tmp_path / "e.json")]) == 0
     assert "novelty" not in json.loads((tmp_path / "e.json").read_text())

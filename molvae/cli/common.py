@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import threading
 import time
@@ -307,6 +308,20 @@ def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz"
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"output {out!r}: not writable")
     return out
+
+
+def copy_companions(src: str | Path, dest: str | Path) -> None:
+    """A model written from ``src`` to another folder (``dest``) gets the files ``src`` names
+    beside itself and ``dest`` names too (its training-set hashes), so it judges novelty."""
+    from molvae.checkpoint import companion_files, read_checkpoint
+
+    ref = read_checkpoint(dest).get("train_hashes_file")
+    for file in companion_files(src):
+        target = Path(dest).parent / file.name
+        if isinstance(ref, dict) and ref.get("name") == file.name and not target.exists():
+            shutil.copyfile(file, target)
+            print(f"copied {file.name} beside {Path(dest).name}: the training-set hashes it "
+                  "judges novelty by", file=sys.stderr)
 
 
 def write_table(df, out: str | None, default: str) -> str:

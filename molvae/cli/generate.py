@@ -17,6 +17,7 @@ from .common import (
     add_model_option,
     add_smiles_column_option,
     check_output,
+    copy_companions,
     load_model,
     load_run_config,
     progress_bar,
@@ -87,14 +88,11 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    from molvae import candidates
     from molvae.conditions import parse_targets, support_note
     from molvae.generate import request, sample, uses_width
 
     out = check_output(args.out, default="samples.csv")
-    if args.guidance is not None and not args.condition:
-        raise UsageError("--guidance goes with --condition (it guides the decoder to a request)")
-    if args.draws is not None and not args.condition:
-        raise UsageError("--draws goes with --condition (it keeps the draw nearest a request)")
     cfg = load_run_config(args, {
         "generate.num_samples": args.n,
         "generate.seed": args.seed,
@@ -112,17 +110,25 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.condition_guidance": args.guidance,
         "generate.condition_draws": args.draws,
     }, defaults=SAMPLE_DEFAULTS)
+    # a request from --condition or from the config (generate.condition)
+    if args.guidance is not None and not cfg.generate.condition:
+        raise UsageError("--guidance goes with --condition (it guides the decoder to a request)")
+    if args.draws is not None and not cfg.generate.condition:
+        raise UsageError("--draws goes with --condition (it keeps the draw nearest a request)")
     t0 = time.perf_counter()
     _check_score(cfg)
     loaded = load_model(args, cfg)
     # fail before the progress bar appears
+    candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
     uses_width(loaded, cfg.generate)  # a width that would change nothing fails here
-    for name, (lo, hi) in request(loaded, cfg.generate.condition).items():
-        asked = cfg.generate.condition[name]
+    ranges = request(loaded, cfg.generate.condition)  # first: a model without conditions
+    asked_as = {loaded.conditions.name_of(k): v for k, v in cfg.generate.condition.items()}
+    for name, (lo, hi) in ranges.items():
+        asked = asked_as[name]
         if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
             print(f"note: {name} range cut to {lo:g}:{hi:g}, the part of it the training data "
                   "covers", file=sys.stderr)
-    if note := support_note(loaded, request(loaded, cfg.generate.condition)):
+    if note := support_note(loaded, ranges):
         print(f"note: {note}", file=sys.stderr)
     print(sampler_text(loaded, cfg.generate), file=sys.stderr)
     bar = progress_bar(cfg.generate.num_samples, "sample")
@@ -229,6 +235,7 @@ def cmd_prior(args: argparse.Namespace) -> None:
     smiles = read_smiles(args.data, args.smiles_column)
     prior = fit_prior(loaded, smiles, args.n, args.seed, width=width)
     path = store_prior(loaded.path, prior, args.out)
+    copy_companions(loaded.path, path)
     print(f"stored {len(prior['mu'])} posterior codes (width {width:g}) of {args.data} "
           f"in {path}; `molvae sample --model {path}` draws from them (--prior normal for "
           "N(0, I))")

@@ -90,7 +90,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     failed = f", {result.unscorable} unscorable" if result.unscorable else ""
     if result.oracle_calls and result.unscorable == result.oracle_calls:
         print(f"molvae: warning: the objective {opt.objective!r} gave no number for any of the "
-              f"{result.oracle_calls} molecules (NaN or None for each); check what it returns",
+              f"{result.oracle_calls} molecules (NaN, infinite or None for each); check what it returns",
               file=sys.stderr)
     print(f"{len(result.candidates)} candidates, {result.oracle_calls} oracle calls{failed}, "
           f"AUC top-10 {result.auc_top10:.3f}, search {result.seconds:.1f} s, total "

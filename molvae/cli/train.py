@@ -69,7 +69,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from molvae.checkpoint import check_sampling, export_model
 
-    from .common import UsageError, check_input, check_output
+    from .common import UsageError, check_input, check_output, copy_companions
 
     if Path(args.dest).suffix.lower() != ".pt":
         raise UsageError(f"{args.dest}: the model file must end in .pt")
@@ -99,6 +99,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     dest = export_model(src, args.dest, half=args.half,
                         hashes_apart=args.hashes_apart, max_codes=args.max_codes,
                         codes_8bit=args.codes_8bit, width=args.width, sampling=sampling)
+    copy_companions(src, dest)
     if args.hashes_of:
         from molvae.checkpoint import share_hashes
 
