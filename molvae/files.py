@@ -22,7 +22,8 @@ def atomic_path(path: str | Path):
             raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a failed clean-up never hides what failed
+            tmp.unlink(missing_ok=True)
 
 
 def make_writable_folder(folder: str | Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .files import atomic_path
 
 MOSES_WHEEL = "molsets==0.3.1"
 # Molecules per file. test_scaffolds.csv.gz has 176,226 lines: 176,225 molecules + header.
@@ -87,6 +88,7 @@ def sample_rows(src: str | Path, dest: str | Path, n: int, seed: int,
         raise DataError(f"{src}: asked for {n} rows, file has {len(df)}"
                         + (" outside the excluded ones" if exclude is not None else ""))
     idx = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    df.iloc[idx].to_csv(dest, index=False, compression="gzip" if str(dest).lower().endswith(".gz") else None)
+    with atomic_path(dest) as tmp:  # a Ctrl-C leaves no half-written sample
+        df.iloc[idx].to_csv(tmp, index=False,
+                            compression="gzip" if str(dest).lower().endswith(".gz") else None)
     return n

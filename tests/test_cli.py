@@ -437,6 +437,19 @@ def test_a_table_that_cannot_be_written_after_the_work_is_one_line(tiny_trained,
     assert not out.exists()
 
 
+def test_data_sample_writes_its_file_whole_or_not_at_all(tmp_path, run_main):
+    """molvae data sample writes through a temp file too: a failed write leaves nothing."""
+    (tmp_path / "in.csv").write_text("SMILES\nCCO\nc1ccccc1O\n")
+    out = tmp_path / "out.csv"
+    (tmp_path / f".out.tmp{os.getpid()}.csv").mkdir()  # the temp name, taken
+    rc, _, err = run_main("data", "sample", tmp_path / "in.csv", out, "-n", 1)
+    assert rc == 1 and "Traceback" not in err and f"{out}: Is a directory" in err, err
+    assert not out.exists()
+    (tmp_path / f".out.tmp{os.getpid()}.csv").rmdir()
+    assert run_main("data", "sample", tmp_path / "in.csv", out, "-n", 1)[0] == 0
+    assert len(out.read_text().splitlines()) == 2
+
+
 def test_a_user_error_is_exactly_one_line(tmp_path, monkeypatch, run_main):
     import molvae.moses
     from molvae.errors import DataError
