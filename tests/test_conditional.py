@@ -71,6 +71,8 @@ def test_requests_are_parsed_and_checked_with_one_clear_error(cvae):
     assert space.check({"logp": (2.0, 50.0)}) == {"logp": (2.0, space.high[0])}
     # names in any case, as --condition reads them; the same property twice is refused
     assert space.check({"LogP": 2.0}) == {"logp": (2.0, 2.0)}
+    measured = ConditionSpace.fit(["pIC50"], {"pIC50": np.array([5.0, 6.0, 7.5])})
+    assert measured.check(parse_targets(["pIC50=6"])) == {"pIC50": (6.0, 6.0)}  # read as pic50
     with pytest.raises(GenerationError, match="logp given twice"):
         space.check({"logp": 1.0, "LOGP": 2.0})
     # the covered range a refusal names is itself accepted (its bounds rounded inwards)
