@@ -14,13 +14,13 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from molvae import candidates, conditions, generate, metrics, walks
 from molvae.config import SHIPPED_MODEL, SHIPPED_TEST, RunConfig
 from molvae.data import file_digest, prepare, read_molecules
-from molvae.errors import CheckpointError
-from molvae.optimization import Objective, optimize
+from molvae.optimization import optimize
 from molvae.parallel import default_workers
 from molvae.train import train_model
 
 from . import review, runs, server, shards
 from .outputs import IO_RETRIES, write_outputs
+from .preflight import preflight, scored_requests
 from .progress import stage
 
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
@@ -242,9 +242,9 @@ def _generate(cfg: RunConfig, model_path: str, out_dir: Path) -> tuple[dict, dic
     m.update({f"pass_rate_{c[5:]}": float(cands.loc[cands.valid, c].mean())
               for c in cands.columns if c.startswith("pass_")})
     if "novel" in ranked:  # known where the model has its training-set hashes
-        m["known_in_ranking"] = int((~ranked["novel"]).sum())
+        m.update(known_in_ranking=int((~ranked["novel"]).sum()),
+                 top_known_skipped=top.attrs["known_skipped"])
     m.update(scored_candidates=len(cands), ranked_candidates=len(ranked),
-             top_known_skipped=top.attrs["known_skipped"],
              top_similar_skipped=top.attrs["similar_skipped"])
     m.update(seconds_sample=t1 - t0, seconds_score=t2 - t1,
              seconds_walks=t3 - t2, seconds_nearest=t4 - t3,
@@ -275,7 +275,7 @@ def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
             get_run_logger().warning(note)
     df = sample_conditional(model_path, cfg)
     workers = cfg.score.workers or default_workers()
-    df = candidates.mark_unique(score_shard(model_path, df, cfg, workers))
+    df = candidates.mark_unique(score_shard(model_path, df, scored_requests(cfg, loaded), workers))
     space, targets = shards.model(model_path).conditions, cfg.conditional.targets
     df = conditions.mark_hits(df, space, targets)
     # per request, its best hits one per chemotype and (unless score.top_include_known) no
@@ -317,28 +317,6 @@ def _optimize(cfg: RunConfig, model_path: str, drawn: list[str] | None = None
     if len(res["starts"]):
         tables["constrained_starts"] = res["starts"]
     return tables, m
-
-
-def preflight(cfg: RunConfig, name: str) -> None:
-    """What a run checks before a run folder, an MLflow run or a Prefect flow run exists
-    (``run_flow`` calls it before starting the flow, so a bad setting leaves nothing
-    behind, not even Prefect's record of a failed flow): the score settings, the objective
-    (an unknown one, a callable that does not import), the model file, the conditional
-    requests the model must take and a sampling width it can use."""
-    candidates.check_score_config(cfg.score)
-    if name in ("optimize", "pipeline"):
-        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
-    model = Path(cfg.model_path or SHIPPED_MODEL)
-    if name != "train" and not cfg.retrain and not model.is_file():
-        raise CheckpointError(f"{model}: model file not found")
-    asks = (cfg.conditional.targets or cfg.generate.prior_width is not None
-            or "novelty" in cfg.score.filters)
-    if name in ("generate", "pipeline") and asks and not cfg.retrain:  # else no model to load
-        loaded = shards.model(str(model))
-        candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
-        generate.uses_width(loaded, cfg.generate)  # e.g. a width with z ~ N(0, I)
-        for target in cfg.conditional.targets:
-            generate.request(loaded, target)
 
 
 def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dict:

@@ -107,7 +107,7 @@ def describe(name: str, summary: dict, model_label: str, top: pd.DataFrame | Non
     if n:
         lines.append(
             f"Sampled and scored {int(n):,} molecules: validity {summary.get('validity', 0):.1%}, "
-            f"novelty {summary.get('novelty', float('nan')):.1%} (not in the model's training "
+            f"novelty {_share(summary.get('novelty'))} (not in the model's training "
             f"set), MOSES filters passed by {summary.get('filters', float('nan')):.1%}; "
             f"FCD {summary.get('fcd', float('nan')):.2f} against 10,000 MOSES test molecules "
             "(lower = closer to real drug-like molecules; two random MOSES samples score ~0.25).")
@@ -117,9 +117,9 @@ def describe(name: str, summary: dict, model_label: str, top: pd.DataFrame | Non
             f"The top set (`top_candidates`) holds {len(top)} candidates, one per chemotype "
             f"(at most {top.attrs.get('max_similarity', 0.55):g} Tanimoto to a better one), "
             f"best first: score {best['score']:.3f} = weighted desirability of QED, SA and "
-            f"logP (1 = every target met). {summary.get('top_known_skipped', 0)} training "
-            f"molecules and {summary.get('top_similar_skipped', 0)} near-duplicates ranked "
-            "above its last member were passed over. `nearest_similarity` is each "
+            f"logP (1 = every target met). {summary.get('top_known_skipped', 'An unknown number of')} "
+            f"training molecules and {summary.get('top_similar_skipped', 0)} near-duplicates "
+            "ranked above its last member were passed over. `nearest_similarity` is each "
             "candidate's Tanimoto to its most similar training molecule (`nearest_known`); "
             "`reasons` names every filter alert that fired.")
     if "opt_best_score" in summary:
@@ -191,6 +191,11 @@ def log_folder(tr, cfg: RunConfig, out_dir: Path, summary: dict, name: str,
                      "modes: sample, reconstruct, encode."),
         tags={"model_file": model.name, "code_version": code_version(),
               "latent_size": loaded.model_config.latent_size})
+
+
+def _share(value) -> str:
+    """A share as a percentage; "unknown" where there is none (novelty without hashes)."""
+    return "unknown" if value is None or value != value else f"{value:.1%}"
 
 
 def publish(tables: dict, summary: dict, name: str) -> None:

@@ -41,6 +41,15 @@ def check_novelty(score_cfg: ScoreConfig, loaded: LoadedModel | None):
     return is_novel
 
 
+def with_requested(score_cfg: ScoreConfig, names: Sequence[str]) -> ScoreConfig:
+    """``score_cfg`` with the RDKit properties among ``names`` (a request's) added where it
+    lists only some (an empty list scores all), so that the request's hits can be counted."""
+    add = [k for k in dict.fromkeys(names) if k in chem.PROPERTIES and k not in score_cfg.properties]
+    if not (score_cfg.properties and add):
+        return score_cfg
+    return score_cfg.model_copy(update={"properties": [*score_cfg.properties, *add]})
+
+
 def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | None = None,
              workers: int | None = None, progress: Callable[[int], None] | None = None
              ) -> pd.DataFrame:
@@ -91,8 +100,9 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | Non
 
 
 def check_score_config(score_cfg: ScoreConfig) -> None:
-    """Fail before any work on what annotating would fail on later: an unknown property
-    or filter, a known-molecules file that is not there."""
+    """Fail before any work on what annotating would fail on (an unknown property or filter,
+    a known-molecules file that is not there) or would make of every molecule a failure (a
+    window with low > high, the reference filter without valid reference molecules)."""
     for t in score_cfg.desirability:
         if t.scorer is not None:
             raise ConfigError(f"score.desirability: term {t.name!r} has a scorer; the ranking "
@@ -101,6 +111,15 @@ def check_score_config(score_cfg: ScoreConfig) -> None:
                  *(t.property for t in score_cfg.desirability)]:
         chem.check_property(name)
     chem.check_filters(score_cfg.filters)
+    for name, (lo, hi) in score_cfg.windows.items():
+        if lo > hi:  # every molecule would fail the windows filter
+            raise ConfigError(f"score.windows: {name} = [{lo:g}, {hi:g}] has low > high")
+    if "reference" in score_cfg.filters and not score_cfg.reference_smiles:
+        raise ConfigError("score.filters has 'reference': give the molecules to be similar to "
+                          "(score.reference_smiles)")
+    for s in score_cfg.reference_smiles:
+        if chem.to_mol(s) is None:
+            raise ConfigError(f"score.reference_smiles: {s!r} is not a valid molecule")
     path = score_cfg.known_molecules
     if path is not None and not Path(path).is_file():
         raise DataError(f"score.known_molecules: no such file {path} (the molecules each "

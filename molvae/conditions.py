@@ -307,3 +307,4 @@ def support_note(loaded, ranges: dict[str, tuple[float, float]]) -> str | None:
     share = f"only {met:,} ({met / total:.2%})" if met else "none"
     return (f"{describe(ranges)}: {share} of the model's {total:,} stored training molecules "
             "meet this request jointly; expect few hits")
+

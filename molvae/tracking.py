@@ -293,8 +293,9 @@ class MlflowTracker:
                   alias: str = "latest-run") -> str | None:
         """Register the checkpoint as a pyfunc model (models-from-code) unless a version
         with the same weights (sha256) is registered already: then that version is reused.
-        Either way the version gets ``tags``, ``description`` and ``alias``, and the run a
-        ``registered_model`` tag. Returns the version (None when not registering)."""
+        A new version gets ``tags`` and ``description`` (a reused one keeps those of the run
+        that registered it); either way it gets ``alias``, and the run a ``registered_model``
+        tag. Returns the version (None when not registering)."""
         from .data import file_digest
 
         sha = file_digest(checkpoint)
@@ -308,10 +309,11 @@ class MlflowTracker:
                         registered_model, version, sha[:12])
         if version is None:
             return None
-        for k, v in {**(tags or {}), "model_sha256": sha}.items():
-            self.client.set_model_version_tag(registered_model, version, k, str(v))
-        if description:
-            self.client.update_model_version(registered_model, version, description)
+        if not reused:  # a reused version keeps what the run that registered it gave it
+            for k, v in {**(tags or {}), "model_sha256": sha}.items():
+                self.client.set_model_version_tag(registered_model, version, k, str(v))
+            if description:
+                self.client.update_model_version(registered_model, version, description)
         self.client.set_registered_model_alias(registered_model, alias, version)
         self.set_tags({"registered_model": f"{registered_model}/{version}",
                        "registered_model_reused": str(reused).lower()})

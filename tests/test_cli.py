@@ -765,6 +765,20 @@ def test_the_run_summary_shows_each_conditional_request(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "  request 0: hit 0.0%, novel hits 0.0%, MAE logp 1.8 tpsa 19.1\n" in out
     assert "  request 1: hit 86.0%, novel hits 48.0%, MAE logp 0.359\n" in out
+    print_summary({"out_dir": str(tmp_path), "cond0_hit": 0.5}, 3.0)  # a model without hashes
+    assert "  request 0: hit 50.0%, novel hits unknown\n" in capsys.readouterr().out
+
+
+def test_a_description_without_novelty_says_unknown():
+    from flows.review import describe
+
+    text = describe("pipeline", {"scored_candidates": 10, "validity": 1.0, "filters": 0.9,
+                                 "fcd": 1.0, "top_similar_skipped": 2}, "m.pt", None)
+    assert "novelty unknown (not in the model's training set)" in text and "nan" not in text
+    import pandas as pd
+
+    text = describe("pipeline", {"top_similar_skipped": 2}, "m.pt", pd.DataFrame({"score": [0.9]}))
+    assert "An unknown number of training molecules and 2 near-duplicates" in text
 
 
 # --------------------------------------------------------------------------- session 24's probe

@@ -191,8 +191,11 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
     assert f"trained on {len(hashes):,} distinct molecules" in version.description
     assert client.get_model_version_by_alias("molvae", "latest-run").version == version.version
     again = MlflowTracker(cfg.tracking, run_name="again")
-    assert again.log_model(cfg.model_path, "molvae") == res["registered_version"]
+    assert again.log_model(cfg.model_path, "molvae", description="another run's words",
+                           tags={"model_file": "elsewhere.pt"}) == res["registered_version"]
     assert client.get_run(again.run_id).data.tags["registered_model_reused"] == "true"
+    kept = client.get_model_version("molvae", res["registered_version"])  # as registered
+    assert kept.description == version.description and kept.tags == version.tags
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(f"models:/molvae/{res['registered_version']}")
     got = model.predict(pd.DataFrame(), params={"mode": "sample", "n": 4})  # no input needed
@@ -213,8 +216,9 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
 
     targets = [{"logp": [2.0, 3.0], "qed": 0.8}, {"logp": 1.0}]
     cfg = _cfg(tmp_path, cvae.path, store, cache, shards=1)
-    cfg = cfg.model_copy(update={"conditional": ConditionalConfig(targets=targets, num_samples=40)})
-    res = run_flow("generate", cfg)
+    cfg = cfg.model_copy(update={"conditional": ConditionalConfig(targets=targets, num_samples=40),
+                                 "score": cfg.score.model_copy(update={"properties": ["qed"]})})
+    res = run_flow("generate", cfg)  # logP scored for the requests though score lists QED
     out = Path(res["out_dir"])
     cond = pd.read_csv(out / "conditional.csv", keep_default_na=False)
     assert len(cond) == 80 and set(cond.request) == {"logp=2:3 qed=0.8", "logp=1"}
@@ -256,6 +260,33 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     with pytest.raises(GenerationError, match="would change nothing"):
         run_flow("pipeline", wide)
     assert not (tmp_path / "bad").exists()
+
+
+def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
+    """Each of these failed minutes into a run (a traceback, a run folder and a failed MLflow
+    run left behind) or made every molecule fail a filter; preflight refuses them first."""
+    from flows.preflight import preflight
+    from molvae.config import load_config
+    from molvae.errors import CheckpointError, ConfigError, GenerationError
+
+    base = [f'model_path="{cvae.path}"', f'out_dir="{tmp_path / "runs"}"']
+    for extra, error, match in [
+            (["generate.condition={logp = 99}"], GenerationError, "outside what the training"),
+            (['generate.neighbors=["xyz"]'], ConfigError, "generate.neighbors: 'xyz' is not a"),
+            (['generate.interpolate=["CCO", "xyz"]'], ConfigError, "generate.interpolate: 'xyz'"),
+            (['optimize.method="constrained"'], ConfigError, "give them \\(optimize.seeds\\)"),
+            (['optimize.seeds=["xyz"]'], ConfigError, "optimize.seeds: 'xyz' is not a valid"),
+            (["score.windows={mw = [600, 150]}"], ConfigError, "mw = \\[600, 150\\] has low > high"),
+            (['score.filters=["reference"]'], ConfigError, "score.reference_smiles"),
+            (['score.reference_smiles=["xyz"]'], ConfigError, "reference_smiles: 'xyz' is not")]:
+        with pytest.raises(error, match=match):
+            preflight(load_config(overrides=[*base, *extra]), "pipeline")
+    junk = tmp_path / "model.pt"
+    junk.write_text("SMILES\nCCO\n")  # a CSV named as a model
+    with pytest.raises(CheckpointError, match="not a readable molvae checkpoint"):
+        preflight(load_config(overrides=[f'model_path="{junk}"']), "generate")
+    preflight(load_config(overrides=[*base, "generate.condition={LogP = 2}"]), "pipeline")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_local_dask_cluster_listens_on_this_machine_only(tmp_path):

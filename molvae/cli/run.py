@@ -171,8 +171,10 @@ def _print_requests(result: dict) -> None:
     while f"cond{i}_hit" in result:
         maes = " ".join(f"{k.split('_mae_')[1]} {v:.3g}" for k, v in result.items()
                         if k.startswith(f"cond{i}_mae_"))
-        print(f"  request {i}: hit {result[f'cond{i}_hit']:.1%}, novel hits "
-              f"{result.get(f'cond{i}_novel_hit', float('nan')):.1%}" + (f", MAE {maes}" if maes else ""))
+        novel = result.get(f"cond{i}_novel_hit")  # none where novelty is unknown
+        novel = "unknown" if novel is None else f"{novel:.1%}"
+        print(f"  request {i}: hit {result[f'cond{i}_hit']:.1%}, novel hits {novel}"
+              + (f", MAE {maes}" if maes else ""))
         i += 1
 
 

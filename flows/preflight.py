@@ -1,0 +1,58 @@
+"""What a run checks before a run folder, an MLflow run or a Prefect flow run exists
+(``run_flow`` calls ``preflight`` before starting the flow, so a bad setting leaves nothing
+behind, not even Prefect's record of a failed flow)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from molvae import candidates, chem, generate
+from molvae.config import SHIPPED_MODEL, RunConfig
+from molvae.errors import CheckpointError, ConfigError
+from molvae.optimization import Objective
+
+from . import shards
+
+
+def preflight(cfg: RunConfig, name: str) -> None:
+    """The score settings, the objective (an unknown one, a callable that does not import,
+    seeds that are no molecules), the walks' molecules, the model file (there, and a
+    checkpoint), the requests the model must take and a sampling width it can use."""
+    candidates.check_score_config(cfg.score)
+    if name in ("optimize", "pipeline"):
+        Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
+        _molecules("optimize.seeds", cfg.optimize.seeds)
+        if cfg.optimize.method == "constrained" and not cfg.optimize.seeds:
+            raise ConfigError("optimize.method 'constrained' improves seed molecules: give them "
+                              "(optimize.seeds)")
+    if name in ("generate", "pipeline"):
+        _molecules("generate.interpolate", cfg.generate.interpolate)
+        _molecules("generate.neighbors", cfg.generate.neighbors)
+    model = Path(cfg.model_path or SHIPPED_MODEL)
+    if name != "train" and not cfg.retrain:
+        if not model.is_file():
+            raise CheckpointError(f"{model}: model file not found")
+        if not zipfile.is_zipfile(model):  # what torch.save writes; cheap, unlike a load
+            raise CheckpointError(f"{model}: not a readable molvae checkpoint (not a torch file)")
+    asks = (cfg.conditional.targets or cfg.generate.condition
+            or cfg.generate.prior_width is not None or "novelty" in cfg.score.filters)
+    if name in ("generate", "pipeline") and asks and not cfg.retrain:  # else no model to load
+        loaded = shards.model(str(model))
+        candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
+        generate.uses_width(loaded, cfg.generate)  # e.g. a width with z ~ N(0, I)
+        for target in [cfg.generate.condition, *cfg.conditional.targets]:
+            generate.request(loaded, target)
+
+
+def scored_requests(cfg: RunConfig, loaded) -> RunConfig:
+    """``cfg`` scoring every property the conditional requests name (where score.properties
+    lists fewer), so that their hits can be counted."""
+    asked = [k for t in cfg.conditional.targets for k in generate.request(loaded, t)]
+    return cfg.model_copy(update={"score": candidates.with_requested(cfg.score, asked)})
+
+
+def _molecules(key: str, smiles: list[str]) -> None:
+    for s in smiles:
+        if chem.to_mol(s) is None:
+            raise ConfigError(f"{key}: {s!r} is not a valid molecule")
