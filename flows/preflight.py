@@ -7,7 +7,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from molvae import candidates, chem, generate
+from molvae import candidates, chem, generate, tracking
 from molvae.config import SHIPPED_MODEL, RunConfig
 from molvae.errors import CheckpointError, ConfigError
 from molvae.optimization import Objective
@@ -20,6 +20,7 @@ def preflight(cfg: RunConfig, name: str) -> None:
     seeds that are no molecules), the walks' molecules, the model file (there, and a
     checkpoint), the requests the model must take and a sampling width it can use."""
     candidates.check_score_config(cfg.score)
+    tracking.check_uri(cfg.tracking)
     if name in ("optimize", "pipeline"):
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
         _molecules("optimize.seeds", cfg.optimize.seeds)

@@ -22,7 +22,7 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
     config.json is the run's config; ``tracking`` (e.g. from ``--set tracking.*``) overrides
     where it goes. A folder already logged to that store is refused unless ``force``."""
     from molvae.errors import OutputError
-    from molvae.tracking import MlflowTracker, logged_runs
+    from molvae.tracking import MlflowTracker, check_uri, logged_runs
 
     out_dir = Path(out_dir)
     summary_file = out_dir / "summary.json"
@@ -46,6 +46,7 @@ def log_run_dir(out_dir: str | Path, cfg: RunConfig, tracking: dict | None = Non
     if tracking:
         cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update=tracking)})
     store = cfg.tracking.tracking_uri or "the default store"
+    check_uri(cfg.tracking)
     try:
         previous = logged_runs(cfg.tracking, out_dir)
         orphans = logged_runs(cfg.tracking, out_dir, finished=False)

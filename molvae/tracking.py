@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .config import TrackingConfig
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,17 @@ mlflow.models.set_model(MolvaeModel())
 
 def resolve_uri(cfg: TrackingConfig) -> str:
     return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def check_uri(cfg: TrackingConfig) -> None:
+    """A store a run can log to, before it starts: a folder (MLflow's file store, which
+    MLflow no longer serves) is refused; sqlite:///FILE.db, http(s)://HOST and other
+    database URIs pass."""
+    uri = resolve_uri(cfg)
+    if cfg.enabled and ("://" not in uri and not uri.startswith("sqlite:") or uri.startswith("file:")):
+        raise ConfigError(f"tracking URI {uri!r} is a folder (MLflow's file store, not served by "
+                          "MLflow 3): give sqlite:///FILE.db or http://HOST:PORT "
+                          "(tracking.tracking_uri or MLFLOW_TRACKING_URI)")
 
 
 @contextlib.contextmanager

@@ -278,7 +278,9 @@ def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
             (['optimize.seeds=["xyz"]'], ConfigError, "optimize.seeds: 'xyz' is not a valid"),
             (["score.windows={mw = [600, 150]}"], ConfigError, "mw = \\[600, 150\\] has low > high"),
             (['score.filters=["reference"]'], ConfigError, "score.reference_smiles"),
-            (['score.reference_smiles=["xyz"]'], ConfigError, "reference_smiles: 'xyz' is not")]:
+            (['score.reference_smiles=["xyz"]'], ConfigError, "reference_smiles: 'xyz' is not"),
+            ([f'tracking.tracking_uri="{tmp_path / "mlruns"}"'], ConfigError, "is a folder"),
+            (['tracking.tracking_uri="file:///tmp/mlruns"'], ConfigError, "sqlite:///FILE.db")]:
         with pytest.raises(error, match=match):
             preflight(load_config(overrides=[*base, *extra]), "pipeline")
     junk = tmp_path / "model.pt"
