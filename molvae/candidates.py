@@ -124,6 +124,14 @@ def check_score_config(score_cfg: ScoreConfig) -> None:
     if path is not None and not Path(path).is_file():
         raise DataError(f"score.known_molecules: no such file {path} (the molecules each "
                         "candidate's nearest known molecule is looked up in; \"\" = none)")
+    if path is not None:  # its header only: the search would fail after all the scoring
+        try:
+            columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        except (OSError, ValueError) as exc:
+            raise DataError(f"score.known_molecules: cannot read {path} ({exc})") from None
+        if score_cfg.known_smiles_column.lower() not in {c.lower() for c in columns}:
+            raise ConfigError(f"score.known_smiles_column: {path} has no column "
+                              f"{score_cfg.known_smiles_column!r} (columns: {', '.join(columns[:10])})")
 
 
 @functools.lru_cache(maxsize=2)

@@ -280,6 +280,7 @@ def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
             (['score.filters=["reference"]'], ConfigError, "score.reference_smiles"),
             (['score.reference_smiles=["xyz"]'], ConfigError, "reference_smiles: 'xyz' is not"),
             ([f'tracking.tracking_uri="{tmp_path / "mlruns"}"'], ConfigError, "is a folder"),
+            (['score.known_smiles_column="smi"'], ConfigError, "has no column 'smi' \\(columns: SMILES"),
             (['tracking.tracking_uri="file:///tmp/mlruns"'], ConfigError, "sqlite:///FILE.db")]:
         with pytest.raises(error, match=match):
             preflight(load_config(overrides=[*base, *extra]), "pipeline")
