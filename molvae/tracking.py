@@ -81,10 +81,11 @@ def resolve_uri(cfg: TrackingConfig) -> str:
 
 def check_uri(cfg: TrackingConfig) -> None:
     """A store a run can log to, before it starts: a folder (MLflow's file store, which
-    MLflow no longer serves) is refused; sqlite:///FILE.db, http(s)://HOST and other
-    database URIs pass."""
+    MLflow no longer serves) is refused; sqlite:///FILE.db, http(s)://HOST, databricks and
+    other database URIs pass."""
     uri = resolve_uri(cfg)
-    if cfg.enabled and ("://" not in uri and not uri.startswith("sqlite:") or uri.startswith("file:")):
+    folder = "://" not in uri and not uri.startswith(("sqlite:", "databricks"))
+    if cfg.enabled and (folder or uri.startswith("file:")):
         raise ConfigError(f"tracking URI {uri!r} is a folder (MLflow's file store, not served by "
                           "MLflow 3): give sqlite:///FILE.db or http://HOST:PORT "
                           "(tracking.tracking_uri or MLFLOW_TRACKING_URI)")

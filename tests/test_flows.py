@@ -288,7 +288,8 @@ def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
     junk.write_text("SMILES\nCCO\n")  # a CSV named as a model
     with pytest.raises(CheckpointError, match="not a readable molvae checkpoint"):
         preflight(load_config(overrides=[f'model_path="{junk}"']), "generate")
-    preflight(load_config(overrides=[*base, "generate.condition={LogP = 2}"]), "pipeline")
+    preflight(load_config(overrides=[*base, "generate.condition={LogP = 2}",
+                                     'tracking.tracking_uri="databricks"']), "pipeline")
     assert not (tmp_path / "runs").exists()
 
 
