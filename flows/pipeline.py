@@ -20,7 +20,7 @@ from molvae.train import train_model
 
 from . import review, runs, server, shards
 from .outputs import IO_RETRIES, write_outputs
-from .preflight import preflight, scored_requests
+from .preflight import preflight
 from .progress import stage
 
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
@@ -275,7 +275,9 @@ def _conditional(cfg: RunConfig, model_path: str) -> tuple[dict, dict]:
             get_run_logger().warning(note)
     df = sample_conditional(model_path, cfg)
     workers = cfg.score.workers or default_workers()
-    df = candidates.mark_unique(score_shard(model_path, df, scored_requests(cfg, loaded), workers))
+    asked = [k for t in c.targets for k in generate.request(loaded, t)]  # scored, whatever
+    scored = cfg.model_copy(update={"score": candidates.with_requested(cfg.score, asked)})
+    df = candidates.mark_unique(score_shard(model_path, df, scored, workers))
     space, targets = shards.model(model_path).conditions, cfg.conditional.targets
     df = conditions.mark_hits(df, space, targets)
     # per request, its best hits one per chemotype and (unless score.top_include_known) no

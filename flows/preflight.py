@@ -7,7 +7,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from molvae import candidates, chem, generate, tracking
+from molvae import candidates, generate, tracking
 from molvae.config import SHIPPED_MODEL, RunConfig
 from molvae.errors import CheckpointError, ConfigError
 from molvae.optimization import Objective
@@ -23,13 +23,13 @@ def preflight(cfg: RunConfig, name: str) -> None:
     tracking.check_uri(cfg.tracking)
     if name in ("optimize", "pipeline"):
         Objective.from_config(cfg.optimize, cfg.score.desirability, cfg.scorers)
-        _molecules("optimize.seeds", cfg.optimize.seeds)
+        candidates.check_molecules("optimize.seeds", cfg.optimize.seeds)
         if cfg.optimize.method == "constrained" and not cfg.optimize.seeds:
             raise ConfigError("optimize.method 'constrained' improves seed molecules: give them "
                               "(optimize.seeds)")
     if name in ("generate", "pipeline"):
-        _molecules("generate.interpolate", cfg.generate.interpolate)
-        _molecules("generate.neighbors", cfg.generate.neighbors)
+        candidates.check_molecules("generate.interpolate", cfg.generate.interpolate)
+        candidates.check_molecules("generate.neighbors", cfg.generate.neighbors)
     model = Path(cfg.model_path or SHIPPED_MODEL)
     if name != "train" and not cfg.retrain:
         if not model.is_file():
@@ -45,15 +45,3 @@ def preflight(cfg: RunConfig, name: str) -> None:
         for target in [cfg.generate.condition, *cfg.conditional.targets]:
             generate.request(loaded, target)
 
-
-def scored_requests(cfg: RunConfig, loaded) -> RunConfig:
-    """``cfg`` scoring every property the conditional requests name (where score.properties
-    lists fewer), so that their hits can be counted."""
-    asked = [k for t in cfg.conditional.targets for k in generate.request(loaded, t)]
-    return cfg.model_copy(update={"score": candidates.with_requested(cfg.score, asked)})
-
-
-def _molecules(key: str, smiles: list[str]) -> None:
-    for s in smiles:
-        if chem.to_mol(s) is None:
-            raise ConfigError(f"{key}: {s!r} is not a valid molecule")

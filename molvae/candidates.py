@@ -99,6 +99,13 @@ def annotate(df: pd.DataFrame, score_cfg: ScoreConfig, loaded: LoadedModel | Non
     return out
 
 
+def check_molecules(key: str, smiles: Sequence[str]) -> None:
+    """Every molecule a setting ``key`` lists is one RDKit reads; else ConfigError."""
+    for s in smiles:
+        if chem.to_mol(s) is None:
+            raise ConfigError(f"{key}: {s!r} is not a valid molecule")
+
+
 def check_score_config(score_cfg: ScoreConfig) -> None:
     """Fail before any work on what annotating would fail on (an unknown property or filter,
     a known-molecules file that is not there) or would make of every molecule a failure (a
@@ -117,9 +124,7 @@ def check_score_config(score_cfg: ScoreConfig) -> None:
     if "reference" in score_cfg.filters and not score_cfg.reference_smiles:
         raise ConfigError("score.filters has 'reference': give the molecules to be similar to "
                           "(score.reference_smiles)")
-    for s in score_cfg.reference_smiles:
-        if chem.to_mol(s) is None:
-            raise ConfigError(f"score.reference_smiles: {s!r} is not a valid molecule")
+    check_molecules("score.reference_smiles", score_cfg.reference_smiles)
     path = score_cfg.known_molecules
     if path is not None and not Path(path).is_file():
         raise DataError(f"score.known_molecules: no such file {path} (the molecules each "

@@ -311,17 +311,17 @@ def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz"
 
 
 def copy_companions(src: str | Path, dest: str | Path) -> None:
-    """A model written from ``src`` to another folder (``dest``) gets the files ``src`` names
-    beside itself and ``dest`` names too (its training-set hashes), so it judges novelty."""
-    from molvae.checkpoint import companion_files, read_checkpoint
+    """A model written from ``src`` to another folder (``dest``) gets the training-set hashes
+    file it names, from beside ``src``, so that it judges novelty."""
+    from molvae.checkpoint import read_checkpoint
 
     ref = read_checkpoint(dest).get("train_hashes_file")
-    for file in companion_files(src):
-        target = Path(dest).parent / file.name
-        if isinstance(ref, dict) and ref.get("name") == file.name and not target.exists():
-            shutil.copyfile(file, target)
-            print(f"copied {file.name} beside {Path(dest).name}: the training-set hashes it "
-                  "judges novelty by", file=sys.stderr)
+    name = str(ref.get("name", "")) if isinstance(ref, dict) else ""
+    file, target = Path(src).parent / name, Path(dest).parent / name
+    if name and file.is_file() and not target.exists():
+        shutil.copyfile(file, target)
+        print(f"copied {name} beside {Path(dest).name}: the training-set hashes it judges "
+              "novelty by", file=sys.stderr)
 
 
 def write_table(df, out: str | None, default: str) -> str:
