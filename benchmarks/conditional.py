@@ -2,7 +2,7 @@
 
     python benchmarks/conditional.py --model data/model/molvae_moses_cvae.pt [--n 1000]
         [--modes codes+decoder,decoder] [--baseline 20000] [--width W] [--guidance G] [--refine K]
-        [--draws K] [--json out.json]
+        [--draws K] [--steer S] [--json out.json]
 
 For a grid of single-property targets (logP, TPSA, MW, QED inside the training range) and
 three joint targets, ``--n`` conditional samples each, per mode:
@@ -18,7 +18,9 @@ ratio of the conditional hit rate to it (and that ratio's ceiling, 1 / the prior
 request the prior already hits often cannot show a large gain). With ``--draws K``
 (generate.condition_draws; default: the sampler's, 4 for these RDKit properties) each molecule
 is the nearest to the request of K decoded: the ratio per decoded molecule (``gain / K``) is
-then the one to set beside the prior's, which decodes one molecule per sample.
+then the one to set beside the prior's, which decodes one molecule per sample. ``--steer S``
+(generate.condition_steer; default: the model's) sets the strength of a steering head's aim
+(``molvae.steering``; 0: off).
 """
 
 from __future__ import annotations
@@ -61,12 +63,13 @@ def scored(loaded, smiles: list[str]) -> dict[str, np.ndarray]:
 
 
 def measure(loaded, target: dict, n: int, codes: bool, seed: int, width: float | None,
-            guidance: float | None, refine: int | None = None, draws: int | None = None) -> dict:
+            guidance: float | None, refine: int | None = None, draws: int | None = None,
+            steer: float | None = None) -> dict:
     asked_ranges = request(loaded, target)
     t = time.perf_counter()
     df = sample(loaded, num_samples=n, seed=seed, condition=target, condition_codes=codes,
                 prior_width=width, condition_guidance=guidance, refine=refine,
-                condition_draws=draws)
+                condition_draws=draws, condition_steer=steer)
     secs = time.perf_counter() - t
     valid = df[df.valid]
     smiles = valid.smiles.tolist()
@@ -106,6 +109,8 @@ def main() -> None:
                     "baseline samples (default: the model's)")
     ap.add_argument("--draws", type=int, help="decoded molecules per molecule kept, the nearest "
                     "to the request (generate.condition_draws; default: the sampler's)")
+    ap.add_argument("--steer", type=float, help="steering strength of a model with a steering "
+                    "head (generate.condition_steer; default: the model's; 0: off)")
     ap.add_argument("--json")
     args = ap.parse_args()
     loaded = load_model(args.model)
@@ -127,7 +132,7 @@ def main() -> None:
         pairs: dict[str, tuple[list, list]] = {}
         for target in targets:
             row = measure(loaded, target, args.n, mode == "codes+decoder", args.seed, args.width,
-                          args.guidance, args.refine, args.draws)
+                          args.guidance, args.refine, args.draws, args.steer)
             rate = float(hits(request(loaded, target), base_vals).mean()) * len(base_smiles) / args.baseline
             row.update(mode=mode, baseline_hit=rate,
                        samples_per_hit=(1 / rate) if rate > 0 else None,

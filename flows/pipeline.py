@@ -21,7 +21,7 @@ from molvae.train import train_model
 from . import review, runs, server, shards
 from .outputs import IO_RETRIES, write_outputs
 from .preflight import preflight
-from .progress import stage
+from .progress import notice, stage
 
 TOP_SET = 100  # candidates in top_candidates.csv, one per chemotype
 
@@ -336,6 +336,9 @@ def _run(cfg: RunConfig, name: str, do_generate: bool, do_optimize: bool) -> dic
             stage(f"loading the model {cfg.model_path or SHIPPED_MODEL}")
             model_path = load(str(cfg.model_path or SHIPPED_MODEL))
         tables, summary = {}, {"model": model_path}
+        if cfg.conditional.targets and not do_generate:
+            notice(f"the {name} flow samples no requests: its [conditional] section is left "
+                   "unused (the generate and pipeline flows sample them)")
         if do_generate:
             t, m = _generate(cfg, model_path, out_dir)
             tables.update(t)

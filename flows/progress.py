@@ -44,3 +44,10 @@ def stage(text: str) -> None:
     get_run_logger().info(text)
     for write in _CONSOLE[-1:]:
         write(text)
+
+
+def notice(text: str) -> None:
+    """Warn about the run's settings (a WARNING record; on the console, "note: text")."""
+    get_run_logger().warning(text)
+    for write in _CONSOLE[-1:]:
+        write(f"note: {text}")

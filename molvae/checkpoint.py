@@ -5,14 +5,14 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
     format_version   int, FORMAT_VERSION
     model_config, train_config   dicts: ModelConfig, TrainConfig of the run that wrote it
     vocab            list[str], token id -> SELFIES symbol
-    model_state      the SelfiesVAE state dict
+    model_state      the SelfiesVAE state dict (with a steering head: model_config "steering")
     property_stats   {name: [mean, std]} of the property head's targets
     train_hashes     int64 tensor, sorted hashes of the training SMILES (novelty); or
     train_hashes_file  {"name", "sha256", "count"}: the same in a .npy file beside it (with
                      both keys, the hashes are the file's plus the inline ones: a fine-tune
                      that shares its base model's file and adds a few molecules)
     history          list of per-epoch validation metrics
-    info             {str: int | float | str}: data and run facts
+    info             {str: int | float | str | dict}: data and run facts
     prior            optional {"mu", "logvar": (M, Z) float16, "width": float}; or 8-bit:
                      "mu", "logvar" (M, Z) uint8 with "mu_grid", "logvar_grid" (2, Z): offset, step
     ring_sizes       optional list[int]: ring sizes of the training data (the ring grammar)
@@ -22,8 +22,7 @@ A checkpoint is plain data (``torch.load(weights_only=True)``), no pickled class
                      lists, the ConditionSpace; its prior then adds "properties" (M, K)
                      float32, the values of those properties for the codes' molecules
   training checkpoints add: optimizer_state, scheduler_state, epoch, step, best_val,
-  bad_epochs, rng (what ``resume`` needs; ``export_model`` drops them).
-"""
+  bad_epochs, rng (what ``resume`` needs; ``export_model`` drops them)."""
 
 from __future__ import annotations
 
@@ -200,16 +199,17 @@ SAMPLING_KINDS = {"greedy": lambda v: type(v) is bool,
                   "refine": lambda v: type(v) is int and 0 <= v <= 10,
                   "condition_width": lambda v: type(v) is float and 0 < v < math.inf,
                   "sampler_width": lambda v: type(v) is float and 0 < v < math.inf,
-                  "condition_guidance": lambda v: type(v) is float and 0 <= v <= 20}
+                  "condition_guidance": lambda v: type(v) is float and 0 <= v <= 20,
+                  "condition_steer": lambda v: type(v) is float and 0 <= v <= 100}
 
 
 def check_sampling(sampling: dict) -> dict:
     """Sampling defaults to store in a model (ints taken for floats); ValueError names bad ones."""
-    out = {k: float(v) if k.endswith(("_width", "_guidance")) and type(v) is int else v
+    out = {k: float(v) if k.endswith(("_width", "_guidance", "_steer")) and type(v) is int else v
            for k, v in sampling.items()}
     if bad := [f"{k}={v!r}" for k, v in out.items() if not SAMPLING_KINDS.get(k, lambda _: False)(v)]:
         raise ValueError(f"bad sampling defaults {', '.join(bad)} ({', '.join(SAMPLING_KINDS)}; "
-                         "refine 0-10, widths > 0, condition_guidance 0-20)")
+                         "refine 0-10, widths > 0, condition_guidance 0-20, condition_steer 0-100)")
     return out
 
 

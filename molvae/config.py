@@ -1,8 +1,7 @@
 """Validated configuration sections (pydantic, unknown keys rejected) and TOML loading.
 
 Each component takes its own section (``fit(..., cfg=TrainConfig)``); ``RunConfig`` only
-groups them for the flows and the CLI.
-"""
+groups them for the flows and the CLI."""
 
 from __future__ import annotations
 
@@ -73,6 +72,7 @@ class ModelConfig(_Section):
     # or numeric data columns), e.g. ["mw", "logp", "tpsa", "hbd", "hba", "qed", "sa"]
     conditions: list[str] = []
     sample_flag: bool = False  # the decoder's own weights for prior samples (molvae.model)
+    steering: list[str] = []  # properties of the steering head (`molvae steer`; molvae.steering)
 
 
 class TrainConfig(_Section):
@@ -103,9 +103,8 @@ class TrainConfig(_Section):
     # draw (1), so the decoder learns the wider codes without unlearning the exact ones
     latent_noise_share: float = Field(1.0, ge=0, le=1)
     # refinement distilled (molvae.distill): a pairs file (`molvae data pairs`); each step also
-    # teaches the decoder to write, from those draws, what refinement made of them (its
-    # weight beside the usual loss); sampler_only: the sampler's own weights alone, on the
-    # pairs alone (model.sample_flag)
+    # teaches the decoder to write, from those draws, what refinement made of them (weighed
+    # beside the usual loss); sampler_only: the sampler's weights alone, on the pairs alone
     distill: Path | None = None
     distill_weight: float = Field(1.0, gt=0)
     sampler_only: bool = False
@@ -183,6 +182,9 @@ class GenerateConfig(_Section):
     # whose RDKit properties come closest to the request; None: 4 for a request of RDKit
     # properties (1 for data columns, which a bare molecule does not carry); 1: the model alone
     condition_draws: int | None = Field(None, ge=1, le=64)
+    # with a condition: steer each token towards the request by the model's steering head
+    # (molvae.steering; `molvae steer`): 0 off; None: the model's stored strength (else 0)
+    condition_steer: float | None = Field(None, ge=0, le=100)
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2, le=1000)  # points per segment
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around

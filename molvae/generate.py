@@ -2,8 +2,7 @@
 trained model (walks around given molecules: ``molvae.walks``).
 
 Every function returns a pandas DataFrame with one row per molecule (columns smiles,
-selfies, valid, source, ...); ``molvae.annotate`` adds properties, filters and scores.
-"""
+selfies, valid, source, ...); ``molvae.annotate`` adds properties, filters and scores."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ from .config import GenerateConfig, overridden
 from .errors import GenerationError
 from .grammar import RingSizeConstraint
 from .latent import LatentPrior, check_loaded, device_of, encode_batches, own_condition, resolve_prior
+from .steering import steered
 from .vocab import Vocab, selfies_to_smiles, tokenize_smiles
 
 logger = logging.getLogger(__name__)
@@ -81,10 +81,11 @@ def _decode_batch(loaded: LoadedModel, z: torch.Tensor, seed: int, cfg: Generate
     model's condition input (B, C)); ``sampling``: unrefined prior draws (a sampler's weights)."""
     device, greedy = device_of(loaded), uses_greedy(loaded, cfg) if greedy is None else greedy
     gen = torch.Generator(device=device).manual_seed(seed)
+    grammar = ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None
     return loaded.model.decoder.generate(
         z.to(device), cfg.max_length, 0.0 if greedy else cfg.temperature,
         gen, loaded.vocab.structural_ids(), top_p=cfg.top_p,
-        constraint=ring_constraint(loaded) if uses_ring_grammar(loaded, cfg) else None,
+        constraint=grammar if condition is None else steered(loaded, cfg, grammar),
         condition=None if condition is None else condition.to(device),
         guidance=uses_guidance(loaded, cfg), sampling=sampling and condition is None).cpu().numpy()
 
@@ -275,8 +276,7 @@ def sample(loaded: LoadedModel, cfg: GenerateConfig | None = None, *, workers: i
 
     With ``unique``, keeps sampling until n unique valid molecules (at most ``max_rounds``
     x n draws). Decoding to SMILES runs in worker processes while the model samples the
-    next batch. Columns: smiles, selfies, valid, source, seed, step.
-    """
+    next batch. Columns: smiles, selfies, valid, source, seed, step."""
     check_loaded(loaded, "sample")
     cfg = settings(cfg, **overrides)
     if uses_ring_grammar(loaded, cfg):

@@ -158,10 +158,11 @@ class Decoder(nn.Module):
         h = torch.tanh(F.linear(z, w["z_to_hidden.weight"], w["z_to_hidden.bias"]))
         return h.view(z.shape[0], self.num_layers, self.hidden_size).transpose(0, 1).contiguous()
 
-    def forward(self, z: torch.Tensor, tokens: torch.Tensor,
-                condition: torch.Tensor | None = None, sampling: bool = False) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, tokens: torch.Tensor, condition: torch.Tensor | None = None,
+                sampling: bool = False, hidden: bool = False) -> torch.Tensor:
         """Teacher forcing. z (B, Z), tokens (B, L) -> logits (B, L-1, V) for tokens[:, 1:]
-        (``sampling``: prior draws, written with the sampler's weights if it has them)."""
+        (``sampling``: prior draws, written with the sampler's weights if it has them;
+        ``hidden``: the hidden states (B, L-1, H) instead of logits)."""
         z = with_condition(z, condition, self.condition_size)
         w = self.weights(sampling)
         inputs = tokens[:, :-1]
@@ -178,7 +179,7 @@ class Decoder(nn.Module):
             out, _ = torch.func.functional_call(
                 self.gru, {n.removeprefix("gru."): v for n, v in w.items() if n.startswith("gru.")},
                 (x, h0))
-        return F.linear(out, w["out.weight"], w["out.bias"])
+        return out if hidden else F.linear(out, w["out.weight"], w["out.bias"])
 
     def _step_fn(self, z: torch.Tensor, w: dict[str, torch.Tensor]):
         """One GRU step for decoding, as nn.GRU computes it but ~10% cheaper on CPU: the input
@@ -229,15 +230,14 @@ class Decoder(nn.Module):
         ``constraint``: a decoding grammar (``molvae.grammar.RingSizeConstraint``, or any
         object whose ``start(B)`` returns a state with ``banned(alive) -> (b', V) bool | None``
         and ``advance(alive, tokens)``); its banned tokens get zero probability, the rest is
-        renormalized. ``top_p``: nucleus sampling, draw from the smallest set of tokens
+        renormalized; a state with ``adjust(alive, last tokens, hidden, logits) -> logits``
+        also steers (``molvae.steering``). ``top_p``: nucleus sampling, draw from the smallest set of tokens
         whose probability (after temperature) reaches top_p (0: the top token only; None or
-        1.0: off; greedy ignores it). With both None the draws are those of the plain path.
-        """
+        1.0: off; greedy ignores it). With both None the draws are those of the plain path."""
         if top_p is not None and not 0.0 <= top_p <= 1.0:
             raise ValueError(f"top_p must be in [0, 1], got {top_p}")
-        greedy = temperature == 0
+        greedy, b = temperature == 0, z.shape[0]
         nucleus = top_p is not None and top_p < 1.0 and not greedy
-        b = z.shape[0]
         guided = condition is not None and guidance != 1.0
         zc = with_condition(z, condition, self.condition_size)
         z = torch.cat([zc, with_condition(z, None, self.condition_size)]) if guided else zc
@@ -255,14 +255,15 @@ class Decoder(nn.Module):
             if guided:
                 cond_lp, free_lp = torch.log_softmax(logits, dim=-1).chunk(2)
                 logits = free_lp + guidance * (cond_lp - free_lp)
-            logits[:, PAD_ID] = -math.inf
-            logits[:, BOS_ID] = -math.inf
+            logits[:, [PAD_ID, BOS_ID]] = -math.inf
             if t == 0:
                 logits[:, first_ban] = -math.inf  # an empty string is not a molecule
             if grammar is not None:
                 banned = grammar.banned(alive)  # (b', V) or None
                 if banned is not None:
                     logits.masked_fill_(banned, -math.inf)
+                if hasattr(grammar, "adjust"):  # steering: logits of the tokens it may choose
+                    logits = grammar.adjust(alive, tok, h[-1][: len(alive)], logits)
             tok = (logits.argmax(-1) if greedy else
                    _draw(logits, temperature, top_p if nucleus else None, generator))
             out[alive, t] = tok
@@ -306,14 +307,38 @@ class PropertyHead(nn.Module):
         return self.net(z)  # (B, P)
 
 
+class SteeringHead(nn.Module):
+    """For each possible next token, the properties of the molecule a decoder is writing once
+    finished (a future discriminator, Yang & Klein 2021, "FUDGE"): its own GRU over the
+    tokens written and the decoder's hidden state -> mean and log-variance of each property
+    (standardized as the model's conditions) per token (``molvae.steering``)."""
+
+    def __init__(self, vocab_size: int, decoder_hidden: int, num_properties: int, size: int = 256):
+        super().__init__()
+        self.shape = (vocab_size, num_properties, 2)
+        self.embedding = nn.Embedding(vocab_size, 64)
+        self.gru = nn.GRU(64, size, batch_first=True)
+        self.net = nn.Sequential(nn.Linear(size + decoder_hidden, size), nn.GELU(),
+                                 nn.Linear(size, size), nn.GELU(), nn.Linear(size, math.prod(self.shape)))
+
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor, state: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """tokens (B, L) read (<bos> first), the decoder's hidden states after each (B, L, H),
+        the GRU's state before them (1, B, size) -> mean, logvar (B, L, V, P), the state after."""
+        g, state = self.gru(self.embedding(tokens), state)
+        out = self.net(torch.cat([g, hidden], -1)).unflatten(-1, self.shape)
+        return out[..., 0], out[..., 1].clamp(-7, 5), state
+
+
 class SelfiesVAE(nn.Module):
     def __init__(self, encoder: Encoder, latent: LatentHead, decoder: Decoder,
-                 property_head: PropertyHead | None = None):
+                 property_head: PropertyHead | None = None, steering: SteeringHead | None = None):
         super().__init__()
         self.encoder = encoder
         self.latent = latent
         self.decoder = decoder
         self.property_head = property_head
+        self.steering = steering
 
     @property
     def latent_size(self) -> int:
@@ -357,7 +382,9 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
                       cfg.decoder_num_layers, cfg.dropout, cfg.word_dropout, c, cfg.sample_flag)
     head = (PropertyHead(cfg.latent_size, cfg.property_hidden_size, len(cfg.property_names))
             if cfg.property_names else None)
-    return SelfiesVAE(encoder, latent, decoder, head)
+    steering = (SteeringHead(vocab_size, cfg.decoder_hidden_size, len(cfg.steering))
+                if cfg.steering else None)
+    return SelfiesVAE(encoder, latent, decoder, head, steering)
 
 
 def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:

@@ -128,6 +128,21 @@ def cvae(tiny_trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def steered(cvae, tmp_path_factory):
+    """The tiny conditional model with a steering head fitted on 1,500 of its request draws
+    (one pass), stored at strength 7."""
+    from molvae.checkpoint import load_model
+    from molvae.steering_fit import collect, fit, store
+
+    def build(tmp: Path):
+        draws = collect(cvae, 1500, seed=0, workers=1)
+        head, report = fit(cvae, draws, epochs=1, batch_size=64, seed=0, threads=1)
+        return store(cvae.path, tmp.with_suffix(".pt"), head, draws["names"], 7, report)
+
+    return load_model(_built_once(tmp_path_factory, "steered", build))
+
+
+@pytest.fixture(scope="session")
 def tiny(tiny_trained):
     return tiny_trained[0]
 

@@ -207,7 +207,7 @@ def test_pipeline_is_reviewable_in_mlflow(harness, store, cache, tiny_trained, t
 
 
 @pytest.mark.slow
-def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, tiny, tmp_path):
+def test_conditional_section_of_the_generate_flow(harness, store, cache, steered, tiny, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
@@ -215,7 +215,7 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     from molvae.errors import GenerationError
 
     targets = [{"logp": [2.0, 3.0], "qed": 0.8}, {"logp": 1.0}]
-    cfg = _cfg(tmp_path, cvae.path, store, cache, shards=1)
+    cfg = _cfg(tmp_path, steered.path, store, cache, shards=1)  # a model with a steering head
     cfg = cfg.model_copy(update={"conditional": ConditionalConfig(targets=targets, num_samples=40),
                                  "score": cfg.score.model_copy(update={"properties": ["qed"]})})
     res = run_flow("generate", cfg)  # logP scored for the requests though score lists QED
@@ -236,6 +236,7 @@ def test_conditional_section_of_the_generate_flow(harness, store, cache, cvae, t
     assert 0 <= res["cond0_novel_hit"] <= res["cond0_hit"] and 0 <= res["cond0_novel"] <= 1
     run = MlflowClient(store).get_run(res["run_id"])
     assert run.data.params["conditional.num_samples"] == "40"
+    assert run.data.params["model.steering"] == "['logp', 'qed']"  # its requests steered
     assert "cond0_hit" in run.data.metrics
     plots = {a.path for a in MlflowClient(store).list_artifacts(res["run_id"], "plots")}
     assert "plots/conditional.png" in plots
@@ -281,7 +282,8 @@ def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
             (['score.reference_smiles=["xyz"]'], ConfigError, "reference_smiles: 'xyz' is not"),
             ([f'tracking.tracking_uri="{tmp_path / "mlruns"}"'], ConfigError, "is a folder"),
             (['score.known_smiles_column="smi"'], ConfigError, "has no column 'smi' \\(columns: SMILES"),
-            (['tracking.tracking_uri="file:///tmp/mlruns"'], ConfigError, "sqlite:///FILE.db")]:
+            (['tracking.tracking_uri="file:///tmp/mlruns"'], ConfigError, "sqlite:///FILE.db"),
+            (["generate.condition_steer=5"], GenerationError, "has no steering head")]:
         with pytest.raises(error, match=match):
             preflight(load_config(overrides=[*base, *extra]), "pipeline")
     junk = tmp_path / "model.pt"
@@ -454,20 +456,28 @@ def test_user_objectives_end_to_end(harness, store, tiny_trained, chemprop_model
     """A chemprop model and a user's callable from a file, as terms of an mpo objective:
     candidates, every oracle call, the AUC and the top-10 curves reviewable in MLflow.
     (`optimize.objective=file.py:function` alone: test_tracking_server_dying_mid_run.)"""
+    import io
+
     from mlflow.tracking import MlflowClient
 
     from flows.pipeline import run_flow
-    from molvae.config import DesirabilityTerm, ScorerConfig
+    from flows.progress import to_console
+    from molvae.config import ConditionalConfig, DesirabilityTerm, ScorerConfig
 
     user = tmp_path / "team_score.py"
     user.write_text(USER_OBJECTIVE)
     cfg = _cfg(tmp_path, tiny_trained[1].checkpoint, store, **{"optimize.objective": "goal"})
+    cfg.conditional = ConditionalConfig(targets=[{"logp": 2.0}])  # which this flow does not sample
     cfg.scorers = {"logp_model": ScorerConfig(kind="chemprop", target=str(chemprop_model)),
                    "goal": ScorerConfig(kind="mpo", terms=[
                        DesirabilityTerm(property="logp_model", kind="window", low=1, high=3),
                        DesirabilityTerm(property=f"{user}:score", kind="maximize",
                                         low=0, high=3)])}
-    res = run_flow("optimize", cfg)
+    console = io.StringIO()
+    with to_console(console):
+        res = run_flow("optimize", cfg)
+    # a [conditional] section the optimize flow does not sample is named, not silently dropped
+    assert "note: the optimize flow samples no requests" in console.getvalue()
     client = MlflowClient(store)
     run = client.get_run(res["run_id"])
     assert run.data.params["optimize.objective"] == "goal"

@@ -37,6 +37,7 @@ from .evaluate import add_evaluate_command
 from .generate import add_generate_commands
 from .optimize import add_optimize_command
 from .run import add_run_commands
+from .steer import add_steer_command
 from .train import add_train_command
 
 __all__ = ["main", "build_parser"]
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_data_commands(sub)
     add_train_command(sub)
+    add_steer_command(sub)
     add_run_commands(sub)
     add_generate_commands(sub)
     add_evaluate_command(sub)

@@ -84,13 +84,18 @@ def add_sample_command(sub: argparse._SubParsersAction) -> None:
                              "keep the one nearest the request by its RDKit properties "
                              "(generate.condition_draws, 1-64; default 4; 1 = the model's own "
                              "answer)")
+    parser.add_argument("--steer", type=float, metavar="S",
+                        help="with --condition: steer each token towards the request by the "
+                             "model's steering head (`molvae steer`), strength 0-100, 0 off "
+                             "(generate.condition_steer; default: the model's stored strength)")
     parser.set_defaults(func=cmd_sample)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
     from molvae import candidates
-    from molvae.conditions import parse_targets, support_note
+    from molvae.conditions import parse_targets
     from molvae.generate import request, sample, uses_width
+    from molvae.steering import uses_steer
 
     out = check_output(args.out, default="samples.csv")
     cfg = load_run_config(args, {
@@ -109,27 +114,21 @@ def cmd_sample(args: argparse.Namespace) -> None:
         "generate.condition": parse_targets(args.condition) if args.condition else None,
         "generate.condition_guidance": args.guidance,
         "generate.condition_draws": args.draws,
+        "generate.condition_steer": args.steer,
     }, defaults=SAMPLE_DEFAULTS)
-    # a request from --condition or from the config (generate.condition)
-    if args.guidance is not None and not cfg.generate.condition:
-        raise UsageError("--guidance goes with --condition (it guides the decoder to a request)")
-    if args.draws is not None and not cfg.generate.condition:
-        raise UsageError("--draws goes with --condition (it keeps the draw nearest a request)")
+    for flag, value, what in (("--guidance", args.guidance, "guides the decoder to"),
+                              ("--draws", args.draws, "keeps the draw nearest"),
+                              ("--steer", args.steer, "steers the decoder to")):
+        if value is not None and not cfg.generate.condition:  # nor one from the config
+            raise UsageError(f"{flag} goes with --condition (it {what} a request)")
     t0 = time.perf_counter()
     _check_score(cfg)
     loaded = load_model(args, cfg)
     # fail before the progress bar appears
     candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
     uses_width(loaded, cfg.generate)  # a width that would change nothing fails here
-    ranges = request(loaded, cfg.generate.condition)  # first: a model without conditions
-    asked_as = {loaded.conditions.name_of(k): v for k, v in cfg.generate.condition.items()}
-    for name, (lo, hi) in ranges.items():
-        asked = asked_as[name]
-        if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
-            print(f"note: {name} range cut to {lo:g}:{hi:g}, the part of it the training data "
-                  "covers", file=sys.stderr)
-    if note := support_note(loaded, ranges):
-        print(f"note: {note}", file=sys.stderr)
+    uses_steer(loaded, cfg.generate)  # steering asked of a model without a steering head
+    _request_notes(loaded, cfg.generate.condition)
     print(sampler_text(loaded, cfg.generate), file=sys.stderr)
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(loaded, cfg.generate, progress=bar.update)
@@ -153,11 +152,29 @@ def cmd_sample(args: argparse.Namespace) -> None:
           + f"; total {time.perf_counter() - t0:.1f}", file=sys.stderr)
 
 
+def _request_notes(loaded, condition: dict) -> None:
+    """A request checked (a model without conditions fails here), with a note for a range cut
+    to what the training data covers and for one few training molecules meet."""
+    from molvae.conditions import support_note
+    from molvae.generate import request
+
+    ranges = request(loaded, condition)
+    asked_as = {loaded.conditions.name_of(k): v for k, v in condition.items()}
+    for name, (lo, hi) in ranges.items():
+        asked = asked_as[name]
+        if (lo, hi) != ((asked, asked) if isinstance(asked, (int, float)) else tuple(asked)):
+            print(f"note: {name} range cut to {lo:g}:{hi:g}, the part of it the training data "
+                  "covers", file=sys.stderr)
+    if note := support_note(loaded, ranges):
+        print(f"note: {note}", file=sys.stderr)
+
+
 def sampler_text(loaded, g) -> str:
     """The sampler ``g`` (a GenerateConfig) amounts to with ``loaded``'s stored defaults:
     "sampler: stored codes at width 1.3, greedy tokens, ring grammar, 10 refinement passes"."""
     from molvae import generate
     from molvae.latent import resolve_prior
+    from molvae.steering import uses_steer
 
     if resolve_prior(loaded, g.prior) == "posterior":
         parts = [f"stored codes at width {generate.uses_width(loaded, g) or loaded.prior['width']:g}"]
@@ -176,6 +193,8 @@ def sampler_text(loaded, g) -> str:
         parts.append("the decoder's sampler weights (refinement distilled)")
     if g.condition:
         parts.append(f"guidance {generate.uses_guidance(loaded, g):g}")
+        if strength := uses_steer(loaded, g):
+            parts.append(f"steered at strength {strength:g}")
         if (k := generate.uses_draws(g, generate.request(loaded, g.condition))) > 1:
             parts.append(f"the nearest of {k} decoded molecules by RDKit properties")
     return "sampler: " + ", ".join(parts)

@@ -58,6 +58,9 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
     export_parser.add_argument("--condition-guidance", type=float,
                                help="a conditional model: the guidance of requests by default "
                                     "(when generate.condition_guidance is not set; 0-20)")
+    export_parser.add_argument("--condition-steer", type=float,
+                               help="a model with a steering head: the steering strength of "
+                                    "requests by default (generate.condition_steer; 0-100)")
     export_parser.add_argument("--hashes-of", metavar="MODEL",
                                help="judge novelty by MODEL's training-set hashes file (a model "
                                     "in DEST's folder, e.g. the one this was fine-tuned from) "
@@ -67,7 +70,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from molvae.checkpoint import check_sampling, export_model
+    from molvae.checkpoint import check_sampling, export_model, read_checkpoint
 
     from .common import UsageError, check_input, check_output, copy_companions
 
@@ -81,9 +84,12 @@ def cmd_export(args: argparse.Namespace) -> None:
         sampling = check_sampling({k: v for k, v in {
             "greedy": args.greedy, "refine": args.refine, "condition_width": args.condition_width,
             "condition_guidance": args.condition_guidance, "sampler_width": args.sampler_width,
+            "condition_steer": args.condition_steer,
         }.items() if v is not None})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.condition_steer and not read_checkpoint(check_input(args.src))["model_config"].get("steering"):
+        raise UsageError(f"--condition-steer: {args.src} has no steering head (fit one: `molvae steer`)")
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
     src = check_input(args.src)
