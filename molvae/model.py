@@ -308,10 +308,9 @@ class PropertyHead(nn.Module):
 
 
 class SteeringHead(nn.Module):
-    """For each possible next token, the properties of the molecule a decoder is writing once
-    finished (a future discriminator, Yang & Klein 2021, "FUDGE"): its own GRU over the
-    tokens written and the decoder's hidden state -> mean and log-variance of each property
-    (standardized as the model's conditions) per token (``molvae.steering``)."""
+    """Per possible next token, the properties of the molecule being written once finished (a
+    future discriminator, Yang & Klein 2021): its own GRU over the tokens and the decoder's
+    hidden state -> mean, log-variance per property (standardized) and token (molvae.steering)."""
 
     def __init__(self, vocab_size: int, decoder_hidden: int, num_properties: int, size: int = 256):
         super().__init__()
@@ -389,10 +388,11 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> SelfiesVAE:
 
 def load_widened(model: SelfiesVAE, state: dict[str, torch.Tensor]) -> None:
     """Load the weights of an unconditional model (or one without sampler weights) into a
-    conditional one (or one with them) of the same sizes: the input columns the condition
-    adds and the sampler's changes start at zero, so step 0 is the model it starts from."""
+    conditional one (or one with them) of the same sizes: new condition inputs and sampler
+    changes start at zero (step 0 is the model it starts from); a steering head is left out."""
     own = model.state_dict()
-    state = {**{k: v for k, v in own.items() if ".sampler." in k}, **state}  # new: at zero
+    state = {**{k: v for k, v in own.items() if ".sampler." in k},
+             **{k: v for k, v in state.items() if not k.startswith("steering.") or k in own}}
     for name, w in state.items():
         if name in own and own[name].shape != w.shape:
             grown = (w.ndim == 2 and own[name].ndim == 2 and own[name].shape[0] == w.shape[0]
