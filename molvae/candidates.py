@@ -43,9 +43,10 @@ def check_novelty(score_cfg: ScoreConfig, loaded: LoadedModel | None):
 
 def with_requested(score_cfg: ScoreConfig, names: Sequence[str]) -> ScoreConfig:
     """``score_cfg`` with the RDKit properties among ``names`` (a request's) added where it
-    lists only some (an empty list scores all), so that the request's hits can be counted."""
-    add = [k for k in dict.fromkeys(names) if k in chem.PROPERTIES and k not in score_cfg.properties]
-    if not (score_cfg.properties and add):
+    lists only some (None or an empty list scores all), so that the request's hits can be counted."""
+    listed = score_cfg.properties or []
+    add = [k for k in dict.fromkeys(names) if k in chem.PROPERTIES and k not in listed]
+    if not (listed and add):
         return score_cfg
     return score_cfg.model_copy(update={"properties": [*score_cfg.properties, *add]})
 

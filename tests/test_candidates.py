@@ -128,3 +128,16 @@ def test_ties_broken_and_top_set_diverse_and_novel(test_smiles):
     assert full.top.sum() == len(top)
     with_known = candidates.top_set(ranked, 40, max_similarity=1.0, include_known=True)
     assert len(with_known) == len(ranked) and 5 in with_known.index
+
+
+def test_a_requests_properties_are_scored_whatever_score_properties_lists():
+    """The default (None: every property) crashed `molvae run` with a [conditional] section
+    (session 33's fresh-clone run); a short list gets the requested RDKit properties added."""
+    from molvae.candidates import with_requested
+    from molvae.config import ScoreConfig
+
+    everything = ScoreConfig()
+    assert everything.properties is None and with_requested(everything, ["logp", "tpsa"]) is everything
+    assert with_requested(ScoreConfig(properties=[]), ["logp"]).properties == []  # [] scores all
+    some = with_requested(ScoreConfig(properties=["qed"]), ["logp", "pic50", "qed", "logp"])
+    assert some.properties == ["qed", "logp"]  # a data column is not computed
