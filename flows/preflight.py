@@ -37,13 +37,13 @@ def preflight(cfg: RunConfig, name: str) -> None:
         if not zipfile.is_zipfile(model):  # what torch.save writes; cheap, unlike a load
             raise CheckpointError(f"{model}: not a readable molvae checkpoint (not a torch file)")
     asks = (cfg.conditional.targets or cfg.generate.condition
-            or cfg.generate.prior_width is not None or "novelty" in cfg.score.filters
-            or cfg.generate.condition_steer)
+            or cfg.generate.prior_width is not None or "novelty" in cfg.score.filters)
     if name in ("generate", "pipeline") and asks and not cfg.retrain:  # else no model to load
         loaded = shards.model(str(model))
         candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
         generate.uses_width(loaded, cfg.generate)  # e.g. a width with z ~ N(0, I)
-        steering.uses_steer(loaded, cfg.generate)  # steering without a steering head
         for target in [cfg.generate.condition, *cfg.conditional.targets]:
             generate.request(loaded, target)
+            asked = cfg.generate.model_copy(update={"condition": target})
+            steering.uses_steer(loaded, asked)  # steering asked of a model without a head
 

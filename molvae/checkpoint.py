@@ -288,9 +288,9 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     """
     sampling = check_sampling(sampling or {})  # before any work
     state = read_checkpoint(src)
-    if any(k.startswith("condition_") for k in sampling) and not state["model_config"].get("conditions"):
-        raise CheckpointError(f"{src} is not conditional: condition_width and condition_guidance "
-                              "are a conditional model's defaults for requests")
+    asked = ", ".join(k for k in sampling if k.startswith("condition_"))
+    if asked and not state["model_config"].get("conditions"):
+        raise CheckpointError(f"{src} is not conditional: {asked}: defaults for a model's requests")
     if "sampler_width" in sampling and not state["model_config"].get("sample_flag"):
         raise CheckpointError(f"{src} has no sampler weights (model.sample_flag) to set a width of")
     keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}

@@ -184,7 +184,7 @@ class GenerateConfig(_Section):
     condition_draws: int | None = Field(None, ge=1, le=64)
     # with a condition: steer each token towards the request by the model's steering head
     # (molvae.steering; `molvae steer`): 0 off; None: the model's stored strength (else 0)
-    condition_steer: float | None = Field(None, ge=0, le=100)
+    condition_steer: float | None = Field(None, ge=0, le=100, strict=True)  # True, "5": refused
     interpolate: list[str] = ["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
     interpolation_steps: int = Field(10, ge=2, le=1000)  # points per segment
     neighbors: list[str] = ["CC(=O)Nc1ccc(O)cc1"]  # seed molecules to explore around

@@ -26,17 +26,20 @@ AIM = 0.7  # steering aims within this share of each property's hit tolerance of
 
 
 def uses_steer(loaded: LoadedModel, cfg: GenerateConfig) -> float:
-    """``cfg.condition_steer``, where None means: the model's stored strength for requests
-    when it has a steering head (else 0, none). Steering asked of a model without a steering
-    head: GenerationError."""
+    """For a request (``cfg.condition``): ``cfg.condition_steer``, where None means the
+    model's stored strength when it has a steering head (else 0, none); steering asked of a
+    model without one: GenerationError. Without a request, 0 (as guidance, a strength set for
+    requests changes nothing else)."""
     has_head = loaded.model.steering is not None
+    if not cfg.condition:
+        return 0.0
     if cfg.condition_steer and not has_head:
         raise GenerationError(f"{loaded.path or 'this model'} has no steering head to steer "
                               "requests with: fit one (`molvae steer`), or set "
                               "generate.condition_steer = 0")
     if cfg.condition_steer is not None:
         return cfg.condition_steer
-    return float(loaded.sampling.get("condition_steer", 0.0)) if cfg.condition and has_head else 0.0
+    return float(loaded.sampling.get("condition_steer", 0.0)) if has_head else 0.0
 
 
 def steered(loaded: LoadedModel, cfg: GenerateConfig, grammar) -> object | None:

@@ -2,8 +2,7 @@
 
 Checkpoints are written through ``molvae.checkpoint`` (the schema lives there).
 
-The loop knows nothing about tracking or progress bars: it calls callbacks.
-"""
+The loop knows nothing about tracking or progress bars: it calls callbacks."""
 
 from __future__ import annotations
 
@@ -122,8 +121,7 @@ def _torch_scope(seed: int, threads: int | None):
 
 def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
            resume: str | Path | None) -> _Loop:
-    """Build the model, optimizer and schedule; load weights (init_from) or a whole run
-    (resume)."""
+    """Build the model, optimizer and schedule; load weights (init_from) or a whole run (resume)."""
     device = resolve_device(cfg.device)
     model = build_model(model_cfg, len(train_ds.vocab)).to(device)
     if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
@@ -138,8 +136,7 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     props = list(model_cfg.property_names)
-    missing = [p for p in props if p not in train_ds.properties]
-    if missing:
+    if missing := [p for p in props if p not in train_ds.properties]:
         raise TrainingError(f"property head needs properties the dataset lacks: {', '.join(missing)}")
     stats = {p: (float(np.nanmean(train_ds.properties[p])),
                  float(np.nanstd(train_ds.properties[p]) or 1.0)) for p in props}
@@ -156,9 +153,11 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     if state.get("vocab") != train_ds.vocab.to_list():
         raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
     theirs = ModelConfig.model_validate(state["model_config"])
+    dropped = resume is None and bool(theirs.steering)  # a fine-tune leaves a steering head out
     # fine-tune into a conditional model, or one with a sample flag: new weights start at zero
     grown = {k: getattr(model_cfg, k) for k in ("conditions", "sample_flag")
              if getattr(model_cfg, k) and not getattr(theirs, k)} if resume is None else {}
+    grown.update({"steering": []} if dropped else {})
     if theirs.model_copy(update=grown) != model_cfg:
         raise _config_differs(source, model_cfg, theirs.model_copy(update=grown))
     if grown:
@@ -300,8 +299,7 @@ def fit(
     """Train a SelfiesVAE; checkpoint every epoch to ``cfg.out_dir/last.pt`` (and ``best.pt``).
 
     With ``resume``, training continues from that checkpoint and, with the same seed and
-    data, ends with the same weights as an uninterrupted run.
-    """
+    data, ends with the same weights as an uninterrupted run."""
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise TrainingError("training and validation sets must both be non-empty")
     with _torch_scope(cfg.seed, cfg.threads):
@@ -435,7 +433,7 @@ def _fine_tune_config(mine: ModelConfig, theirs: ModelConfig, source) -> ModelCo
     sampler's weights to the model as it is); ``fit`` checks that the rest fits."""
     default = ModelConfig()
     kept = {k: getattr(theirs, k) for k in ModelConfig.model_fields
-            if getattr(mine, k) == getattr(default, k)}
+            if getattr(mine, k) == getattr(default, k) and k != "steering"}  # refitted, not trained
     if any(getattr(mine, k) != v for k, v in kept.items()):
         logger.info("fine-tuning %s: its architecture and conditions (%s) are kept", source,
                     ", ".join(theirs.conditions) or "none")

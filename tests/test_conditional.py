@@ -257,6 +257,8 @@ def test_a_models_stored_request_sampler_applies_to_requests_only(cvae, tiny_tra
         assert main(["export", str(cvae.path), str(tmp_path / "bad.pt"), *flag]) == 1
     capsys.readouterr()
     unconditional = str(tiny_trained[1].checkpoint)
+    assert main(["export", unconditional, str(tmp_path / "u.pt"), "--condition-steer", "0"]) == 1
+    assert "is not conditional: condition_steer:" in capsys.readouterr().err  # the option given
     assert main(["export", unconditional, str(tmp_path / "u.pt"), "--condition-guidance", "2"]) == 1
     assert "is not conditional" in capsys.readouterr().err and not (tmp_path / "u.pt").exists()
     from molvae.errors import CheckpointError

@@ -283,7 +283,8 @@ def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
             ([f'tracking.tracking_uri="{tmp_path / "mlruns"}"'], ConfigError, "is a folder"),
             (['score.known_smiles_column="smi"'], ConfigError, "has no column 'smi' \\(columns: SMILES"),
             (['tracking.tracking_uri="file:///tmp/mlruns"'], ConfigError, "sqlite:///FILE.db"),
-            (["generate.condition_steer=5"], GenerationError, "has no steering head")]:
+            (["conditional.targets=[{logp = 1}]", "generate.condition_steer=5"], GenerationError,
+             "has no steering head")]:
         with pytest.raises(error, match=match):
             preflight(load_config(overrides=[*base, *extra]), "pipeline")
     junk = tmp_path / "model.pt"

@@ -80,6 +80,11 @@ def test_a_steered_model_steers_requests_only(steered, cvae):
         list(generate.sample(cvae, num_samples=32, seed=2).smiles)
     with pytest.raises(Exception, match="has no steering head"):
         generate.sample(cvae, **ask, condition_steer=3)
+    from molvae.config import ConfigError
+
+    for bad in (True, "5", -1, 101, float("nan")):  # a strength is a number 0-100, no bool or text
+        with pytest.raises(ConfigError, match="condition_steer"):
+            generate.sample(steered, **ask, condition_steer=bad)
 
 
 def test_a_model_that_cannot_be_steered_says_why(tiny, cvae, run_main, tmp_path):
@@ -92,16 +97,39 @@ def test_a_model_that_cannot_be_steered_says_why(tiny, cvae, run_main, tmp_path)
     assert rc == 1 and "not a conditional model" in err and not (tmp_path / "s.pt").exists()
     rc, _, err = run_main("export", cvae.path, tmp_path / "e.pt", "--condition-steer", 5)
     assert rc == 1 and "has no steering head" in err
+    from molvae.config import SHIPPED_MODEL
+
+    before = SHIPPED_MODEL.stat().st_mtime_ns
+    for args in (["steer", "--model", cvae.path, "-o", SHIPPED_MODEL, "-n", 1000],  # -o naming it
+                 ["prior", tmp_path / "x.csv", "--model", cvae.path, "-o", SHIPPED_MODEL]):
+        rc, _, err = run_main(*args)
+        assert rc == 1 and "is a shipped model, not changed in place" in err, err
+    assert SHIPPED_MODEL.stat().st_mtime_ns == before
+    rc, _, err = run_main("sample", "--model", cvae.path, "-n", 5, "--condition", "logp=1", "--steer", 3)
+    assert rc == 1 and "has no steering head" in err
+    # a strength set for requests changes nothing without one, as guidance does
+    rc, _, err = run_main("sample", "--model", cvae.path, "-n", 5, "--set", "generate.condition_steer=3",
+                          "-o", tmp_path / "s.csv")
+    assert rc == 0 and "steered" not in err
 
 
-def test_a_fine_tune_from_a_steered_model_leaves_the_head_out(steered, cvae):
-    """The head read the decoder it was fitted on; a fine-tune (train.init_from) changes that."""
-    from molvae.model import build_model, load_widened
+def test_a_fine_tune_from_a_steered_model_leaves_the_head_out(steered, tmp_path):
+    """The head read the decoder it was fitted on; a fine-tune (train.init_from) changes that
+    decoder, so the fine-tuned model has no head (and a config that leaves [model] at its
+    defaults is no conflict)."""
+    from molvae.checkpoint import load_model
+    from molvae.config import DataConfig, ModelConfig, TrainConfig
+    from molvae.train import train_model
+    from tests.conftest import SHIPPED_TRAIN
 
-    model = build_model(cvae.model_config, len(cvae.vocab))  # model.steering = []
-    load_widened(model, steered.model.state_dict())
-    assert model.steering is None
-    assert torch.equal(model.decoder.out.weight, steered.model.decoder.out.weight)
+    result = train_model(DataConfig(path=SHIPPED_TRAIN, limit=300, cache_dir=tmp_path / "cache"),
+                         ModelConfig(), TrainConfig(epochs=1, batch_size=128, out_dir=tmp_path / "run",
+                                                    recon_eval_size=10, threads=1, prior_codes=100,
+                                                    init_from=steered.path))
+    tuned = load_model(result.checkpoint)
+    assert tuned.model.steering is None and tuned.model_config.steering == []
+    assert tuned.model_config.conditions == steered.model_config.conditions
+    assert not torch.equal(tuned.model.decoder.out.weight, steered.model.decoder.out.weight)
 
 
 def test_the_shipped_model_steers_a_request_closer(shipped):

@@ -310,6 +310,16 @@ def check_output(out: str | None, suffixes: tuple[str, ...] = (".csv", ".csv.gz"
     return out
 
 
+def refuse_shipped(path: str | Path, what: str) -> None:
+    """A model written over a shipped one (in data/model/) is refused: ``what`` to write elsewhere."""
+    from molvae.config import SHIPPED_MODEL
+
+    path = Path(path)
+    if path.is_file() and path.resolve().parent == SHIPPED_MODEL.resolve().parent:
+        raise UsageError(f"{path} is a shipped model, not changed in place: write {what} to a "
+                         "file of your own (-o mine.pt)")
+
+
 def copy_companions(src: str | Path, dest: str | Path) -> None:
     """A model written from ``src`` to another folder (``dest``) gets the training-set hashes
     file it names, from beside ``src``, so that it judges novelty."""

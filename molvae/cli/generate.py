@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from molvae.errors import DataError
 
@@ -23,6 +22,7 @@ from .common import (
     progress_bar,
     read_input,
     read_smiles,
+    refuse_shipped,
     seed,
     with_input_columns,
     write_table,
@@ -242,14 +242,11 @@ def add_prior_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_prior(args: argparse.Namespace) -> None:
     from molvae.checkpoint import store_prior
-    from molvae.config import SHIPPED_MODEL
     from molvae.latent import fit_prior
 
     loaded = load_model(args)
-    if args.out is None and Path(loaded.path).resolve().parent == SHIPPED_MODEL.resolve().parent:
-        raise UsageError(f"{loaded.path} is a shipped model, not changed in place: write it with "
-                         "your codes to a file of your own (-o mine.pt)")
-    check_output(str(loaded.path) if args.out is None else args.out, (".pt",))  # in place too
+    out = check_output(str(loaded.path) if args.out is None else args.out, (".pt",))  # in place too
+    refuse_shipped(out, "it with your codes")  # in place, or -o naming a shipped model
     width = args.width if args.width is not None else (loaded.prior or {}).get("width", 1.0)
     smiles = read_smiles(args.data, args.smiles_column)
     prior = fit_prior(loaded, smiles, args.n, args.seed, width=width)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from .common import StageBars, UsageError, add_model_option, check_output, copy_companions, load_model, seed
+from .common import (
+    StageBars,
+    UsageError,
+    add_model_option,
+    check_output,
+    copy_companions,
+    load_model,
+    refuse_shipped,
+    seed,
+)
 
 
 def add_steer_command(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +24,7 @@ def add_steer_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", help="write the steered model here instead (.pt)")
     parser.add_argument("-n", "--molecules", type=int, default=100_000,
                         help="request draws to fit on (default 100,000: ~3 minutes of drawing "
-                             "and ~10 of fitting on two cores)")
+                             "and ~12 of fitting on two cores)")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the draws (default 4)")
     parser.add_argument("--strength", type=float, default=10.0,
                         help="the steering strength the model's requests use by default "
@@ -27,7 +35,6 @@ def add_steer_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
-    from molvae.config import SHIPPED_MODEL
     from molvae.steering_fit import collect, fit, steerable, store
 
     if args.molecules < 1000:
@@ -39,10 +46,8 @@ def cmd_steer(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     loaded = load_model(args)
-    if args.out is None and Path(loaded.path).resolve().parent == SHIPPED_MODEL.resolve().parent:
-        raise UsageError(f"{loaded.path} is a shipped model, not changed in place: write the "
-                         "steered model to a file of your own (-o mine.pt)")
     out = check_output(str(loaded.path) if args.out is None else args.out, (".pt",))
+    refuse_shipped(out, "the steered model")  # in place, or -o naming a shipped model
     names = steerable(loaded)  # before the bars: a model that cannot be steered says so
     t0, bars = time.perf_counter(), StageBars()
     try:
