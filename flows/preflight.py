@@ -30,6 +30,9 @@ def preflight(cfg: RunConfig, name: str) -> None:
     if name in ("generate", "pipeline"):
         candidates.check_molecules("generate.interpolate", cfg.generate.interpolate)
         candidates.check_molecules("generate.neighbors", cfg.generate.neighbors)
+    if cfg.retrain and cfg.generate.condition_steer and (cfg.generate.condition or cfg.conditional.targets):
+        raise ConfigError("generate.condition_steer: a model this run trains has no steering head "
+                          "(`molvae steer` fits one after training); set it to 0 or leave it unset")
     model = Path(cfg.model_path or SHIPPED_MODEL)
     if name != "train" and not cfg.retrain:
         if not model.is_file():

@@ -21,7 +21,7 @@ import torch
 from . import chem, generate, parallel
 from .checkpoint import LoadedModel, check_sampling, read_checkpoint, save_checkpoint
 from .errors import GenerationError
-from .latent import LatentPrior, check_loaded
+from .latent import LatentPrior, check_loaded, device_of
 from .model import SteeringHead
 from .vocab import PAD_ID
 
@@ -35,6 +35,9 @@ def steerable(loaded: LoadedModel) -> list[str]:
     model's conditions (a data column is not computed for a new molecule); GenerationError
     for a model that cannot be steered."""
     where = loaded.path or "this model"
+    if device_of(loaded).type != "cpu":  # CPU work: many small steps, and forked workers
+        raise GenerationError(f"{where}: fit a steering head on a model loaded on the CPU "
+                              "(`molvae steer` does)")
     if loaded.conditions is None:
         raise GenerationError(f"{where} is not a conditional model: there is no request to steer to")
     names = [n for n in loaded.conditions.names if n in chem.PROPERTIES]
@@ -85,7 +88,8 @@ def _collect_job(job: tuple, loaded: LoadedModel | None = None) -> tuple:
     values = np.array([[r.get(n, np.nan) for n in names] for r in rows], dtype=np.float32)
     ok = np.flatnonzero(np.isfinite(values).all(1))
     ids = [loaded.vocab.to_ids(pairs[i][0]) for i in ok]
-    tokens = np.full((len(ids), max(map(len, ids), default=2)), PAD_ID, dtype=np.uint8)
+    tokens = np.full((len(ids), max(map(len, ids), default=2)), PAD_ID,
+                     dtype=np.uint8 if len(loaded.vocab) < 256 else np.int16)
     for i, row in enumerate(ids):
         tokens[i, : len(row)] = row
     return z[ok].half(), cond[ok].half(), tokens, values[ok]
@@ -142,9 +146,11 @@ def _loss(loaded: LoadedModel, head: SteeringHead, draws: dict, idx: torch.Tenso
 def fit(loaded: LoadedModel, draws: dict, epochs: int = 4, batch_size: int = 256, lr: float = 2e-3,
         seed: int = 0, threads: int | None = None, progress: Progress | None = None
         ) -> tuple[SteeringHead, dict]:
-    """A steering head fitted on ``draws`` (``collect``); 2% (at most 2,000) held out. Returns
+    """A steering head fitted on ``draws`` (``collect``; a model on the CPU, ``steerable``);
+    2% (at most 2,000) held out. Returns
     the head and a report: held-out NLL, and the mean absolute error of the properties the
     head predicts at each molecule's end, in their units ({name: error})."""
+    steerable(loaded)
     space, names = loaded.conditions, draws["names"]
     k = [space.names.index(n) for n in names]
     mean, std = torch.tensor(space.mean)[k].float(), torch.tensor(space.std)[k].float()
@@ -152,9 +158,9 @@ def fit(loaded: LoadedModel, draws: dict, epochs: int = 4, batch_size: int = 256
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(target), generator=gen)
     held, train = order[: min(2000, len(order) // 50)], order[min(2000, len(order) // 50):]
-    if len(train) < batch_size:
-        raise GenerationError(f"{len(train)} draws to fit a steering head on: draw more (at least "
-                              f"{batch_size + 50})")
+    if len(held) == 0 or len(train) < batch_size:
+        raise GenerationError(f"{len(order)} draws to fit a steering head on: draw more (at least "
+                              f"{max(50, batch_size * 50 // 49 + 1)})")
     with torch.random.fork_rng(), parallel.torch_threads(threads or parallel.resolve_workers(None)):
         torch.manual_seed(seed)  # the head's initial weights (the global stream restored after)
         head = SteeringHead(len(loaded.vocab), loaded.model_config.decoder_hidden_size, len(names))

@@ -122,6 +122,9 @@ def _torch_scope(seed: int, threads: int | None):
 def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
            resume: str | Path | None) -> _Loop:
     """Build the model, optimizer and schedule; load weights (init_from) or a whole run (resume)."""
+    if model_cfg.steering:
+        raise TrainingError("model.steering: a steering head is fitted after training (`molvae "
+                            "steer`), not trained; leave it empty")
     device = resolve_device(cfg.device)
     model = build_model(model_cfg, len(train_ds.vocab)).to(device)
     if cfg.freeze_encoder:  # posteriors stay fixed; a step skips the encoder's backward pass
@@ -152,18 +155,14 @@ def _start(train_ds: EncodedDataset, model_cfg: ModelConfig, cfg: TrainConfig,
     state = read_checkpoint(source)
     if state.get("vocab") != train_ds.vocab.to_list():
         raise CheckpointError(f"{source}: vocabulary differs from this dataset's")
-    theirs = ModelConfig.model_validate(state["model_config"])
-    dropped = resume is None and bool(theirs.steering)  # a fine-tune leaves a steering head out
+    # a steering head is left out: fitted after training (it read the decoder training changes)
+    theirs = ModelConfig.model_validate(state["model_config"]).model_copy(update={"steering": []})
     # fine-tune into a conditional model, or one with a sample flag: new weights start at zero
     grown = {k: getattr(model_cfg, k) for k in ("conditions", "sample_flag")
              if getattr(model_cfg, k) and not getattr(theirs, k)} if resume is None else {}
-    grown.update({"steering": []} if dropped else {})
     if theirs.model_copy(update=grown) != model_cfg:
         raise _config_differs(source, model_cfg, theirs.model_copy(update=grown))
-    if grown:
-        load_widened(model, state["model_state"])
-    else:
-        model.load_state_dict(state["model_state"])
+    load_widened(model, state["model_state"])  # the same model's weights, or grown ones
     if state.get("conditions") is not None:  # its condition weights read its standardization
         loop.conditions = ConditionSpace.from_record(state["conditions"])
     if resume is None:

@@ -284,7 +284,9 @@ def test_preflight_refuses_what_would_fail_or_empty_a_run_later(cvae, tmp_path):
             (['score.known_smiles_column="smi"'], ConfigError, "has no column 'smi' \\(columns: SMILES"),
             (['tracking.tracking_uri="file:///tmp/mlruns"'], ConfigError, "sqlite:///FILE.db"),
             (["conditional.targets=[{logp = 1}]", "generate.condition_steer=5"], GenerationError,
-             "has no steering head")]:
+             "has no steering head"),
+            (["retrain=true", "conditional.targets=[{logp = 1}]", "generate.condition_steer=5"],
+             ConfigError, "a model this run trains has no steering head")]:
         with pytest.raises(error, match=match):
             preflight(load_config(overrides=[*base, *extra]), "pipeline")
     junk = tmp_path / "model.pt"

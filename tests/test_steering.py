@@ -97,6 +97,8 @@ def test_a_model_that_cannot_be_steered_says_why(tiny, cvae, run_main, tmp_path)
     assert rc == 1 and "not a conditional model" in err and not (tmp_path / "s.pt").exists()
     rc, _, err = run_main("export", cvae.path, tmp_path / "e.pt", "--condition-steer", 5)
     assert rc == 1 and "has no steering head" in err
+    rc, _, err = run_main("export", tiny.path, tmp_path / "e.pt", "--condition-steer", 5)
+    assert rc == 1 and "is not conditional: condition_steer" in err  # not "fit a head"
     from molvae.config import SHIPPED_MODEL
 
     before = SHIPPED_MODEL.stat().st_mtime_ns
@@ -111,6 +113,32 @@ def test_a_model_that_cannot_be_steered_says_why(tiny, cvae, run_main, tmp_path)
     rc, _, err = run_main("sample", "--model", cvae.path, "-n", 5, "--set", "generate.condition_steer=3",
                           "-o", tmp_path / "s.csv")
     assert rc == 0 and "steered" not in err
+
+
+def test_the_sampler_line_says_steered_only_where_the_head_steers(steered):
+    import dataclasses
+
+    from molvae.cli.generate import sampler_text
+    from molvae.generate import settings
+
+    assert "steered at strength 7" in sampler_text(steered, settings(condition={"qed": 0.8}))
+    assert "steered" not in sampler_text(steered, settings(condition={"qed": 0.8}, condition_steer=0))
+    logp_only = dataclasses.replace(  # a head predicting logP alone: a QED request is not steered
+        steered, model_config=steered.model_config.model_copy(update={"steering": ["logp"]}))
+    assert "steered" not in sampler_text(logp_only, settings(condition={"qed": 0.8}))
+    assert "steered at strength 7" in sampler_text(logp_only, settings(condition={"logp": 1}))
+
+
+def test_a_steering_head_is_never_trained(tmp_path):
+    from molvae.config import DataConfig, ModelConfig, TrainConfig
+    from molvae.errors import TrainingError
+    from molvae.train import train_model
+    from tests.conftest import SHIPPED_TRAIN
+
+    with pytest.raises(TrainingError, match="fitted after training"):
+        train_model(DataConfig(path=SHIPPED_TRAIN, limit=300, cache_dir=tmp_path / "cache"),
+                    ModelConfig(conditions=["logp"], steering=["logp"]),
+                    TrainConfig(epochs=1, out_dir=tmp_path / "run", threads=1))
 
 
 def test_a_fine_tune_from_a_steered_model_leaves_the_head_out(steered, tmp_path):

@@ -127,8 +127,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     # fail before the progress bar appears
     candidates.check_novelty(cfg.score, loaded)  # the novelty filter needs the hashes
     uses_width(loaded, cfg.generate)  # a width that would change nothing fails here
+    _request_notes(loaded, cfg.generate.condition)  # first: a model without conditions
     uses_steer(loaded, cfg.generate)  # steering asked of a model without a steering head
-    _request_notes(loaded, cfg.generate.condition)
     print(sampler_text(loaded, cfg.generate), file=sys.stderr)
     bar = progress_bar(cfg.generate.num_samples, "sample")
     df = sample(loaded, cfg.generate, progress=bar.update)
@@ -174,7 +174,7 @@ def sampler_text(loaded, g) -> str:
     "sampler: stored codes at width 1.3, greedy tokens, ring grammar, 10 refinement passes"."""
     from molvae import generate
     from molvae.latent import resolve_prior
-    from molvae.steering import uses_steer
+    from molvae.steering import steered
 
     if resolve_prior(loaded, g.prior) == "posterior":
         parts = [f"stored codes at width {generate.uses_width(loaded, g) or loaded.prior['width']:g}"]
@@ -193,8 +193,8 @@ def sampler_text(loaded, g) -> str:
         parts.append("the decoder's sampler weights (refinement distilled)")
     if g.condition:
         parts.append(f"guidance {generate.uses_guidance(loaded, g):g}")
-        if strength := uses_steer(loaded, g):
-            parts.append(f"steered at strength {strength:g}")
+        if (steering := steered(loaded, g, None)) is not None:  # a property its head predicts
+            parts.append(f"steered at strength {steering.strength:g}")
         if (k := generate.uses_draws(g, generate.request(loaded, g.condition))) > 1:
             parts.append(f"the nearest of {k} decoded molecules by RDKit properties")
     return "sampler: " + ", ".join(parts)

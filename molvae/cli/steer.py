@@ -24,7 +24,7 @@ def add_steer_command(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--out", help="write the steered model here instead (.pt)")
     parser.add_argument("-n", "--molecules", type=int, default=100_000,
                         help="request draws to fit on (default 100,000: ~3 minutes of drawing "
-                             "and ~12 of fitting on two cores)")
+                             "and ~18 of fitting on two cores)")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the draws (default 4)")
     parser.add_argument("--strength", type=float, default=10.0,
                         help="the steering strength the model's requests use by default "

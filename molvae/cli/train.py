@@ -88,7 +88,8 @@ def cmd_export(args: argparse.Namespace) -> None:
         }.items() if v is not None})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.condition_steer and not read_checkpoint(check_input(args.src))["model_config"].get("steering"):
+    mcfg = read_checkpoint(check_input(args.src))["model_config"]  # conditional: export_model checks
+    if args.condition_steer and mcfg.get("conditions") and not mcfg.get("steering"):
         raise UsageError(f"--condition-steer: {args.src} has no steering head (fit one: `molvae steer`)")
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
