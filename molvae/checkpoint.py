@@ -284,17 +284,17 @@ def export_model(src: str | Path, dest: str | Path, *, half: bool = False,
     store them as 8-bit per-dimension grids (a quarter of float32, half of float16).
     ``width``: the prior width sampling uses by default; ``sampling``: defaults stored with
     the model where the config leaves them unset (``check_sampling``; condition_*: a
-    conditional model's, for requests), merged into those the source stores.
-    """
-    sampling = check_sampling(sampling or {})  # before any work
-    state = read_checkpoint(src)
-    asked = ", ".join(k for k in sampling if k.startswith("condition_"))
-    if asked and not state["model_config"].get("conditions"):
+    conditional model's, for requests; condition_steer: one with a steering head), merged into
+    those the source stores."""
+    sampling, state = check_sampling(sampling or {}), read_checkpoint(src)  # before any work
+    mcfg, asked = state["model_config"], ", ".join(k for k in sampling if k.startswith("condition_"))
+    if asked and not mcfg.get("conditions"):
         raise CheckpointError(f"{src} is not conditional: {asked}: defaults for a model's requests")
-    if "sampler_width" in sampling and not state["model_config"].get("sample_flag"):
+    if sampling.get("condition_steer") and not mcfg.get("steering"):
+        raise CheckpointError(f"{src} has no steering head to set a strength of (`molvae steer` fits one)")
+    if "sampler_width" in sampling and not mcfg.get("sample_flag"):
         raise CheckpointError(f"{src} has no sampler weights (model.sample_flag) to set a width of")
-    keep = {k: v for k, v in state.items() if k not in TRAINING_ONLY}
-    dest = Path(dest)
+    keep, dest = {k: v for k, v in state.items() if k not in TRAINING_ONLY}, Path(dest)
     if half:
         keep["model_state"] = {k: v.half() if v.is_floating_point() else v
                                for k, v in keep["model_state"].items()}

@@ -10,7 +10,6 @@ docs/sample_quality.md, session 25).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,18 +94,13 @@ def make_pairs(loaded: LoadedModel, n: int, seed: int = 0, cfg: GenerateConfig |
     for lo in range(0, n, BATCH):
         batch_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         jobs.append((latent(min(BATCH, n - lo)).cpu(), batch_seed, cfg))
-    workers = parallel.resolve_workers(workers)
-    parts = []
-    with contextlib.ExitStack() as stack:  # worker processes (each with the model) or here
-        if workers > 1 and len(jobs) > 1 and parallel.START_METHOD == "fork":
-            pool = stack.enter_context(parallel.pool(workers, generate._start_worker, (loaded,)))
-            done = pool.imap(_pairs_chunk, jobs)
-        else:
-            done = (_pairs_chunk(job, loaded) for job in jobs)
-        for job, part in zip(jobs, done, strict=True):
-            parts.append((job[0], *part))
-            if progress:
-                progress(len(job[0]))
+    parts = []  # worker processes (each with the model) or here
+    done = parallel.imap_forked(_pairs_chunk, jobs, parallel.resolve_workers(workers),
+                                generate._start_worker, (loaded,), (loaded,))
+    for job, part in zip(jobs, done, strict=True):
+        parts.append((job[0], *part))
+        if progress:
+            progress(len(job[0]))
     if not sum(len(ok) for _, ok, _, _, _ in parts):
         raise DataError(f"none of the {n:,} draws gave a molecule the model's vocabulary "
                         "writes: no pairs")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["START_METHOD", "default_workers", "resolve_workers", "pool", "map_chunks",
-           "torch_threads"]
+           "torch_threads", "imap_forked"]
 
 # 'fork' where available: workers start in milliseconds instead of re-importing RDKit, and
 # take a pool initializer's arguments as they are, unpickled (prior sampling hands its
@@ -50,6 +50,18 @@ def pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()
         p.close()
     finally:
         p.join()
+
+
+def imap_forked(fn: Callable, jobs: Sequence, workers: int, initializer: Callable,
+                initargs: tuple, here: tuple = ()) -> Iterator:
+    """``fn(job)`` for each job, in order, in forked worker processes each set up by
+    ``initializer(*initargs)`` (e.g. handed a model); here, as ``fn(job, *here)``, with one
+    worker, one job, or no fork on this platform (a worker re-importing would lose the model)."""
+    if workers <= 1 or len(jobs) <= 1 or START_METHOD != "fork":
+        yield from (fn(job, *here) for job in jobs)
+        return
+    with pool(workers, initializer, initargs) as p:
+        yield from p.imap(fn, jobs)
 
 
 @contextlib.contextmanager

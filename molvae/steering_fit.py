@@ -10,7 +10,6 @@ decoder's hidden state, the finished molecule's properties for the token written
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +52,7 @@ def steerable(loaded: LoadedModel) -> list[str]:
 def _requests(loaded: LoadedModel, names: list[str], rng: np.random.Generator
               ) -> list[dict[str, tuple[float, float]]]:
     space, props = loaded.conditions, loaded.prior["properties"].double().numpy()
+    bounds = {n: np.quantile(props[:, space.names.index(n)], [0.01, 0.99]) for n in names}
     out = []
     for _ in range(REQUESTS_PER_JOB):
         asked = rng.choice(names, size=min(len(names), rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15])),
@@ -60,8 +60,7 @@ def _requests(loaded: LoadedModel, names: list[str], rng: np.random.Generator
         row, request = props[rng.integers(len(props))], {}
         for name in asked:
             k = space.names.index(name)
-            lo, hi = np.quantile(props[:, k], [0.01, 0.99])
-            v = float(np.clip(row[k] + 0.5 * space.std[k] * rng.normal(), lo, hi))
+            v = float(np.clip(row[k] + 0.5 * space.std[k] * rng.normal(), *bounds[name]))
             w = 0.5 * space.std[k] * (rng.random() < 0.3)  # a range 30% of the time
             request[str(name)] = (v - w, v + w)
         out.append(request)
@@ -75,14 +74,14 @@ def _collect_job(job: tuple, loaded: LoadedModel | None = None) -> tuple:
     seed, names = job
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     z, cond, requests = [], [], _requests(loaded, names, rng)
+    # decoded as a request decodes (width, greedy, guidance), unsteered
+    cfg = generate.settings(condition=requests[0], condition_steer=0)
+    width = generate.uses_width(loaded, cfg)
     for request in requests:
-        cfg = generate.settings(condition=request, condition_steer=0)
-        latent = LatentPrior(loaded, "posterior", gen, width=generate.uses_width(loaded, cfg),
-                             targets=request)
+        latent = LatentPrior(loaded, "posterior", gen, width=width, targets=request)
         z.append(latent(CODES_PER_REQUEST))
         cond.append(latent.condition(CODES_PER_REQUEST)[0])
     z, cond = torch.cat(z), torch.cat(cond)
-    cfg = generate.settings(condition=requests[0], condition_steer=0)  # greedy, guidance: as requests
     pairs = generate.decode_latent(loaded, z, cfg, generate.uses_greedy(loaded, cfg), seed, cond)
     rows = chem.score_smiles([smi for _, smi in pairs], filters=(), property_names=names, workers=1)
     values = np.array([[r.get(n, np.nan) for n in names] for r in rows], dtype=np.float32)
@@ -105,17 +104,12 @@ def collect(loaded: LoadedModel, n: int, seed: int = 0, workers: int | None = No
     seeds = np.random.default_rng(seed).integers(0, 2**31, math.ceil(n / size))
     jobs = [(int(s), names) for s in seeds]
     update = progress("drawing requests", len(jobs) * size) if progress else None
-    workers, parts = parallel.resolve_workers(workers), []
-    with contextlib.ExitStack() as stack:
-        if workers > 1 and len(jobs) > 1 and parallel.START_METHOD == "fork":
-            pool = stack.enter_context(parallel.pool(workers, generate._start_worker, (loaded,)))
-            done = pool.imap(_collect_job, jobs)
-        else:
-            done = (_collect_job(job, loaded) for job in jobs)
-        for part in done:
-            parts.append(part)
-            if update:
-                update(size)
+    parts = []
+    for part in parallel.imap_forked(_collect_job, jobs, parallel.resolve_workers(workers),
+                                     generate._start_worker, (loaded,), (loaded,)):
+        parts.append(part)
+        if update:
+            update(size)
     width = max(p[2].shape[1] for p in parts)
     tokens = np.concatenate([np.pad(p[2], ((0, 0), (0, width - p[2].shape[1]))) for p in parts])
     return {"z": torch.cat([p[0] for p in parts]), "condition": torch.cat([p[1] for p in parts]),

@@ -70,7 +70,7 @@ def add_train_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from molvae.checkpoint import check_sampling, export_model, read_checkpoint
+    from molvae.checkpoint import check_sampling, export_model
 
     from .common import UsageError, check_input, check_output, copy_companions
 
@@ -88,9 +88,6 @@ def cmd_export(args: argparse.Namespace) -> None:
         }.items() if v is not None})
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    mcfg = read_checkpoint(check_input(args.src))["model_config"]  # conditional: export_model checks
-    if args.condition_steer and mcfg.get("conditions") and not mcfg.get("steering"):
-        raise UsageError(f"--condition-steer: {args.src} has no steering head (fit one: `molvae steer`)")
     if args.hashes_of and args.hashes_apart:
         raise UsageError("--hashes-of and --hashes-apart exclude each other")
     src = check_input(args.src)
